@@ -1,0 +1,305 @@
+"""The exception hierarchy: LiteLLM's names and status codes, carried as values in streams.
+
+Every error knows its HTTP ``status_code``, the ``llm_provider`` and ``model`` it came from,
+and, when it interrupted a stream, the ``partial_response`` rebuilt from what had arrived.
+Constructors take keywords, as LiteLLM's do::
+
+    raise InternalServerError(message="boom", llm_provider="openai", model="gpt-4o")
+
+Secrets never reach these objects: providers pass messages extracted from response bodies,
+never request headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from rxllm.types import ModelResponse
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "AuthenticationError",
+    "BadGatewayError",
+    "BadRequestError",
+    "ContentPolicyViolationError",
+    "ContextWindowExceededError",
+    "InternalServerError",
+    "InvalidToolArgumentsError",
+    "MalformedStreamError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "ServiceUnavailableError",
+    "Timeout",
+    "UnprocessableEntityError",
+    "error_for_status",
+    "resolve_error_class",
+]
+
+
+class APIError(Exception):
+    """Base class of every error rxllm raises about a request or a stream.
+
+    Args:
+        message: What went wrong, in words a person can act on.
+        llm_provider: The provider name (``"openai"``, ``"anthropic"``, ...), if known.
+        model: The model name as the caller gave it, if known.
+        status_code: Overrides the class's default HTTP status.
+        partial_response: The response rebuilt from the chunks received before the error.
+        response_headers: Headers of the HTTP response that carried the error.
+        body: The provider's decoded error body, if any.
+    """
+
+    default_status_code: ClassVar[int] = 500
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        llm_provider: str | None = None,
+        model: str | None = None,
+        status_code: int | None = None,
+        partial_response: ModelResponse | None = None,
+        response_headers: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.llm_provider = llm_provider
+        self.model = model
+        self.status_code = self.default_status_code if status_code is None else status_code
+        self.partial_response = partial_response
+        self.response_headers = dict(response_headers) if response_headers else {}
+        self.body = body
+
+    def __str__(self) -> str:
+        where = "/".join(p for p in (self.llm_provider, self.model) if p)
+        prefix = f"rxllm.{type(self).__name__}"
+        return f"{prefix}: {where}: {self.message}" if where else f"{prefix}: {self.message}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(message={self.message!r}, status_code={self.status_code}, "
+            f"llm_provider={self.llm_provider!r}, model={self.model!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors do not pickle by default; errors cross process pools.
+        return (_rebuild, (type(self), self.message, self._state()))
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "llm_provider": self.llm_provider,
+            "model": self.model,
+            "status_code": self.status_code,
+            "partial_response": self.partial_response,
+            "response_headers": self.response_headers,
+            "body": self.body,
+        }
+
+    def with_partial_response(self, partial_response: ModelResponse | None) -> APIError:
+        """Attach the partial response (once) and return ``self``, for re-raising."""
+        if self.partial_response is None:
+            self.partial_response = partial_response
+        return self
+
+
+def _rebuild(cls: type[APIError], message: str, state: dict[str, Any]) -> APIError:
+    err = cls(message)
+    err.__dict__.update(state)
+    return err
+
+
+class BadRequestError(APIError):
+    """The request was rejected as invalid (HTTP 400), including bad arguments to rxllm."""
+
+    default_status_code = 400
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt does not fit the model's context window (HTTP 400)."""
+
+
+class ContentPolicyViolationError(BadRequestError):
+    """The provider refused the input under its content policy (HTTP 400)."""
+
+
+class RequestTooLargeError(BadRequestError):
+    """The request body is larger than the server accepts (HTTP 413)."""
+
+    default_status_code = 413
+
+
+class AuthenticationError(APIError):
+    """The API key is missing or wrong (HTTP 401)."""
+
+    default_status_code = 401
+
+
+class PermissionDeniedError(APIError):
+    """The key is valid but may not do this (HTTP 403)."""
+
+    default_status_code = 403
+
+
+class NotFoundError(APIError):
+    """The model or endpoint does not exist (HTTP 404)."""
+
+    default_status_code = 404
+
+
+class Timeout(APIError):
+    """The request, the first chunk, or a gap between chunks took too long (HTTP 408)."""
+
+    default_status_code = 408
+
+
+class UnprocessableEntityError(APIError):
+    """The request was well-formed but could not be processed (HTTP 422)."""
+
+    default_status_code = 422
+
+
+class RateLimitError(APIError):
+    """Too many requests (HTTP 429); ``retry_after`` holds the server's hint in seconds."""
+
+    default_status_code = 429
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "retry_after": self.retry_after}
+
+
+class InternalServerError(APIError):
+    """The provider failed, or the model misbehaved (a repeating stream) (HTTP 500)."""
+
+    default_status_code = 500
+
+
+class BadGatewayError(APIError):
+    """An upstream gateway failed (HTTP 502)."""
+
+    default_status_code = 502
+
+
+class ServiceUnavailableError(APIError):
+    """The provider is overloaded or down (HTTP 503)."""
+
+    default_status_code = 503
+
+
+class APIConnectionError(APIError):
+    """The connection failed or the stream ended before its terminator (HTTP 500)."""
+
+    default_status_code = 500
+
+
+class MalformedStreamError(APIError):
+    """The provider sent bytes that are not the stream format it promised (HTTP 502)."""
+
+    default_status_code = 502
+
+
+class InvalidToolArgumentsError(ValueError):
+    """A tool call's arguments are not valid JSON.
+
+    Args:
+        name: The tool's function name.
+        arguments: The raw arguments string.
+        reason: What the JSON parser said.
+    """
+
+    def __init__(self, name: str | None, arguments: str, reason: str) -> None:
+        shown = arguments if len(arguments) <= 200 else arguments[:200] + "..."
+        super().__init__(f"tool call {name!r} has invalid JSON arguments ({reason}): {shown!r}")
+        self.name = name
+        self.arguments = arguments
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.arguments, self.reason))
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: Timeout,
+    413: RequestTooLargeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+    500: InternalServerError,
+    502: BadGatewayError,
+    503: ServiceUnavailableError,
+    504: Timeout,
+}
+
+_CONTEXT_HINTS = ("context length", "context_length", "context window", "maximum context", "too many tokens")
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> APIError:
+    """Build the error class that matches an HTTP status, as LiteLLM maps them.
+
+    Args:
+        status: The HTTP status code.
+        message: The provider's error message.
+        headers: Response headers; ``Retry-After`` feeds ``RateLimitError.retry_after``.
+        **kwargs: Passed on to the error (``llm_provider``, ``model``, ``body``, ...).
+
+    Returns:
+        An instance of the matching ``APIError`` subclass, with ``status_code=status``.
+    """
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        cls = InternalServerError if status >= 500 else BadRequestError if status >= 400 else APIError
+    if cls is BadRequestError and any(h in message.lower() for h in _CONTEXT_HINTS):
+        cls = ContextWindowExceededError
+    if cls is RateLimitError:
+        return RateLimitError(
+            message,
+            retry_after=_retry_after(headers),
+            status_code=status,
+            response_headers=headers,
+            **kwargs,
+        )
+    return cls(message, status_code=status, response_headers=headers, **kwargs)
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def resolve_error_class(name: str) -> type[APIError]:
+    """Turn ``"rxllm.RateLimitError"`` or ``"RateLimitError"`` into the class.
+
+    Raises:
+        BadRequestError: When no rxllm error has that name.
+    """
+    short = name.rsplit(".", 1)[-1]
+    cls = globals().get(short)
+    if isinstance(cls, type) and issubclass(cls, APIError):
+        return cls
+    known = ", ".join(sorted(n for n in __all__ if n[0].isupper() and n != "InvalidToolArgumentsError"))
+    raise BadRequestError(f"unknown error name {name!r}; known: {known}")

@@ -1,0 +1,108 @@
+"""The provider registry: ``"provider/model"`` strings to the module that speaks that protocol.
+
+Provider modules are imported lazily, so ``import rxllm`` stays cheap. Each module named
+here exposes ``get_provider(prefix: str) -> Provider``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Final
+
+from rxllm.errors import BadRequestError
+from rxllm.providers.base import ChatRequest, Provider
+
+__all__ = ["ChatRequest", "Provider", "get_provider", "known_providers", "register_provider", "split_model"]
+
+_OPENAI: Final = "rxllm.providers.openai"
+
+#: prefix -> module implementing it
+_MODULES: dict[str, str] = {
+    "openai": _OPENAI,
+    "azure_openai": _OPENAI,
+    "deepseek": _OPENAI,
+    "groq": _OPENAI,
+    "mistral": _OPENAI,
+    "openrouter": _OPENAI,
+    "together_ai": _OPENAI,
+    "fireworks_ai": _OPENAI,
+    "xai": _OPENAI,
+    "hosted_vllm": _OPENAI,
+    "lm_studio": _OPENAI,
+    "ollama_chat": _OPENAI,
+    "anthropic": "rxllm.providers.anthropic",
+    "gemini": "rxllm.providers.gemini",
+    "mock": "rxllm.providers.mock",
+}
+
+_CUSTOM: dict[str, Provider] = {}
+_CACHE: dict[str, Provider] = {}
+
+#: bare model-name prefixes LiteLLM users write without a provider
+_INFERRED: tuple[tuple[str, str], ...] = (
+    ("gpt-", "openai"),
+    ("chatgpt-", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("claude-", "anthropic"),
+    ("gemini-", "gemini"),
+    ("deepseek-", "deepseek"),
+)
+
+
+def known_providers() -> list[str]:
+    """Every provider prefix rxllm understands, sorted."""
+    return sorted({*_MODULES, *_CUSTOM})
+
+
+def register_provider(prefix: str, provider: Provider) -> None:
+    """Make ``prefix/...`` models use ``provider`` (overrides a built-in prefix)."""
+    if not prefix or "/" in prefix:
+        raise BadRequestError(f"provider prefix must be a non-empty name without '/', got {prefix!r}")
+    _CUSTOM[prefix] = provider
+    _CACHE.pop(prefix, None)
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """Split ``"groq/llama-3.1-8b"`` into ``("groq", "llama-3.1-8b")``.
+
+    A bare model name is matched to its provider as LiteLLM does (``gpt-4o`` is OpenAI's,
+    ``claude-...`` Anthropic's, ``gemini-...`` Gemini's).
+
+    Raises:
+        BadRequestError: For an empty model, an unknown prefix (listing the known ones), or a
+            bare name no provider claims.
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequestError(f"model must be a non-empty string like 'openai/gpt-4o', got {model!r}")
+    prefix, sep, rest = model.partition("/")
+    if sep:
+        if prefix in _MODULES or prefix in _CUSTOM:
+            if not rest:
+                raise BadRequestError(f"model {model!r} names the provider {prefix!r} but no model")
+            return prefix, rest
+        # "meta-llama/Llama-3" style names are not prefixes; fall through to inference
+    for start, provider in _INFERRED:
+        if model.startswith(start):
+            return provider, model
+    raise BadRequestError(
+        f"unknown provider for model {model!r}: write it as 'provider/model'; "
+        f"known providers: {', '.join(known_providers())}",
+        model=model,
+    )
+
+
+def get_provider(prefix: str) -> Provider:
+    """The provider for a prefix, importing its module on first use."""
+    if prefix in _CUSTOM:
+        return _CUSTOM[prefix]
+    cached = _CACHE.get(prefix)
+    if cached is not None:
+        return cached
+    module_name = _MODULES.get(prefix)
+    if module_name is None:
+        raise BadRequestError(f"unknown provider {prefix!r}; known providers: {', '.join(known_providers())}")
+    provider: Provider = importlib.import_module(module_name).get_provider(prefix)
+    _CACHE[prefix] = provider
+    return provider
