@@ -1,5 +1,156 @@
-"""rxllm: every LLM provider's stream as a ReactiveX Observable of OpenAI-style chunks."""
+"""rxllm: every LLM provider's stream as a ReactiveX Observable of OpenAI-style chunks.
+
+The reactive heart is :func:`stream` plus :mod:`rxllm.operators`; :func:`completion`,
+:func:`acompletion` and :func:`stream_chunk_builder` keep code written against LiteLLM's
+streaming documentation working with ``litellm`` replaced by ``rxllm``.
+
+Module settings (read when a stream is subscribed):
+
+- ``REPEATED_STREAMING_CHUNK_LIMIT``: how many identical content chunks in a row are
+  allowed before ``InternalServerError`` (default 100, or the environment variable of the
+  same name).
+- ``success_callback`` / ``failure_callback``: lists of callables
+  ``(kwargs, completion_response, start_time, end_time)`` fired once per call.
+"""
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING, Any
+
+from rxllm.adapters import to_async_iterator, to_iterator
+from rxllm.api import AsyncCompletionStream, CompletionStream, acompletion, completion, stream
+from rxllm.errors import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    BadGatewayError,
+    BadRequestError,
+    ContentPolicyViolationError,
+    ContextWindowExceededError,
+    InternalServerError,
+    InvalidToolArgumentsError,
+    MalformedStreamError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
+    ServiceUnavailableError,
+    Timeout,
+    UnprocessableEntityError,
+)
+from rxllm.providers import known_providers, register_provider
+from rxllm.streams import from_async_iterable
+from rxllm.types import (
+    ChatCompletionChunk,
+    Choice,
+    Delta,
+    Function,
+    FunctionDelta,
+    Message,
+    ModelResponse,
+    StreamChoice,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from rxllm import operators as operators
+    from rxllm.builder import stream_chunk_builder as stream_chunk_builder
+    from rxllm.pricing import completion_cost as completion_cost
+    from rxllm.pricing import cost_per_token as cost_per_token
+    from rxllm.pricing import model_cost as model_cost
+    from rxllm.pricing import register_model as register_model
+
 __version__ = "0.1.0"
+
+
+def _limit_from_env() -> int:
+    raw = os.environ.get("REPEATED_STREAMING_CHUNK_LIMIT")
+    if raw is None:
+        return 100
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequestError(f"REPEATED_STREAMING_CHUNK_LIMIT must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise BadRequestError(f"REPEATED_STREAMING_CHUNK_LIMIT must be at least 1, got {value}")
+    return value
+
+
+REPEATED_STREAMING_CHUNK_LIMIT: int = _limit_from_env()
+success_callback: list[Any] = []
+failure_callback: list[Any] = []
+
+# Imported on first use, so that `import rxllm` stays cheap.
+_LAZY = {
+    "operators": ("rxllm.operators", None),
+    "stream_chunk_builder": ("rxllm.builder", "stream_chunk_builder"),
+    "completion_cost": ("rxllm.pricing", "completion_cost"),
+    "cost_per_token": ("rxllm.pricing", "cost_per_token"),
+    "model_cost": ("rxllm.pricing", "model_cost"),
+    "register_model": ("rxllm.pricing", "register_model"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'rxllm' has no attribute {name!r}") from None
+    import importlib
+
+    module = importlib.import_module(module_name)
+    return module if attribute is None else getattr(module, attribute)
+
+
+__all__ = [
+    "REPEATED_STREAMING_CHUNK_LIMIT",
+    "APIConnectionError",
+    "APIError",
+    "AsyncCompletionStream",
+    "AuthenticationError",
+    "BadGatewayError",
+    "BadRequestError",
+    "ChatCompletionChunk",
+    "Choice",
+    "CompletionStream",
+    "ContentPolicyViolationError",
+    "ContextWindowExceededError",
+    "Delta",
+    "Function",
+    "FunctionDelta",
+    "InternalServerError",
+    "InvalidToolArgumentsError",
+    "MalformedStreamError",
+    "Message",
+    "ModelResponse",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "ServiceUnavailableError",
+    "StreamChoice",
+    "Timeout",
+    "ToolCall",
+    "ToolCallDelta",
+    "UnprocessableEntityError",
+    "Usage",
+    "acompletion",
+    "completion",
+    "completion_cost",
+    "cost_per_token",
+    "failure_callback",
+    "from_async_iterable",
+    "known_providers",
+    "model_cost",
+    "operators",
+    "register_model",
+    "register_provider",
+    "stream",
+    "stream_chunk_builder",
+    "success_callback",
+    "to_async_iterator",
+    "to_iterator",
+]

@@ -1,0 +1,165 @@
+"""What ``completion``/``acompletion`` add to a stream: the rebuilt response, partial responses
+on errors, and LiteLLM-style ``success_callback``/``failure_callback``, fired once per stream.
+
+Callbacks are any callable, sync or async, with LiteLLM's signature
+``(kwargs, completion_response, start_time, end_time)``:
+
+- on completion: ``success_callback`` with ``kwargs["outcome"] == "completed"``;
+- on error: ``failure_callback`` with ``kwargs["exception"]``;
+- on cancellation (the consumer stopped early): ``success_callback`` with
+  ``kwargs["outcome"] == "cancelled"`` and the partial response and its cost, because a
+  cancelled stream was still generated and billed.
+
+A callback that raises is logged and never breaks the stream. Async callbacks are scheduled
+on the running loop (or rxllm's loop) and not awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import structlog
+from reactivex import Observable, abc
+from reactivex.disposable import CompositeDisposable, Disposable
+
+from rxllm.errors import APIError
+from rxllm.types import ChatCompletionChunk, ModelResponse
+
+__all__ = ["CallInfo", "instrument"]
+
+_log = structlog.get_logger("rxllm")
+_PENDING: set[asyncio.Future[Any]] = set()
+
+
+@attrs.define
+class CallInfo:
+    """One completion call, as callbacks see it; ``response`` is set when the stream ends."""
+
+    model: str
+    messages: list[Any]
+    params: dict[str, Any]
+    stream: bool
+    is_async: bool
+    llm_provider: str | None = None
+    response: ModelResponse | None = None
+
+
+def instrument(info: CallInfo) -> Callable[[Observable[ChatCompletionChunk]], Observable[ChatCompletionChunk]]:
+    """Rebuild the response as chunks pass, attach it to errors, and fire the callbacks once."""
+
+    def operator(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
+        def subscribe(
+            observer: abc.ObserverBase[ChatCompletionChunk], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            from rxllm.builder import ResponseBuilder
+
+            builder = ResponseBuilder(messages=info.messages)
+            start = datetime.datetime.now()
+            ended = False
+
+            def on_next(chunk: ChatCompletionChunk) -> None:
+                builder.add(chunk)
+                observer.on_next(chunk)
+
+            def on_error(exc: Exception) -> None:
+                nonlocal ended
+                ended = True
+                partial = builder.build()
+                if isinstance(exc, APIError):
+                    exc.with_partial_response(partial)
+                _fire(info, "failure", partial, start, exception=exc)
+                observer.on_error(exc)
+
+            def on_completed() -> None:
+                nonlocal ended
+                ended = True
+                response = builder.build()
+                info.response = response
+                _fire(info, "completed", response, start)
+                observer.on_completed()
+
+            def on_dispose() -> None:
+                if not ended:
+                    _fire(info, "cancelled", builder.build(), start)
+
+            subscription = source.subscribe(on_next, on_error, on_completed, scheduler=scheduler)
+            return CompositeDisposable(subscription, Disposable(on_dispose))
+
+        return Observable(subscribe)
+
+    return operator
+
+
+def _cost(response: ModelResponse, model: str) -> float | None:
+    try:
+        from rxllm.pricing import completion_cost
+
+        return completion_cost(completion_response=response, model=model)
+    except Exception:
+        return None
+
+
+def _fire(
+    info: CallInfo,
+    outcome: str,
+    response: ModelResponse,
+    start: datetime.datetime,
+    exception: BaseException | None = None,
+) -> None:
+    settings = sys.modules.get("rxllm")
+    name = "failure_callback" if outcome == "failure" else "success_callback"
+    callbacks = list(getattr(settings, name, None) or ())
+    if not callbacks:
+        return
+    end = datetime.datetime.now()
+    cost = _cost(response, info.model)
+    kwargs: dict[str, Any] = {
+        "model": info.model,
+        "messages": info.messages,
+        "stream": info.stream,
+        "optional_params": info.params,
+        "litellm_params": {"custom_llm_provider": info.llm_provider},
+        "custom_llm_provider": info.llm_provider,
+        "response_cost": cost,
+        "usage": response.usage,
+        "outcome": "error" if outcome == "failure" else outcome,
+        "start_time": start,
+        "end_time": end,
+    }
+    if outcome == "failure":
+        kwargs["exception"] = exception
+        kwargs["partial_response"] = response
+    elif info.stream:
+        kwargs["complete_streaming_response"] = response
+        if info.is_async:
+            kwargs["async_complete_streaming_response"] = response
+    for callback in callbacks:
+        _call(callback, kwargs, response, start, end)
+
+
+def _call(callback: Any, kwargs: dict[str, Any], response: ModelResponse, start: Any, end: Any) -> None:
+    try:
+        result = callback(kwargs, response, start, end)
+        if asyncio.iscoroutine(result):
+            try:
+                loop = asyncio.get_running_loop()
+                future: asyncio.Future[Any] = loop.create_task(result)
+            except RuntimeError:
+                from rxllm.loop import get_loop
+
+                future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(result, get_loop()), loop=get_loop())
+            _PENDING.add(future)
+            future.add_done_callback(_done)
+    except Exception as exc:
+        _log.warning("callback_failed", callback=getattr(callback, "__name__", repr(callback)), error=repr(exc))
+
+
+def _done(future: asyncio.Future[Any]) -> None:
+    _PENDING.discard(future)
+    if not future.cancelled() and future.exception() is not None:
+        _log.warning("callback_failed", error=repr(future.exception()))

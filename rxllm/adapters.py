@@ -1,0 +1,286 @@
+"""The edges: Observables as blocking iterators and as async iterators.
+
+Both edges subscribe once, buffer what arrives (an LLM stream is small; the producer is
+never blocked, so the event loop never is), re-raise errors where the consumer waits, and
+dispose the subscription on ``close()``/``aclose()``, on leaving a ``with`` block, on task
+cancellation, and when the iterator is garbage collected (an abandoned ``for ... break``).
+
+The observer side holds only a small channel object, never the iterator, so dropping the
+iterator really does let it be collected and the upstream request be cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from reactivex import Observable, abc
+
+from rxllm.loop import get_loop, in_loop_thread
+
+__all__ = ["AsyncStreamIterator", "BlockingStreamIterator", "to_async_iterator", "to_iterator"]
+
+T = TypeVar("T")
+
+_NEXT, _ERROR, _DONE = 0, 1, 2
+
+
+class _SubscriptionSlot:
+    """Holds a disposable that may arrive after dispose was asked for (thread-safe)."""
+
+    __slots__ = ("_disposable", "_disposed", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._disposable: abc.DisposableBase | None = None
+        self._disposed = False
+
+    def set(self, disposable: abc.DisposableBase) -> None:
+        with self._lock:
+            if not self._disposed:
+                self._disposable = disposable
+                return
+        disposable.dispose()
+
+    def dispose(self) -> None:
+        with self._lock:
+            if self._disposed:
+                return
+            self._disposed = True
+            disposable, self._disposable = self._disposable, None
+        if disposable is not None:
+            disposable.dispose()
+
+
+# --------------------------------------------------------------------------- blocking
+
+
+class BlockingStreamIterator(Iterator[T]):
+    """A blocking iterator over an Observable, served by rxllm's background loop.
+
+    It subscribes at construction, on rxllm's loop thread, so it works the same in a
+    script, a worker thread and a Jupyter cell (whose own loop is busy running the cell).
+    Use it as a context manager, or call :meth:`close`, to cancel early; garbage
+    collection cancels too.
+    """
+
+    def __init__(self, source: Observable[T]) -> None:
+        if in_loop_thread():
+            raise RuntimeError(
+                "a blocking iterator cannot be used on rxllm's own event-loop thread; "
+                "use to_async_iterator there"
+            )
+        self._queue: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        self._slot = _SubscriptionSlot()
+        self._finished = False
+        self._loop = get_loop()
+        put = self._queue.put
+        slot = self._slot
+
+        def subscribe() -> None:
+            try:
+                disposable = source.subscribe(
+                    on_next=lambda item: put((_NEXT, item)),
+                    on_error=lambda exc: put((_ERROR, exc)),
+                    on_completed=lambda: put((_DONE, None)),
+                )
+            except Exception as exc:
+                put((_ERROR, exc))
+                return
+            slot.set(disposable)
+
+        self._loop.call_soon_threadsafe(subscribe)
+
+    def __iter__(self) -> BlockingStreamIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._finished:
+            raise StopIteration
+        kind, value = self._queue.get()
+        if kind == _NEXT:
+            return value  # type: ignore[no-any-return]
+        self._finished = True
+        self._dispose()
+        if kind == _ERROR:
+            raise value
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop early: dispose the subscription (cancelling the request)."""
+        self._finished = True
+        self._dispose()
+
+    def _dispose(self) -> None:
+        loop = self._loop
+        if loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._slot.dispose)
+        except RuntimeError:  # loop closed concurrently (interpreter exit)
+            pass
+
+    def __enter__(self) -> BlockingStreamIterator[T]:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_finished", True):
+            self.close()
+
+
+def to_iterator(source: Observable[T]) -> BlockingStreamIterator[T]:
+    """A blocking iterator over ``source`` (subscribes now, on rxllm's loop thread).
+
+    Raises:
+        RuntimeError: When called on rxllm's own loop thread, where blocking would deadlock.
+    """
+    return BlockingStreamIterator(source)
+
+
+# --------------------------------------------------------------------------- async
+
+
+class _Channel(Generic[T]):
+    """The observer side of an async iterator: a buffer and one waiter, on one loop."""
+
+    __slots__ = ("buffer", "loop", "thread_id", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.thread_id = threading.get_ident()
+        self.buffer: deque[tuple[int, Any]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def push(self, item: tuple[int, Any]) -> None:
+        if threading.get_ident() != self.thread_id:
+            self.loop.call_soon_threadsafe(self._push, item)
+        else:
+            self._push(item)
+
+    def _push(self, item: tuple[int, Any]) -> None:
+        self.buffer.append(item)
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class AsyncStreamIterator(AsyncIterator[T]):
+    """An async iterator over an Observable, on the running loop.
+
+    It subscribes on first use (or at :meth:`start`). ``aclose()``, leaving an
+    ``async with`` block, cancelling the consuming task, or garbage collection disposes
+    the subscription; errors are raised at the ``await``.
+    """
+
+    def __init__(self, source: Observable[T]) -> None:
+        self._source = source
+        self._channel: _Channel[T] | None = None
+        self._slot = _SubscriptionSlot()
+        self._finished = False
+
+    def start(self) -> None:
+        """Subscribe now (idempotent); must be called with a running loop."""
+        if self._channel is not None:
+            return
+        channel: _Channel[T] = _Channel(asyncio.get_running_loop())
+        self._channel = channel
+        push = channel.push
+        try:
+            disposable = self._source.subscribe(
+                on_next=lambda item: push((_NEXT, item)),
+                on_error=lambda exc: push((_ERROR, exc)),
+                on_completed=lambda: push((_DONE, None)),
+            )
+        except Exception as exc:
+            push((_ERROR, exc))
+            return
+        self._slot.set(disposable)
+
+    def __aiter__(self) -> AsyncStreamIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._finished:
+            raise StopAsyncIteration
+        channel = self._channel
+        if channel is None:
+            self.start()
+            channel = self._channel
+            assert channel is not None
+        buffer = channel.buffer
+        if not buffer:
+            waiter = channel.loop.create_future()
+            channel.waiter = waiter
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                self._finish()
+                raise
+        kind, value = buffer.popleft()
+        if kind == _NEXT:
+            return value  # type: ignore[no-any-return]
+        self._finish()
+        if kind == _ERROR:
+            raise value
+        raise StopAsyncIteration
+
+    async def peek_ready(self) -> None:
+        """Wait until the first item, error or completion has arrived (without taking it)."""
+        if self._channel is None:
+            self.start()
+        channel = self._channel
+        assert channel is not None
+        if channel.buffer or self._finished:
+            return
+        waiter = channel.loop.create_future()
+        channel.waiter = waiter
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            self._finish()
+            raise
+
+    def first_error(self) -> BaseException | None:
+        """The error at the head of the buffer, if the stream failed before any item."""
+        channel = self._channel
+        if channel is not None and channel.buffer and channel.buffer[0][0] == _ERROR:
+            exc: BaseException = channel.buffer[0][1]
+            return exc
+        return None
+
+    async def aclose(self) -> None:
+        """Stop early: dispose the subscription (cancelling the request)."""
+        self._finish()
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._slot.dispose()
+
+    async def __aenter__(self) -> AsyncStreamIterator[T]:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._finish()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_finished", True):
+            self._finish()
+
+
+def to_async_iterator(source: Observable[T]) -> AsyncStreamIterator[T]:
+    """An async iterator over ``source``; it subscribes on first ``__anext__``."""
+    return AsyncStreamIterator(source)

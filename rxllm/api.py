@@ -1,0 +1,310 @@
+"""The public API: ``stream()`` (the reactive heart) and LiteLLM-compatible ``completion``/``acompletion``.
+
+``stream()`` returns the provider's cold Observable of chunks and nothing more: compose
+operators on it. ``completion``/``acompletion`` are thin compositions for code written
+against LiteLLM: repeated-chunk detection with the module limit, the partial response on
+errors, ``success_callback``/``failure_callback`` fired once per stream, and the sync or
+async iterator edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from reactivex import Observable
+
+from rxllm._instrument import CallInfo, instrument
+from rxllm.adapters import AsyncStreamIterator, BlockingStreamIterator, to_async_iterator, to_iterator
+from rxllm.errors import BadRequestError
+from rxllm.providers import ChatRequest, get_provider, split_model
+from rxllm.providers.mock import mock_error
+from rxllm.streams import from_async_iterable
+from rxllm.types import ChatCompletionChunk, ModelResponse
+
+__all__ = [
+    "AsyncCompletionStream",
+    "CompletionStream",
+    "acompletion",
+    "build_request",
+    "completion",
+    "stream",
+]
+
+_VALID_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_MOCK_PARAMS = ("mock_response", "mock_tool_calls")
+
+
+def build_request(model: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> ChatRequest:
+    """Validate the arguments and resolve the provider, before any I/O.
+
+    ``mock_response`` (or ``mock_tool_calls``) sends any model to the mock provider, as in
+    LiteLLM; the model name is kept so costs are computed for it.
+
+    Raises:
+        BadRequestError: For a missing model, an unknown provider (listing the known ones),
+            messages that are not a list of role/content dicts, or bad parameter types.
+    """
+    provider, provider_model = split_model(model) if not _is_mock(params) else ("mock", model)
+    checked = _check_messages(messages, model)
+    rest = {k: v for k, v in params.items() if v is not None}
+    api_base = rest.pop("api_base", None) or rest.pop("base_url", None)
+    rest.pop("base_url", None)
+    api_key = rest.pop("api_key", None)
+    timeout = _seconds(rest.pop("timeout", None), "timeout", model)
+    stream_timeout = _seconds(rest.pop("stream_timeout", None), "stream_timeout", model)
+    extra_headers = rest.pop("extra_headers", None) or {}
+    rest.pop("stream", None)
+    if not isinstance(extra_headers, Mapping):
+        raise BadRequestError("extra_headers must be a dict of header names to values", model=model)
+    if api_base is not None and not isinstance(api_base, str):
+        raise BadRequestError(f"api_base must be a URL string, got {type(api_base).__name__}", model=model)
+    if api_key is not None and not isinstance(api_key, str):
+        raise BadRequestError(f"api_key must be a string, got {type(api_key).__name__}", model=model)
+    return ChatRequest(
+        model=provider_model,
+        provider=provider,
+        messages=checked,
+        params=rest,
+        api_base=api_base,
+        api_key=api_key,
+        timeout=timeout,
+        stream_timeout=stream_timeout,
+        extra_headers=dict(extra_headers),
+        original_model=model,
+    )
+
+
+def _is_mock(params: Mapping[str, Any]) -> bool:
+    return any(params.get(name) is not None for name in _MOCK_PARAMS)
+
+
+def _seconds(value: Any, name: str, model: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise BadRequestError(f"{name} must be a positive number of seconds, got {value!r}", model=model)
+    return float(value)
+
+
+def _check_messages(messages: Any, model: str) -> tuple[Mapping[str, Any], ...]:
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise BadRequestError(
+            f"messages must be a list of {{'role': ..., 'content': ...}} dicts, got {type(messages).__name__}",
+            model=model,
+        )
+    if not messages:
+        raise BadRequestError("messages must not be empty", model=model)
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise BadRequestError(
+                f"messages[{i}] must be a dict with 'role' and 'content', got {type(message).__name__}",
+                model=model,
+            )
+        role = message.get("role")
+        if role not in _VALID_ROLES:
+            raise BadRequestError(
+                f"messages[{i}] has role {role!r}; expected one of {', '.join(sorted(_VALID_ROLES))}",
+                model=model,
+            )
+        content = message.get("content")
+        if content is None and role != "assistant" and role != "tool":
+            raise BadRequestError(f"messages[{i}] ({role}) has no 'content'", model=model)
+        if content is not None and not isinstance(content, str | list):
+            raise BadRequestError(
+                f"messages[{i}].content must be a string or a list of parts, got {type(content).__name__}",
+                model=model,
+            )
+    return tuple(messages)
+
+
+def stream(model: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Observable[ChatCompletionChunk]:
+    """The provider's response as a cold Observable of chunks.
+
+    Each subscription makes one request; disposing cancels it and closes the connection.
+    Nothing is added: compose :mod:`rxllm.operators` on it.
+
+    Args:
+        model: ``"provider/model"`` (``"openai/gpt-4o"``, ``"mock/echo"``) or a bare name a
+            provider claims (``"gpt-4o"``).
+        messages: OpenAI-format messages.
+        **params: OpenAI parameters (``temperature``, ``tools``, ``max_tokens``, ...),
+            transport settings (``api_base``, ``api_key``, ``timeout``, ``stream_timeout``,
+            ``extra_headers``) and mock settings (``mock_response``, ``mock_delay``, ...).
+
+    Raises:
+        BadRequestError: Invalid arguments, raised now, before any I/O.
+        APIError: ``mock_response`` given as an error is raised now, too.
+    """
+    request = build_request(model, messages, params)
+    if request.provider == "mock":
+        error = mock_error(request.params.get("mock_response"), llm_provider=_claimed(model), model=model)
+        if error is not None:
+            raise error
+    provider = get_provider(request.provider)
+    return from_async_iterable(lambda: provider.stream(request))
+
+
+def _claimed(model: str) -> str:
+    try:
+        return split_model(model)[0]
+    except BadRequestError:
+        return "mock"
+
+
+def _pipeline(
+    model: str, messages: Sequence[Mapping[str, Any]], params: dict[str, Any], *, streaming: bool, is_async: bool
+) -> tuple[Observable[ChatCompletionChunk], CallInfo]:
+    from rxllm import operators as ops
+
+    source = stream(model, messages, **params)
+    info = CallInfo(model=model, messages=list(messages), params=params, stream=streaming, is_async=is_async)
+    provider = _claimed(model)
+    info.llm_provider = provider
+    pipeline = source.pipe(
+        ops.detect_repeated_chunks(llm_provider=provider),
+        instrument(info),
+    )
+    return pipeline, info
+
+
+class CompletionStream(Iterator[ChatCompletionChunk]):
+    """What ``completion(stream=True)`` returns: a blocking iterator of chunks.
+
+    The request has started (and failed, if it failed before its first chunk) by the time
+    ``completion`` returns. ``observable`` is the underlying Observable (subscribing it again
+    makes a new request); ``response`` is the rebuilt final response once the stream ends.
+    Leave a ``with`` block or call :meth:`close` to cancel early.
+    """
+
+    def __init__(self, observable: Observable[ChatCompletionChunk], info: CallInfo) -> None:
+        self.observable = observable
+        self._info = info
+        self._iterator: BlockingStreamIterator[ChatCompletionChunk] = to_iterator(observable)
+        self._lookahead: list[ChatCompletionChunk] = []
+        try:
+            self._lookahead.append(next(self._iterator))
+        except StopIteration:
+            pass
+
+    @property
+    def response(self) -> ModelResponse | None:
+        """The final response rebuilt from the chunks, once the stream has completed."""
+        return self._info.response
+
+    def __iter__(self) -> CompletionStream:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        if self._lookahead:
+            return self._lookahead.pop()
+        return next(self._iterator)
+
+    def close(self) -> None:
+        """Cancel the request if it is still streaming."""
+        self._iterator.close()
+
+    def __enter__(self) -> CompletionStream:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<CompletionStream model={self._info.model!r}>"
+
+
+class AsyncCompletionStream(AsyncIterator[ChatCompletionChunk]):
+    """What ``await acompletion(stream=True)`` returns: an async iterator of chunks.
+
+    See :class:`CompletionStream`; ``aclose()`` or leaving ``async with`` cancels early.
+    """
+
+    def __init__(self, observable: Observable[ChatCompletionChunk], info: CallInfo) -> None:
+        self.observable = observable
+        self._info = info
+        self._iterator: AsyncStreamIterator[ChatCompletionChunk] = to_async_iterator(observable)
+
+    async def _start(self) -> None:
+        await self._iterator.peek_ready()
+        error = self._iterator.first_error()
+        if error is not None:
+            await self._iterator.aclose()
+            raise error
+
+    @property
+    def response(self) -> ModelResponse | None:
+        """The final response rebuilt from the chunks, once the stream has completed."""
+        return self._info.response
+
+    def __aiter__(self) -> AsyncCompletionStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        return await self._iterator.__anext__()
+
+    async def aclose(self) -> None:
+        """Cancel the request if it is still streaming."""
+        await self._iterator.aclose()
+
+    async def __aenter__(self) -> AsyncCompletionStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<AsyncCompletionStream model={self._info.model!r}>"
+
+
+def completion(
+    model: str, messages: Sequence[Mapping[str, Any]], stream: bool = False, **params: Any
+) -> Any:
+    """LiteLLM's ``completion``: the final response, or with ``stream=True`` an iterator of chunks.
+
+    Streams get repeated-chunk detection (``rxllm.REPEATED_STREAMING_CHUNK_LIMIT``) and fire
+    ``rxllm.success_callback`` / ``failure_callback`` once. Errors carry the partial response.
+
+    Returns:
+        A :class:`~rxllm.types.ModelResponse`, or a :class:`CompletionStream` with ``stream=True``.
+
+    Raises:
+        BadRequestError: Invalid arguments (before any I/O).
+        APIError: The provider's error (for streams: at call time if it happened before the
+            first chunk, else while iterating).
+    """
+    pipeline, info = _pipeline(model, messages, dict(params), streaming=stream, is_async=False)
+    iterator = CompletionStream(pipeline, info)
+    if stream:
+        return iterator
+    with iterator:
+        for _ in iterator:
+            pass
+    assert info.response is not None
+    return info.response
+
+
+async def acompletion(
+    model: str, messages: Sequence[Mapping[str, Any]], stream: bool = False, **params: Any
+) -> Any:
+    """LiteLLM's ``acompletion``: as :func:`completion`, on the running event loop.
+
+    Returns:
+        A :class:`~rxllm.types.ModelResponse`, or an :class:`AsyncCompletionStream` with
+        ``stream=True`` (errors before the first chunk are raised here, at the ``await``).
+    """
+    pipeline, info = _pipeline(model, messages, dict(params), streaming=stream, is_async=True)
+    iterator = AsyncCompletionStream(pipeline, info)
+    await iterator._start()
+    if stream:
+        return iterator
+    async with iterator:
+        async for _ in iterator:
+            pass
+    assert info.response is not None
+    return info.response

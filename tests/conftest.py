@@ -1,0 +1,38 @@
+"""Shared test fixtures: leak accounting for tasks, threads and pump tasks."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import rxllm
+from rxllm.loop import THREAD_NAME
+from rxllm.streams import live_pump_tasks
+from tests.support import rxllm_threads, wait_for
+
+
+@pytest.fixture
+def no_leaks() -> Iterator[None]:
+    """Fail the test if it leaves a pump task running or starts a thread that outlives it."""
+    before = {t.ident for t in rxllm_threads()}
+    yield
+    gc.collect()
+    assert wait_for(lambda: live_pump_tasks() == 0), f"{live_pump_tasks()} pump task(s) still running"
+    extra = [t for t in rxllm_threads() if t.ident not in before]
+    assert not extra, f"threads outlived the test: {extra}"
+    loop_threads = [t for t in threading.enumerate() if t.name == THREAD_NAME]
+    assert len(loop_threads) <= 1, "rxllm started more than one loop thread"
+
+
+@pytest.fixture(autouse=True)
+def _reset_settings() -> Iterator[None]:
+    """Module-level settings are global: restore them after every test."""
+    limit = rxllm.REPEATED_STREAMING_CHUNK_LIMIT
+    success, failure = list(rxllm.success_callback), list(rxllm.failure_callback)
+    yield
+    rxllm.REPEATED_STREAMING_CHUNK_LIMIT = limit
+    rxllm.success_callback[:] = success
+    rxllm.failure_callback[:] = failure
