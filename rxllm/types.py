@@ -11,7 +11,6 @@ field, no validation beyond what building the object needs, nested objects only 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 import attrs
@@ -38,8 +37,29 @@ __all__ = [
     "Usage",
 ]
 
+class _Empty(Mapping[str, Any]):
+    """The immutable, picklable empty mapping shared by every object with no unknown keys."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __reduce__(self) -> str:
+        return "EMPTY"
+
+
 #: The shared immutable default for ``extra``: most objects carry no unknown keys.
-EMPTY: Mapping[str, Any] = MappingProxyType({})
+EMPTY: Mapping[str, Any] = _Empty()
 
 _T = TypeVar("_T", bound="_Wire")
 

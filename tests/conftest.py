@@ -11,7 +11,7 @@ import pytest
 import rxllm
 from rxllm.loop import THREAD_NAME
 from rxllm.streams import live_pump_tasks
-from tests.support import rxllm_threads, wait_for
+from support import rxllm_threads, wait_for
 
 
 @pytest.fixture

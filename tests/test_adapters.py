@@ -11,7 +11,7 @@ import reactivex
 
 from rxllm.adapters import to_async_iterator, to_iterator
 from rxllm.streams import from_async_iterable, live_pump_tasks
-from tests.support import settle, wait_for
+from support import settle, wait_for
 
 
 class Endless:

@@ -11,7 +11,7 @@ from reactivex import operators as rx_ops
 
 from rxllm.loop import get_loop
 from rxllm.streams import from_async_iterable, live_pump_tasks
-from tests.support import settle, wait_for
+from support import settle, wait_for
 
 
 class Probe:
