@@ -56,7 +56,7 @@ from rxllm.types import (
 )
 
 if TYPE_CHECKING:
-    from rxllm import operators as operators
+    import rxllm.operators as operators
     from rxllm.builder import stream_chunk_builder as stream_chunk_builder
     from rxllm.pricing import completion_cost as completion_cost
     from rxllm.pricing import cost_per_token as cost_per_token

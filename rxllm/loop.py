@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import importlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -91,10 +92,10 @@ def shutdown(timeout: float = 5.0) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         try:
-            from rxllm.providers import _http
+            http = importlib.import_module("rxllm.providers._http")
         except ImportError:
             return
-        await _http.aclose_sessions()
+        await http.aclose_sessions()
 
     if thread is not None and thread.is_alive():
         try:

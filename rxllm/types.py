@@ -89,7 +89,7 @@ def _slotted_base(cls: type[_T]) -> type[_T]:
 
 def _builder(cls: type[_T]) -> Callable[..., _T]:
     """A fast positional constructor (every field, in order) for ``from_dict``; see above."""
-    names = [a.name for a in attrs.fields(cls)]  # type: ignore[misc]
+    names = [a.name for a in attrs.fields(cls)]  # type: ignore[arg-type]
     body = "".join(f"    self.{n} = {n}\n" for n in names)
     namespace: dict[str, Any] = {}
     exec(f"def __init__(self, {', '.join(names)}):\n{body}", namespace)  # noqa: S102
@@ -835,4 +835,4 @@ class ModelResponse(_Wire):
 
 def evolve(inst: _T, **changes: Any) -> _T:
     """A modified copy of a frozen object (``attrs.evolve``, re-exported for convenience)."""
-    return attrs.evolve(inst, **changes)
+    return attrs.evolve(inst, **changes)  # type: ignore[misc]

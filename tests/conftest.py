@@ -7,11 +7,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from support import rxllm_threads, wait_for
 
 import rxllm
 from rxllm.loop import THREAD_NAME
 from rxllm.streams import live_pump_tasks
-from support import rxllm_threads, wait_for
 
 
 @pytest.fixture

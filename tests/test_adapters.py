@@ -8,10 +8,10 @@ import threading
 
 import pytest
 import reactivex
+from support import settle, wait_for
 
 from rxllm.adapters import to_async_iterator, to_iterator
 from rxllm.streams import from_async_iterable, live_pump_tasks
-from support import settle, wait_for
 
 
 class Endless:

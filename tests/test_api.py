@@ -7,10 +7,10 @@ import gc
 import threading
 
 import pytest
+from support import settle, wait_for
 
 import rxllm
 from rxllm.streams import live_pump_tasks
-from support import settle, wait_for
 
 MESSAGES = [{"role": "user", "content": "Hey, how's it going?"}]
 

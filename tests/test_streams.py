@@ -8,10 +8,10 @@ import threading
 import pytest
 import reactivex
 from reactivex import operators as rx_ops
+from support import settle, wait_for
 
 from rxllm.loop import get_loop
 from rxllm.streams import from_async_iterable, live_pump_tasks
-from support import settle, wait_for
 
 
 class Probe:

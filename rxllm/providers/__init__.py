@@ -77,12 +77,11 @@ def split_model(model: str) -> tuple[str, str]:
     if not isinstance(model, str) or not model.strip():
         raise BadRequestError(f"model must be a non-empty string like 'openai/gpt-4o', got {model!r}")
     prefix, sep, rest = model.partition("/")
-    if sep:
-        if prefix in _MODULES or prefix in _CUSTOM:
-            if not rest:
-                raise BadRequestError(f"model {model!r} names the provider {prefix!r} but no model")
-            return prefix, rest
-        # "meta-llama/Llama-3" style names are not prefixes; fall through to inference
+    # "meta-llama/Llama-3" style names are not prefixes: they fall through to inference
+    if sep and (prefix in _MODULES or prefix in _CUSTOM):
+        if not rest:
+            raise BadRequestError(f"model {model!r} names the provider {prefix!r} but no model")
+        return prefix, rest
     for start, provider in _INFERRED:
         if model.startswith(start):
             return provider, model

@@ -83,8 +83,7 @@ class MockProvider:
         error = mock_error(params.get("mock_response"), llm_provider=request.provider, model=model)
         if error is not None:
             raise error
-        sent = 0
-        for chunk in self._chunks(request, model):
+        for sent, chunk in enumerate(self._chunks(request, model)):
             if fail_after is not None and sent >= fail_after:
                 failure = mock_error(params.get("mock_fail_with"), llm_provider=request.provider, model=model)
                 raise failure or APIConnectionError(
@@ -95,7 +94,6 @@ class MockProvider:
             if delay and sent:
                 await asyncio.sleep(delay)
             yield chunk
-            sent += 1
 
     def _chunks(self, request: ChatRequest, model: str) -> Iterator[ChatCompletionChunk]:
         params = request.params
