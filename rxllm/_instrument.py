@@ -33,7 +33,7 @@ from rxllm.types import ChatCompletionChunk, ModelResponse
 __all__ = ["CallInfo", "instrument"]
 
 _log = structlog.get_logger("rxllm")
-_PENDING: set[asyncio.Future[Any]] = set()
+_PENDING: set[asyncio.Task[Any]] = set()  # asyncio keeps only weak references
 
 
 @attrs.define
@@ -143,23 +143,26 @@ def _fire(
 
 
 def _call(callback: Any, kwargs: dict[str, Any], response: ModelResponse, start: Any, end: Any) -> None:
+    name = getattr(callback, "__name__", repr(callback))
     try:
         result = callback(kwargs, response, start, end)
-        if asyncio.iscoroutine(result):
-            try:
-                loop = asyncio.get_running_loop()
-                future: asyncio.Future[Any] = loop.create_task(result)
-            except RuntimeError:
-                from rxllm.loop import get_loop
-
-                future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(result, get_loop()), loop=get_loop())
-            _PENDING.add(future)
-            future.add_done_callback(_done)
     except Exception as exc:
-        _log.warning("callback_failed", callback=getattr(callback, "__name__", repr(callback)), error=repr(exc))
+        _log.warning("callback_failed", callback=name, error=repr(exc))
+        return
+    if not asyncio.iscoroutine(result):
+        return
+    try:
+        task = asyncio.get_running_loop().create_task(result)
+    except RuntimeError:  # a synchronous caller: run it on rxllm's loop, without waiting
+        from rxllm.loop import get_loop
+
+        future = asyncio.run_coroutine_threadsafe(result, get_loop())
+        future.add_done_callback(lambda f: _log_failure(name, f))
+        return
+    _PENDING.add(task)
+    task.add_done_callback(lambda t: (_PENDING.discard(t), _log_failure(name, t)))
 
 
-def _done(future: asyncio.Future[Any]) -> None:
-    _PENDING.discard(future)
+def _log_failure(name: str, future: Any) -> None:
     if not future.cancelled() and future.exception() is not None:
-        _log.warning("callback_failed", error=repr(future.exception()))
+        _log.warning("callback_failed", callback=name, error=repr(future.exception()))

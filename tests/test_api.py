@@ -250,6 +250,40 @@ class TestCompletion:
         assert len([t for t in threading.enumerate() if t.name == "rxllm-loop"]) == 1
 
 
+class TestCallbacks:
+    def test_async_callback_from_sync_code_runs_on_rxllm_loop(self) -> None:
+        """An async success_callback works for a synchronous stream too (run on rxllm's loop)."""
+        seen = threading.Event()
+
+        async def callback(kwargs, response, start, end):  # type: ignore[no-untyped-def]
+            assert kwargs["complete_streaming_response"] is response
+            seen.set()
+
+        rxllm.success_callback = [callback]
+        list(rxllm.completion("mock/echo", [{"role": "user", "content": "sync"}], stream=True))
+
+        assert seen.wait(2)
+
+    def test_failing_async_callback_is_logged(self) -> None:
+        """An async callback that raises is logged with its name, and nothing else breaks."""
+        from structlog.testing import capture_logs
+
+        async def bad_callback(*_args):  # type: ignore[no-untyped-def]
+            raise ValueError("async bug")
+
+        rxllm.success_callback = [bad_callback]
+        with capture_logs() as logs:
+            async def run() -> str:
+                response = await rxllm.acompletion("mock/echo", [{"role": "user", "content": "ok"}])
+                await settle()
+                return response.choices[0].message.content  # type: ignore[no-any-return]
+
+            content = asyncio.run(run())
+
+        assert content == "ok"
+        assert any(e["event"] == "callback_failed" and e["callback"] == "bad_callback" for e in logs)
+
+
 class TestAcompletion:
     async def test_error_before_first_chunk_raises_at_await(self) -> None:
         """A stream that fails before its first chunk raises at the await, like LiteLLM."""
