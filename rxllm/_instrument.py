@@ -160,7 +160,8 @@ def _call(callback: Any, kwargs: dict[str, Any], response: ModelResponse, start:
         future.add_done_callback(lambda f: _log_failure(name, f))
         return
     _PENDING.add(task)
-    task.add_done_callback(lambda t: (_PENDING.discard(t), _log_failure(name, t)))
+    task.add_done_callback(_PENDING.discard)
+    task.add_done_callback(lambda t: _log_failure(name, t))
 
 
 def _log_failure(name: str, future: Any) -> None:
