@@ -1,0 +1,134 @@
+"""``detect_repeated_chunks``: stop a model that loops on the same chunk (LiteLLM's guard, per choice)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+
+from rxllm.builder import ResponseBuilder
+from rxllm.errors import InternalServerError
+from rxllm.types import ChatCompletionChunk
+
+__all__ = ["DEFAULT_REPEATED_STREAMING_CHUNK_LIMIT", "detect_repeated_chunks"]
+
+#: Used when neither ``rxllm.REPEATED_STREAMING_CHUNK_LIMIT`` nor the environment says otherwise.
+DEFAULT_REPEATED_STREAMING_CHUNK_LIMIT = 100
+
+_ENV = "REPEATED_STREAMING_CHUNK_LIMIT"
+
+
+def _module_limit() -> int:
+    """``rxllm.REPEATED_STREAMING_CHUNK_LIMIT`` now, else the env var, else 100 (read per subscription)."""
+    mod = sys.modules.get("rxllm")
+    value = getattr(mod, "REPEATED_STREAMING_CHUNK_LIMIT", None) if mod is not None else None
+    if value is None:
+        value = os.environ.get(_ENV)
+    if value is None:
+        return DEFAULT_REPEATED_STREAMING_CHUNK_LIMIT
+    return int(value)
+
+
+class _Run:
+    """The current run of identical content in one choice."""
+
+    __slots__ = ("content", "count")
+
+    def __init__(self, content: str) -> None:
+        self.content = content
+        self.count = 1
+
+
+def detect_repeated_chunks(
+    limit: int | None = None,
+    *,
+    llm_provider: str | None = None,
+) -> Callable[[Observable[ChatCompletionChunk]], Observable[ChatCompletionChunk]]:
+    """Pass chunks through; fail when a choice repeats the same content more than ``limit`` times.
+
+    The rules are LiteLLM's, counted per choice index: a choice's ``delta.content`` repeated
+    identically in more than ``limit`` consecutive chunks raises
+    ``rxllm.InternalServerError`` (status 500, ``"The model is repeating the same chunk =
+    <content>."``), and the chunk that crosses the limit is not emitted (101 identical
+    chunks with ``limit=100``: 100 pass, then the error). Content of 2 characters or fewer
+    never counts and resets the run; chunks with empty or ``None`` content are transparent; a
+    chunk carrying tool calls resets its choice's run. The error is a plain
+    ``InternalServerError`` (so retry logic catches it) with ``llm_provider``, ``model`` (from
+    the chunk) and ``partial_response`` (the response rebuilt from the chunks that passed),
+    and the upstream is disposed at once, so the model stops generating.
+
+    ::
+
+        chunks:   -a-a-a-a-|          (limit=2, a = "How are you?")
+        detect_repeated_chunks(2)
+        result:   -a-a-#              # InternalServerError; upstream disposed
+
+    Args:
+        limit: Most identical chunks allowed in a row. ``None`` reads
+            ``rxllm.REPEATED_STREAMING_CHUNK_LIMIT`` at each subscription (else the
+            ``REPEATED_STREAMING_CHUNK_LIMIT`` environment variable, else 100).
+        llm_provider: Put on the error, for logs and retry decisions.
+
+    Returns:
+        An operator ``Observable[ChatCompletionChunk] -> Observable[ChatCompletionChunk]``.
+
+    Raises:
+        ValueError: When ``limit`` is below 1.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+
+    def _detect_repeated_chunks(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
+        def subscribe(
+            observer: abc.ObserverBase[ChatCompletionChunk], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            try:
+                lim = limit if limit is not None else _module_limit()
+            except ValueError as exc:
+                observer.on_error(exc)
+                return Disposable()  # never subscribe: that would start a request for nothing
+            runs: dict[int, _Run] = {}
+            builder = ResponseBuilder()  # ~0.25 µs a chunk, for the error's partial response
+
+            def on_next(chunk: ChatCompletionChunk) -> None:
+                try:
+                    for sc in chunk.choices:
+                        d = sc.delta
+                        if d.tool_calls:
+                            runs.pop(sc.index, None)
+                            continue
+                        c = d.content
+                        if not c or c.__class__ is not str:
+                            continue
+                        if len(c) <= 2:
+                            runs.pop(sc.index, None)
+                            continue
+                        run = runs.get(sc.index)
+                        if run is None or run.content != c:
+                            runs[sc.index] = _Run(c)
+                        else:
+                            run.count += 1
+                            if run.count > lim:
+                                observer.on_error(
+                                    InternalServerError(
+                                        f"The model is repeating the same chunk = {c}.",
+                                        llm_provider=llm_provider,
+                                        model=chunk.model or None,
+                                        partial_response=builder.build(),
+                                    )
+                                )
+                                return
+                    builder.add(chunk)
+                except Exception as exc:
+                    observer.on_error(exc)
+                    return
+                observer.on_next(chunk)
+
+            return source.subscribe(on_next, observer.on_error, observer.on_completed, scheduler=scheduler)
+
+        return Observable(subscribe)
+
+    return _detect_repeated_chunks
