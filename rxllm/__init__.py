@@ -59,7 +59,9 @@ if TYPE_CHECKING:
     import rxllm.operators as operators
     from rxllm.builder import stream_chunk_builder as stream_chunk_builder
     from rxllm.pricing import completion_cost as completion_cost
+    from rxllm.pricing import PriceNotFoundError as PriceNotFoundError
     from rxllm.pricing import cost_per_token as cost_per_token
+    from rxllm.pricing import get_model_info as get_model_info
     from rxllm.pricing import model_cost as model_cost
     from rxllm.pricing import register_model as register_model
 
@@ -89,6 +91,8 @@ _LAZY = {
     "stream_chunk_builder": ("rxllm.builder", "stream_chunk_builder"),
     "completion_cost": ("rxllm.pricing", "completion_cost"),
     "cost_per_token": ("rxllm.pricing", "cost_per_token"),
+    "get_model_info": ("rxllm.pricing", "get_model_info"),
+    "PriceNotFoundError": ("rxllm.pricing", "PriceNotFoundError"),
     "model_cost": ("rxllm.pricing", "model_cost"),
     "register_model": ("rxllm.pricing", "register_model"),
 }
@@ -128,6 +132,7 @@ __all__ = [
     "ModelResponse",
     "NotFoundError",
     "PermissionDeniedError",
+    "PriceNotFoundError",
     "RateLimitError",
     "RequestTooLargeError",
     "ServiceUnavailableError",
@@ -143,6 +148,7 @@ __all__ = [
     "cost_per_token",
     "failure_callback",
     "from_async_iterable",
+    "get_model_info",
     "known_providers",
     "model_cost",
     "operators",

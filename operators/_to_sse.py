@@ -1,0 +1,104 @@
+"""``to_sse``: chunks to the bytes of an OpenAI-compatible server-sent-event stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from reactivex import Observable, abc
+
+from rxllm.errors import APIError
+from rxllm.sse import SSE_DONE, encode_json
+from rxllm.types import ChatCompletionChunk
+
+from ._retry import StreamRestart
+
+__all__ = ["error_payload", "to_sse"]
+
+# OpenAI's error "type" strings by status class, as its API and LiteLLM's proxy send them.
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_payload(error: BaseException) -> dict[str, Any]:
+    """The OpenAI-style error object for an exception: ``{"error": {message, type, param, code}}``.
+
+    ``code`` is the HTTP status as a string (as LiteLLM's proxy sends it). Only rxllm's own
+    errors, whose messages are built to be safe, are described; any other exception becomes
+    a generic internal error naming only its class, so a bug cannot leak data to a browser.
+    """
+    if isinstance(error, APIError):
+        status = error.status_code
+        message = error.message or type(error).__name__
+        kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    else:
+        status = 500
+        message = f"internal error ({type(error).__name__})"
+        kind = "server_error"
+    return {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
+
+
+def to_sse() -> Callable[[Observable[ChatCompletionChunk]], Observable[bytes]]:
+    """Encode chunks as server-sent events, what an aiohttp or FastAPI handler streams out.
+
+    ::
+
+        source:  --a--------b--------|
+        output:  --"data: {a}\\n\\n"--"data: {b}\\n\\n"--"data: [DONE]\\n\\n"|
+
+        source:  --a--#
+        output:  --"data: {a}\\n\\n"--'data: {"error": {...}}\\n\\n'|
+
+    Each chunk becomes ``data: <its wire JSON>\\n\\n``; completion adds ``data: [DONE]\\n\\n``.
+    An error becomes one OpenAI-style error event, ``data: {"error": {"message", "type",
+    "param", "code"}}\\n\\n`` (see :func:`error_payload`), and then the stream *completes*
+    without ``[DONE]``: the HTTP response is already under way (status 200), so the error
+    must travel in the body, and OpenAI's clients raise an ``APIError`` when they read it.
+    Disposal is passed upstream (a client leaving cancels the request). A
+    :class:`StreamRestart` from a restarting ``retry_stream`` becomes a named event
+    ``event: rxllm.restart`` (``{"attempt", "discarded_chunks"}``), which a browser's
+    ``EventSource.onmessage`` ignores unless it listens for it.
+
+    Returns:
+        An operator ``Observable[ChatCompletionChunk] -> Observable[bytes]``.
+    """
+
+    def operator(source: Observable[ChatCompletionChunk]) -> Observable[bytes]:
+        def subscribe(
+            observer: abc.ObserverBase[bytes], scheduler_: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            def on_next(chunk: ChatCompletionChunk) -> None:
+                try:
+                    if isinstance(chunk, StreamRestart):
+                        data = encode_json(
+                            {"attempt": chunk.attempt, "discarded_chunks": chunk.discarded_chunks},
+                            event="rxllm.restart",
+                        )
+                    else:
+                        data = encode_json(chunk.to_dict())
+                except Exception as exc:
+                    on_error(exc)
+                    return
+                observer.on_next(data)
+
+            def on_error(error: Exception) -> None:
+                observer.on_next(encode_json(error_payload(error)))
+                observer.on_completed()
+
+            def on_completed() -> None:
+                observer.on_next(SSE_DONE)
+                observer.on_completed()
+
+            return source.subscribe(on_next, on_error, on_completed, scheduler=scheduler_)
+
+        return Observable(subscribe)
+
+    return operator
