@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+import reactivex
 from reactivex import Observable
 
 from rxllm._instrument import CallInfo, instrument
@@ -158,15 +159,54 @@ def _pipeline(
 ) -> tuple[Observable[ChatCompletionChunk], CallInfo]:
     from rxllm import operators as ops
 
-    source = stream(model, messages, **params)
+    num_retries = params.pop("num_retries", None)
+    retry_backoff = params.pop("retry_backoff", None)
+    fallbacks = _check_fallbacks(params.pop("fallbacks", None), model)
+    source = _detected(model, messages, params, eager=not fallbacks)
+    if num_retries:
+        if isinstance(num_retries, bool) or not isinstance(num_retries, int) or num_retries < 0:
+            raise BadRequestError(f"num_retries must be a non-negative integer, got {num_retries!r}", model=model)
+        backoff = ops.exponential_backoff() if retry_backoff is None else retry_backoff
+        source = source.pipe(ops.retry_stream(num_retries + 1, backoff=backoff))
+    if fallbacks:
+        alternatives = [
+            _detected(alt.get("model", model), messages, {**params, **alt, "model": None}, eager=False)
+            for alt in fallbacks
+        ]
+        source = source.pipe(ops.fallback(*alternatives))
     info = CallInfo(model=model, messages=list(messages), params=params, stream=streaming, is_async=is_async)
-    provider = _claimed(model)
-    info.llm_provider = provider
-    pipeline = source.pipe(
-        ops.detect_repeated_chunks(llm_provider=provider),
-        instrument(info),
-    )
-    return pipeline, info
+    info.llm_provider = _claimed(model)
+    return source.pipe(instrument(info)), info
+
+
+def _detected(
+    model: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], *, eager: bool
+) -> Observable[ChatCompletionChunk]:
+    """One model's stream with repeated-chunk detection; lazy ones fail as ``on_error`` (for fallbacks)."""
+    from rxllm import operators as ops
+
+    params = {k: v for k, v in params.items() if k != "model"}
+    detect = ops.detect_repeated_chunks(llm_provider=_claimed(model))
+    if eager:
+        return stream(model, messages, **params).pipe(detect)
+    return reactivex.defer(lambda _scheduler: stream(model, messages, **params)).pipe(detect)
+
+
+def _check_fallbacks(value: Any, model: str) -> list[dict[str, Any]]:
+    """LiteLLM's ``fallbacks``: model names, or dicts of a model and parameter overrides."""
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise BadRequestError("fallbacks must be a list of model names or {'model': ...} dicts", model=model)
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            out.append({"model": item})
+        elif isinstance(item, Mapping) and isinstance(item.get("model"), str):
+            out.append(dict(item))
+        else:
+            raise BadRequestError(f"fallbacks[{i}] must be a model name or a dict with 'model', got {item!r}")
+    return out
 
 
 class CompletionStream(Iterator[ChatCompletionChunk]):
@@ -269,6 +309,10 @@ def completion(
 
     Streams get repeated-chunk detection (``rxllm.REPEATED_STREAMING_CHUNK_LIMIT``) and fire
     ``rxllm.success_callback`` / ``failure_callback`` once. Errors carry the partial response.
+    ``num_retries=N`` retries retryable errors that happen before the first chunk (backoff
+    ``retry_backoff``: seconds, or a function of the retry number); ``fallbacks=[...]`` (model
+    names, or ``{"model": ..., **overrides}`` dicts) are tried in order after that. Neither
+    ever delivers a chunk twice: after the first chunk, errors propagate.
 
     Returns:
         A :class:`~rxllm.types.ModelResponse`, or a :class:`CompletionStream` with ``stream=True``.

@@ -368,3 +368,59 @@ class TestValidation:
         """timeout must be a positive number of seconds."""
         with pytest.raises(rxllm.BadRequestError, match="timeout must be a positive number"):
             rxllm.stream("mock/echo", MESSAGES, timeout=timeout)
+
+
+class Flaky:
+    """A provider that fails its first ``failures`` requests before any chunk, then echoes."""
+
+    name = "flaky"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.requests = 0
+
+    async def stream(self, request):  # type: ignore[no-untyped-def]
+        from rxllm.providers.mock import MockProvider
+
+        self.requests += 1
+        if self.requests <= self.failures:
+            raise rxllm.ServiceUnavailableError(message="overloaded", llm_provider="flaky", model=request.model)
+        async for chunk in MockProvider().stream(request):
+            yield chunk
+
+
+class TestRetriesAndFallbacks:
+    def test_num_retries_retries_before_the_first_chunk(self, no_leaks: None) -> None:
+        """num_retries=2 survives two overloaded answers; the caller sees one clean stream."""
+        flaky = Flaky(failures=2)
+        rxllm.register_provider("flaky", flaky)
+        response = rxllm.completion("flaky/echo", [{"role": "user", "content": "third time"}],
+                                    num_retries=2, retry_backoff=0)
+
+        assert response.choices[0].message.content == "third time"
+        assert flaky.requests == 3
+
+    def test_retries_exhausted_raise_the_last_error(self) -> None:
+        """With fewer retries than failures, the provider's error is raised."""
+        flaky = Flaky(failures=5)
+        rxllm.register_provider("flaky", flaky)
+        with pytest.raises(rxllm.ServiceUnavailableError):
+            rxllm.completion("flaky/echo", [{"role": "user", "content": "x"}], num_retries=1, retry_backoff=0)
+
+        assert flaky.requests == 2
+
+    def test_fallback_model_answers_when_the_first_fails(self, no_leaks: None) -> None:
+        """fallbacks are tried in order when the model fails before its first chunk."""
+        response = rxllm.completion(
+            "gpt-4o-mini", [{"role": "user", "content": "x"}], stream=True,
+            mock_response="rxllm.RateLimitError",
+            fallbacks=[{"model": "mock/backup", "mock_response": "from the fallback"}],
+        )
+
+        assert "".join(c.choices[0].delta.content or "" for c in response) == "from the fallback"
+
+    @pytest.mark.parametrize("fallbacks", ["mock/echo", [3], [{"no": "model"}]])
+    def test_bad_fallbacks_are_rejected(self, fallbacks: object) -> None:
+        """fallbacks must be model names or dicts with a model."""
+        with pytest.raises(rxllm.BadRequestError, match="fallbacks"):
+            rxllm.completion("mock/echo", MESSAGES, fallbacks=fallbacks)
