@@ -13,9 +13,9 @@ from typing import Any
 
 import attrs
 
-from rxllm.types import CompletionTokensDetails, PromptTokensDetails, Usage
+from rxllm.types import Usage
 
-__all__ = ["UsageAccumulator", "estimate_tokens", "estimate_prompt_tokens"]
+__all__ = ["UsageAccumulator", "estimate_prompt_tokens", "estimate_tokens"]
 
 
 def estimate_tokens(text: str) -> int:

@@ -10,15 +10,13 @@
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import attrs
 import orjson
-import pytest
 from hypothesis import strategies as st
+from support import fixture_path
 
 from rxllm.types import ChatCompletionChunk, Usage
 
@@ -111,23 +109,13 @@ def exception_of(messages: Sequence[Any]) -> Any:
 # --------------------------------------------------------------------------- recorded fixtures
 
 
-def fixtures_dir() -> Path:
-    """``$RXLLM_FIXTURES``, else ``<repo>/../shared/fixtures``."""
-    env = os.environ.get("RXLLM_FIXTURES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
-
-
 def load_fixture_chunks(name: str) -> list[ChatCompletionChunk]:
     """Parse the ``data:`` lines of an OpenAI-format recorded stream (skips the test if absent).
 
     Only for OpenAI-compatible files; the real SSE decoder and provider normalizers have
     their own tests. The files are licensed test data: read in place, never copied.
     """
-    path = fixtures_dir() / name
-    if not path.is_file():
-        pytest.skip(f"recorded fixture {name} not found under {fixtures_dir()} (set RXLLM_FIXTURES)")
+    path = fixture_path(name)
     chunks = []
     for line in path.read_bytes().splitlines():
         if line.startswith(b"data:"):

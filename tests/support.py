@@ -38,18 +38,36 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def fixtures_dir() -> Path:
+def fixtures_root() -> Path:
     """Where the recorded provider streams live: ``$RXLLM_FIXTURES`` or ``../shared/fixtures``.
 
-    They are licensed test data kept outside the repository. Where they are absent (a user's
-    clone) the calling test is skipped with the reason; CI sets ``RXLLM_REQUIRE_FIXTURES=1``,
-    which turns their absence into a failure.
+    They are licensed test data kept outside the repository and read in place.
     """
     repo = Path(__file__).resolve().parent.parent
-    path = Path(os.environ.get("RXLLM_FIXTURES") or repo.parent / "shared" / "fixtures")
+    return Path(os.environ.get("RXLLM_FIXTURES") or repo.parent / "shared" / "fixtures")
+
+
+def missing_fixture(reason: str) -> None:
+    """Skip the calling test with ``reason`` (a user's clone has no fixtures).
+
+    CI sets ``RXLLM_REQUIRE_FIXTURES=1``, which turns the absence into a failure.
+    """
+    if os.environ.get("RXLLM_REQUIRE_FIXTURES"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def fixtures_dir() -> Path:
+    """The fixtures folder, or skip (fail in CI) when it is absent."""
+    path = fixtures_root()
     if not (path / "README.md").is_file():
-        reason = f"recorded provider fixtures not found at {path} (set RXLLM_FIXTURES)"
-        if os.environ.get("RXLLM_REQUIRE_FIXTURES"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing_fixture(f"recorded provider fixtures not found at {path} (set RXLLM_FIXTURES)")
+    return path
+
+
+def fixture_path(name: str) -> Path:
+    """One recorded body (``"openai/text_basic.sse"``), or skip (fail in CI) when it is absent."""
+    path = fixtures_dir() / name
+    if not path.is_file():
+        missing_fixture(f"recorded fixture {name} not found under {path.parent} (set RXLLM_FIXTURES)")
     return path

@@ -1,0 +1,394 @@
+"""Google's Gemini API (``streamGenerateContent?alt=sse``): requests translated, responses as chunks.
+
+Request: system messages become ``systemInstruction``, assistant turns role ``model`` with
+``functionCall`` parts, tool results ``functionResponse`` parts (named after the call they
+answer), image parts ``inlineData``/``fileData``; tools become ``functionDeclarations``;
+sampling parameters go into ``generationConfig``.
+
+Stream: each event is a whole ``GenerateContentResponse``. Text parts → ``content``,
+``thought: true`` parts → ``reasoning_content``, each ``functionCall`` → one complete tool-call
+delta (generated id, arguments serialized from the object). ``finishReason`` is mapped
+(``STOP`` becomes ``tool_calls`` when the candidate made calls). Gemini repeats running usage
+totals on every event; the last one is emitted once, as a ``choices: []`` chunk at the end,
+like OpenAI's ``include_usage``. Gemini has no terminator: the end of the body after a
+``finishReason`` is normal, before any is a truncated stream.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+from typing import Any, Final
+from urllib.parse import quote
+
+import orjson
+
+from rxllm.errors import APIConnectionError, AuthenticationError
+from rxllm.providers._http import SSEBody, api_key_for, bad_json, error_from_payload, sse_events
+from rxllm.providers.base import ChatRequest
+from rxllm.sse import SSEDecoder
+from rxllm.types import (
+    ChatCompletionChunk,
+    CompletionTokensDetails,
+    Delta,
+    FunctionDelta,
+    PromptTokensDetails,
+    StreamChoice,
+    ToolCallDelta,
+    Usage,
+)
+
+__all__ = ["GeminiProvider", "get_provider", "translate_request"]
+
+DEFAULT_BASE: Final = "https://generativelanguage.googleapis.com"
+
+_FINISH: Final = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "LANGUAGE": "content_filter",
+}
+
+_GENERATION: Final = {
+    "temperature": "temperature",
+    "top_p": "topP",
+    "top_k": "topK",
+    "n": "candidateCount",
+    "presence_penalty": "presencePenalty",
+    "frequency_penalty": "frequencyPenalty",
+    "seed": "seed",
+}
+
+#: JSON-schema keys the Gemini ``parameters`` schema rejects.
+_SCHEMA_DROP: Final = frozenset({"additionalProperties", "$schema", "strict"})
+
+
+# --------------------------------------------------------------------------- request
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if not isinstance(part, Mapping):
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            parts.append({"text": part.get("text", "")})
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url", "") if isinstance(image, Mapping) else str(image or "")
+            if url.startswith("data:"):
+                header, _, data = url.partition(",")
+                mime = header[5:].split(";", 1)[0] or "image/png"
+                parts.append({"inlineData": {"mimeType": mime, "data": data}})
+            else:
+                mime = image.get("format", "image/jpeg") if isinstance(image, Mapping) else "image/jpeg"
+                parts.append({"fileData": {"mimeType": mime, "fileUri": url}})
+    return parts
+
+
+def _clean_schema(schema: Any) -> Any:
+    if isinstance(schema, Mapping):
+        return {k: _clean_schema(v) for k, v in schema.items() if k not in _SCHEMA_DROP}
+    if isinstance(schema, list):
+        return [_clean_schema(v) for v in schema]
+    return schema
+
+
+def _response_object(content: Any) -> dict[str, Any]:
+    """A tool result as the object ``functionResponse.response`` must be."""
+    text = content if isinstance(content, str) else "".join(p.get("text", "") for p in _parts(content))
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {"content": text}
+    return value if isinstance(value, dict) else {"content": value}
+
+
+def translate_request(request: ChatRequest) -> dict[str, Any]:
+    """The ``generateContent`` body for an OpenAI-format request (no I/O)."""
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    call_names: dict[str, str] = {}
+
+    def add(role: str, parts: list[dict[str, Any]]) -> None:
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+
+    for message in request.messages:
+        role = message.get("role")
+        content = message.get("content")
+        if role in ("system", "developer"):
+            system.extend(_parts(content))
+        elif role == "user":
+            add("user", _parts(content))
+        elif role == "assistant":
+            parts = _parts(content)
+            for call in message.get("tool_calls") or ():
+                fn = call.get("function") or {}
+                name = fn.get("name", "")
+                call_names[call.get("id", "")] = name
+                raw = fn.get("arguments")
+                try:
+                    args = orjson.loads(raw) if isinstance(raw, str) and raw.strip() else (raw or {})
+                except orjson.JSONDecodeError:
+                    args = {"_raw_arguments": raw}
+                part: dict[str, Any] = {"functionCall": {"name": name, "args": args}}
+                signature = (call.get("extra") or {}).get("thought_signature") or call.get("thought_signature")
+                if signature:
+                    part["thoughtSignature"] = signature
+                parts.append(part)
+            add("model", parts)
+        elif role in ("tool", "function"):
+            name = call_names.get(message.get("tool_call_id") or "", message.get("name") or "")
+            response = {"functionResponse": {"name": name, "response": _response_object(content)}}
+            add("user", [response])
+
+    params = request.params
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    config: dict[str, Any] = {}
+    for name, wire in _GENERATION.items():
+        if params.get(name) is not None:
+            config[wire] = params[name]
+    max_tokens = params.get("max_tokens") or params.get("max_completion_tokens")
+    if max_tokens:
+        config["maxOutputTokens"] = max_tokens
+    stop = params.get("stop")
+    if stop:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    fmt = params.get("response_format")
+    if isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema"):
+        config["responseMimeType"] = "application/json"
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        if schema:
+            config["responseJsonSchema"] = schema
+    thinking = params.get("thinking")
+    if isinstance(thinking, Mapping):
+        budget = thinking.get("budget_tokens")
+        enabled = thinking.get("type", "enabled") == "enabled"
+        config["thinkingConfig"] = {"includeThoughts": enabled, "thinkingBudget": budget if enabled else 0}
+        if enabled and budget is None:
+            del config["thinkingConfig"]["thinkingBudget"]
+    if config:
+        body["generationConfig"] = config
+    tools = params.get("tools")
+    if tools:
+        declarations = []
+        for tool in tools:
+            fn = tool.get("function") if isinstance(tool, Mapping) else None
+            if not isinstance(fn, Mapping):
+                continue
+            decl: dict[str, Any] = {"name": fn.get("name", "")}
+            if fn.get("description"):
+                decl["description"] = fn["description"]
+            if fn.get("parameters"):
+                decl["parameters"] = _clean_schema(fn["parameters"])
+            declarations.append(decl)
+        body["tools"] = [{"functionDeclarations": declarations}]
+    tool_config = _tool_config(params.get("tool_choice"))
+    if tool_config is not None:
+        body["toolConfig"] = tool_config
+    return body
+
+
+def _tool_config(choice: Any) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, Mapping) and isinstance(choice.get("function"), Mapping):
+        name = choice["function"].get("name", "")
+        return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
+    mode = {"auto": "AUTO", "required": "ANY", "none": "NONE"}.get(str(choice))
+    return {"functionCallingConfig": {"mode": mode}} if mode else None
+
+
+# --------------------------------------------------------------------------- response
+
+
+def _usage(meta: Mapping[str, Any]) -> Usage:
+    prompt = meta.get("promptTokenCount") or 0
+    thoughts = meta.get("thoughtsTokenCount") or 0
+    completion = (meta.get("candidatesTokenCount") or 0) + thoughts
+    cached = meta.get("cachedContentTokenCount")
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached) if cached else None,
+        completion_tokens_details=CompletionTokensDetails(reasoning_tokens=thoughts) if thoughts else None,
+    )
+
+
+class GeminiProvider:
+    """Streams ``POST {api_base}/v1beta/models/{model}:streamGenerateContent?alt=sse``."""
+
+    def __init__(self, name: str = "gemini") -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"GeminiProvider(name={self.name!r})"
+
+    def prepare(self, request: ChatRequest) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """The URL, headers and JSON body for a request (no I/O).
+
+        Raises:
+            AuthenticationError: When no key is given or set and the default endpoint is used.
+        """
+        key = api_key_for(request.api_key, ("GEMINI_API_KEY", "GOOGLE_API_KEY"))
+        if key is None and request.api_base is None:
+            raise AuthenticationError(
+                "no API key for gemini: pass api_key= or set GEMINI_API_KEY",
+                llm_provider=self.name,
+                model=request.original_model or request.model,
+            )
+        base = (request.api_base or api_key_for(None, ("GEMINI_API_BASE",)) or DEFAULT_BASE).rstrip("/")
+        if ":streamGenerateContent" in base:
+            url = base if "alt=sse" in base else base + ("&" if "?" in base else "?") + "alt=sse"
+        else:
+            if not base.endswith(("/v1beta", "/v1", "/v1alpha")):
+                base += "/v1beta"
+            url = f"{base}/models/{quote(request.model, safe='-._~')}:streamGenerateContent?alt=sse"
+        headers: dict[str, str] = {}
+        if key:
+            headers["x-goog-api-key"] = key
+        headers.update(request.extra_headers)
+        return url, headers, translate_request(request)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
+        """POST the request and yield chunks until the body ends.
+
+        Raises:
+            APIError: Typed errors for HTTP error statuses and error objects in the stream.
+            APIConnectionError: When the body ends before any candidate finished.
+            MalformedStreamError: For invalid JSON in a data field or a body that is not SSE.
+        """
+        url, headers, body = self.prepare(request)
+        model_name = request.original_model or request.model
+        state = SSEBody(SSEDecoder())
+        events = sse_events(
+            url,
+            headers=headers,
+            body=body,
+            provider=self.name,
+            model=model_name,
+            timeout=request.timeout,
+            stream_timeout=request.stream_timeout,
+            state=state,
+        )
+        chunk_id = ""
+        model = request.model
+        created = int(time.time())
+        usage_meta: Mapping[str, Any] | None = None
+        calls_made: dict[int, int] = {}  # candidate index -> tool calls emitted
+        finished = False
+        started: set[int] = set()
+        async with aclosing(events):
+            async for batch in events:
+                for event in batch:
+                    try:
+                        d = orjson.loads(event.data)
+                    except orjson.JSONDecodeError:
+                        raise bad_json(event.data, self.name, model_name) from None
+                    if isinstance(d, list) and d and isinstance(d[0], dict):
+                        d = d[0]
+                    if not isinstance(d, dict):
+                        raise bad_json(event.data, self.name, model_name)
+                    if d.get("error"):
+                        raise error_from_payload(d, provider=self.name, model=model_name, context="error in stream")
+                    chunk_id = d.get("responseId") or chunk_id
+                    model = d.get("modelVersion") or model
+                    if d.get("usageMetadata"):
+                        usage_meta = d["usageMetadata"]
+                    choices: list[StreamChoice] = []
+                    for position, candidate in enumerate(d.get("candidates") or ()):
+                        index = candidate.get("index", position)
+                        delta = self._delta(candidate, index, calls_made, started)
+                        reason = candidate.get("finishReason")
+                        finish = None
+                        if reason:
+                            finished = True
+                            finish = _FINISH.get(reason, "stop")
+                            if finish == "stop" and calls_made.get(index):
+                                finish = "tool_calls"
+                        if delta is not None or finish is not None:
+                            choices.append(StreamChoice(index=index, delta=delta or Delta(), finish_reason=finish))
+                    feedback = d.get("promptFeedback")
+                    if not d.get("candidates") and isinstance(feedback, Mapping) and feedback.get("blockReason"):
+                        finished = True
+                        choices.append(
+                            StreamChoice(
+                                index=0,
+                                delta=Delta(extra={"prompt_feedback": dict(feedback)}),
+                                finish_reason="content_filter",
+                            )
+                        )
+                    if choices:
+                        yield ChatCompletionChunk(id=chunk_id, choices=tuple(choices), created=created, model=model)
+        state.decoder.close()
+        if not finished:
+            if state.events == 0:
+                raise state.not_sse_error(self.name, model_name)
+            raise APIConnectionError(
+                "the Gemini stream ended before any candidate had a finishReason: the body was cut",
+                llm_provider=self.name,
+                model=model_name,
+            )
+        if usage_meta is not None:
+            yield ChatCompletionChunk(id=chunk_id, choices=(), created=created, model=model, usage=_usage(usage_meta))
+
+    @staticmethod
+    def _delta(candidate: Mapping[str, Any], index: int, calls_made: dict[int, int], started: set[int]) -> Delta | None:
+        content = candidate.get("content") or {}
+        text: list[str] = []
+        thought: list[str] = []
+        calls: list[ToolCallDelta] = []
+        for part in content.get("parts") or ():
+            if "text" in part:
+                (thought if part.get("thought") else text).append(part["text"] or "")
+            elif "functionCall" in part:
+                fn = part["functionCall"] or {}
+                position = calls_made.get(index, 0)
+                calls_made[index] = position + 1
+                extra = {"thought_signature": part["thoughtSignature"]} if part.get("thoughtSignature") else {}
+                calls.append(
+                    ToolCallDelta(
+                        index=position,
+                        id=fn.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+                        type="function",
+                        function=FunctionDelta(
+                            name=fn.get("name", ""), arguments=orjson.dumps(fn.get("args") or {}).decode()
+                        ),
+                        extra=extra,
+                    )
+                )
+        if not (text or thought or calls) and index in started:
+            return None
+        role = None
+        if index not in started:
+            started.add(index)
+            role = "assistant"
+        return Delta(
+            role=role,
+            content="".join(text) if text else None,
+            reasoning_content="".join(thought) if thought else None,
+            tool_calls=tuple(calls) if calls else None,
+        )
+
+
+def get_provider(prefix: str) -> GeminiProvider:
+    """The Gemini provider (one instance per prefix)."""
+    return GeminiProvider(prefix)

@@ -1,0 +1,337 @@
+"""OpenAI's chat-completions stream and every server that speaks it (Groq, DeepSeek, vLLM, ...).
+
+The wire format already is rxllm's chunk format, so the per-chunk path is ``orjson.loads``
+then :meth:`ChatCompletionChunk.from_dict`. What real servers add is normalized only when a
+cheap byte check on the raw event says it may be needed:
+
+- ``delta.reasoning`` (Groq, OpenRouter, vLLM) becomes ``reasoning_content``;
+- Mistral's content arrays (``[{"type": "thinking", ...}, {"type": "text", ...}]``) become
+  ``reasoning_content`` and ``content`` strings;
+- tool-call deltas without ``index`` (Mistral) get one, a new index per new call id;
+- a chunk with a top-level ``error`` (OpenRouter) or an ``event: error`` (Groq) raises the
+  matching :mod:`rxllm.errors` class.
+
+Everything else (usage on the finish chunk or on a ``choices: []`` chunk, Azure's
+``prompt_filter_results`` chunk, trailing chunks after usage, unknown keys) passes through
+unchanged: unknown keys land in ``extra``. ``data: [DONE]`` ends the stream; a body that ends
+without it raises :class:`~rxllm.errors.APIConnectionError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+from typing import Any, Final
+
+import attrs
+import orjson
+
+from rxllm.errors import APIConnectionError, AuthenticationError
+from rxllm.providers._http import SSEBody, api_key_for, bad_json, endpoint, error_from_payload, sse_events
+from rxllm.providers.base import ChatRequest
+from rxllm.sse import SSEDecoder
+from rxllm.types import ChatCompletionChunk
+
+__all__ = ["OpenAICompatibleProvider", "ProviderConfig", "get_provider"]
+
+
+@attrs.frozen
+class ProviderConfig:
+    """Where an OpenAI-compatible provider lives and how it authenticates.
+
+    Attributes:
+        default_base: The SDK-style root (``.../v1``), or None when ``api_base`` is required.
+        key_env: Environment variables holding the key, first set wins.
+        base_env: Environment variables that override ``default_base``.
+        key_required: Whether a request to the default endpoint needs a key.
+        auth_header: ``"Authorization"`` (sent as ``Bearer <key>``) or Azure's ``"api-key"``.
+    """
+
+    default_base: str | None
+    key_env: tuple[str, ...] = ()
+    base_env: tuple[str, ...] = ()
+    key_required: bool = True
+    auth_header: str = "Authorization"
+
+
+_CONFIGS: Final[dict[str, ProviderConfig]] = {
+    "openai": ProviderConfig("https://api.openai.com/v1", ("OPENAI_API_KEY",), ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
+    "azure_openai": ProviderConfig(
+        None,
+        ("AZURE_OPENAI_API_KEY", "AZURE_API_KEY"),
+        ("AZURE_OPENAI_ENDPOINT", "AZURE_API_BASE"),
+        auth_header="api-key",
+    ),
+    "deepseek": ProviderConfig("https://api.deepseek.com", ("DEEPSEEK_API_KEY",), ("DEEPSEEK_API_BASE",)),
+    "groq": ProviderConfig("https://api.groq.com/openai/v1", ("GROQ_API_KEY",), ("GROQ_API_BASE",)),
+    "mistral": ProviderConfig("https://api.mistral.ai/v1", ("MISTRAL_API_KEY",), ("MISTRAL_API_BASE",)),
+    "openrouter": ProviderConfig(
+        "https://openrouter.ai/api/v1", ("OPENROUTER_API_KEY", "OR_API_KEY"), ("OPENROUTER_API_BASE",)
+    ),
+    "together_ai": ProviderConfig(
+        "https://api.together.xyz/v1", ("TOGETHER_API_KEY", "TOGETHERAI_API_KEY", "TOGETHER_AI_API_KEY")
+    ),
+    "fireworks_ai": ProviderConfig(
+        "https://api.fireworks.ai/inference/v1",
+        ("FIREWORKS_API_KEY", "FIREWORKS_AI_API_KEY", "FIREWORKSAI_API_KEY"),
+        ("FIREWORKS_API_BASE",),
+    ),
+    "xai": ProviderConfig("https://api.x.ai/v1", ("XAI_API_KEY",), ("XAI_API_BASE",)),
+    "hosted_vllm": ProviderConfig(
+        "http://localhost:8000/v1", ("HOSTED_VLLM_API_KEY",), ("HOSTED_VLLM_API_BASE",), key_required=False
+    ),
+    "lm_studio": ProviderConfig(
+        "http://localhost:1234/v1", ("LM_STUDIO_API_KEY",), ("LM_STUDIO_API_BASE",), key_required=False
+    ),
+    "ollama_chat": ProviderConfig(
+        "http://localhost:11434/v1", ("OLLAMA_API_KEY",), ("OLLAMA_API_BASE",), key_required=False
+    ),
+}
+
+#: Parameters that configure rxllm or LiteLLM rather than the request body.
+_NOT_SENT: Final = frozenset(
+    {
+        "stream",
+        "api_version",
+        "drop_params",
+        "num_retries",
+        "fallbacks",
+        "retry_backoff",
+        "max_retries",
+        "metadata",
+        "caching",
+        "custom_llm_provider",
+        "logger_fn",
+        "thinking",
+        "mock_response",
+        "mock_tool_calls",
+        "mock_delay",
+        "mock_error",
+    }
+)
+
+_PATH: Final = "/chat/completions"
+
+#: Delta keys that need no normalizing; any other key (reasoning, tool_calls, ...) takes the slow path.
+_PLAIN_DELTA: Final = frozenset({"role", "content", "refusal", "reasoning_content", "function_call"})
+_DONE: Final = "[DONE]"
+
+
+class _Normalizer:
+    """Per-stream state for the rare chunks that need fixing before ``from_dict``."""
+
+    __slots__ = ("_last_index", "_next_index")
+
+    def __init__(self) -> None:
+        self._next_index: dict[int, int] = {}
+        self._last_index: dict[int, int] = {}
+
+    def fix(self, d: dict[str, Any]) -> None:
+        """Normalize one decoded chunk in place."""
+        for choice in d.get("choices") or ():
+            delta = choice.get("delta")
+            if not delta:
+                continue
+            if "reasoning" in delta:
+                reasoning = delta.pop("reasoning")
+                if reasoning is not None and delta.get("reasoning_content") is None:
+                    delta["reasoning_content"] = reasoning
+            content = delta.get("content")
+            if isinstance(content, list):
+                _split_content_parts(delta, content)
+            calls = delta.get("tool_calls")
+            if calls:
+                self._index_calls(choice.get("index") or 0, calls)
+
+    def _index_calls(self, choice: int, calls: list[Any]) -> None:
+        for call in calls:
+            if not isinstance(call, dict):
+                continue
+            index = call.get("index")
+            if index is None:
+                if call.get("id") or choice not in self._last_index:
+                    index = self._next_index.get(choice, 0)
+                else:
+                    index = self._last_index[choice]
+                call["index"] = index
+                if call.get("id") and call.get("type") is None:
+                    call["type"] = "function"
+            self._last_index[choice] = index
+            self._next_index[choice] = max(self._next_index.get(choice, 0), index + 1)
+
+
+def _split_content_parts(delta: dict[str, Any], parts: list[Any]) -> None:
+    """Mistral's content array: thinking parts to ``reasoning_content``, text parts to ``content``."""
+    text: list[str] = []
+    thinking: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            text.append(part)
+            continue
+        if not isinstance(part, Mapping):
+            continue
+        kind = part.get("type")
+        if kind == "thinking":
+            inner = part.get("thinking")
+            if isinstance(inner, str):
+                thinking.append(inner)
+            elif isinstance(inner, list):
+                thinking.extend(p["text"] for p in inner if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+        elif kind == "text" and isinstance(part.get("text"), str):
+            text.append(part["text"])
+    delta["content"] = "".join(text) if text else None
+    if thinking:
+        delta["reasoning_content"] = (delta.get("reasoning_content") or "") + "".join(thinking)
+
+
+class OpenAICompatibleProvider:
+    """Streams ``POST {api_base}/chat/completions`` for one OpenAI-compatible prefix.
+
+    Args:
+        name: The provider prefix (``"openai"``, ``"groq"``, ...).
+        config: Its default endpoint and key variables.
+    """
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        self.name = name
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatibleProvider(name={self.name!r}, default_base={self.config.default_base!r})"
+
+    def prepare(self, request: ChatRequest) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """The URL, headers and JSON body for a request (no I/O).
+
+        Raises:
+            AuthenticationError: When the default endpoint needs a key and none is set.
+        """
+        cfg = self.config
+        base = request.api_base or api_key_for(None, cfg.base_env) or cfg.default_base
+        model_name = request.original_model or request.model
+        if base is None:
+            raise AuthenticationError(
+                f"{self.name} needs an endpoint: pass api_base= or set {' or '.join(cfg.base_env)}",
+                llm_provider=self.name,
+                model=model_name,
+            )
+        key = api_key_for(request.api_key, cfg.key_env)
+        if key is None and cfg.key_required and request.api_base is None:
+            raise AuthenticationError(
+                f"no API key for {self.name}: pass api_key= or set {' or '.join(cfg.key_env)}",
+                llm_provider=self.name,
+                model=model_name,
+            )
+        url = endpoint(base, base, _PATH)
+        if self.name == "azure_openai":
+            url = _azure_url(url, base, request)
+        headers: dict[str, str] = {}
+        if key:
+            headers[cfg.auth_header] = f"Bearer {key}" if cfg.auth_header == "Authorization" else key
+        headers.update(request.extra_headers)
+        body: dict[str, Any] = {"model": request.model, "messages": list(request.messages)}
+        for name, value in request.params.items():
+            if value is not None and name not in _NOT_SENT:
+                body[name] = value
+        body["stream"] = True
+        if "stream_options" not in body:
+            body["stream_options"] = {"include_usage": True}
+        return url, headers, body
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
+        """POST the request and yield its chunks until ``data: [DONE]``.
+
+        Raises:
+            APIError: Typed errors for HTTP error statuses and error events in the stream.
+            APIConnectionError: When the body ends before ``data: [DONE]``.
+            MalformedStreamError: For invalid JSON in a data field or a body that is not SSE.
+        """
+        url, headers, body = self.prepare(request)
+        model_name = request.original_model or request.model
+        state = SSEBody(SSEDecoder())
+        normalizer: _Normalizer | None = None
+        from_dict = ChatCompletionChunk.from_dict
+        loads = orjson.loads
+        events = sse_events(
+            url,
+            headers=headers,
+            body=body,
+            provider=self.name,
+            model=model_name,
+            timeout=request.timeout,
+            stream_timeout=request.stream_timeout,
+            state=state,
+        )
+        async with aclosing(events):
+            async for batch in events:
+                for event in batch:
+                    data = event.data
+                    if data == _DONE:
+                        return
+                    if event.event != "message":
+                        if event.event == "error":
+                            raise error_from_payload(
+                                _loads_or_text(data),
+                                provider=self.name,
+                                model=model_name,
+                                context="error event in stream",
+                            )
+                        continue  # a named event this protocol does not define
+                    try:
+                        d = loads(data)
+                    except orjson.JSONDecodeError:
+                        raise bad_json(data, self.name, model_name) from None
+                    if type(d) is not dict:
+                        raise bad_json(data, self.name, model_name)
+                    # cheap check; only chunks that may need fixing pay for the normalizer
+                    suspect = "error" in d
+                    if not suspect:
+                        for choice in d.get("choices") or ():
+                            delta = choice.get("delta") if type(choice) is dict else None
+                            if delta and (not delta.keys() <= _PLAIN_DELTA or type(delta.get("content")) is list):
+                                suspect = True
+                                break
+                    if suspect:
+                        if d.get("error"):
+                            raise error_from_payload(d, provider=self.name, model=model_name, context="error in stream")
+                        if normalizer is None:
+                            normalizer = _Normalizer()
+                        normalizer.fix(d)
+                    try:
+                        chunk = from_dict(d)
+                    except (AttributeError, TypeError, KeyError, ValueError):
+                        raise bad_json(data, self.name, model_name, "a chat.completion.chunk") from None
+                    yield chunk
+        # the body ended without [DONE]
+        tail = state.decoder.flush()
+        if tail is not None and tail.data == _DONE:
+            return
+        if state.events == 0:
+            raise state.not_sse_error(self.name, model_name)
+        raise APIConnectionError(
+            "the stream ended before 'data: [DONE]': the connection was closed early or the body was cut",
+            llm_provider=self.name,
+            model=model_name,
+        )
+
+
+def _azure_url(url: str, base: str, request: ChatRequest) -> str:
+    """Azure's v1 endpoint lives under ``/openai/v1``; ``api_version`` becomes a query parameter."""
+    if "/openai" not in base.split("?", 1)[0]:
+        url = endpoint(base.rstrip("/") + "/openai/v1", "", _PATH)
+    version = request.params.get("api_version")
+    if version and "api-version=" not in url:
+        url += ("&" if "?" in url else "?") + f"api-version={version}"
+    return url
+
+
+def _loads_or_text(data: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {"error": {"message": data[:500]}}
+
+
+def get_provider(prefix: str) -> OpenAICompatibleProvider:
+    """The provider for an OpenAI-compatible prefix (unknown prefixes get OpenAI's shape, no default URL)."""
+    config = _CONFIGS.get(prefix) or ProviderConfig(None, (f"{prefix.upper()}_API_KEY",), key_required=False)
+    return OpenAICompatibleProvider(prefix, config)
