@@ -117,7 +117,7 @@ def detect_repeated_chunks(
                                         f"The model is repeating the same chunk = {c}.",
                                         llm_provider=llm_provider,
                                         model=chunk.model or None,
-                                        partial_response=builder.build(),
+                                        partial_response=builder.build(partial=True),
                                     )
                                 )
                                 return

@@ -65,7 +65,7 @@ class _Partial:
         if self.builder is None:
             return None
         try:
-            response: ModelResponse = self.builder.build()
+            response: ModelResponse = self.builder.build(partial=True)
         except Exception:
             return None
         return response

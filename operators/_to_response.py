@@ -18,7 +18,7 @@ def _attach_partial(exc: Exception, builder: ResponseBuilder) -> None:
     """Give an rxllm error the response rebuilt so far, unless it already carries one."""
     if isinstance(exc, APIError) and exc.partial_response is None and builder.chunk_count:
         try:
-            exc.with_partial_response(builder.build())
+            exc.with_partial_response(builder.build(partial=True))
         except Exception:  # noqa: S110 - a failed rebuild must never mask the real error
             pass
 

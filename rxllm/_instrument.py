@@ -69,7 +69,7 @@ def instrument(info: CallInfo) -> Callable[[Observable[ChatCompletionChunk]], Ob
             def on_error(exc: Exception) -> None:
                 nonlocal ended
                 ended = True
-                partial = builder.build()
+                partial = builder.build(partial=True)
                 if isinstance(exc, APIError):
                     exc.with_partial_response(partial)
                 _fire(info, "failure", partial, start, exception=exc)
@@ -85,7 +85,7 @@ def instrument(info: CallInfo) -> Callable[[Observable[ChatCompletionChunk]], Ob
 
             def on_dispose() -> None:
                 if not ended:
-                    _fire(info, "cancelled", builder.build(), start)
+                    _fire(info, "cancelled", builder.build(partial=True), start)
 
             subscription = source.subscribe(on_next, on_error, on_completed, scheduler=scheduler)
             return CompositeDisposable(subscription, Disposable(on_dispose))

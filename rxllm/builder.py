@@ -246,7 +246,7 @@ class _ChoiceState:
             (self.fc_name, len(self.fc_args)) if self.has_fc else None,
         )
 
-    def materialize(self, m: _ChoiceMark) -> tuple[Choice, str]:
+    def materialize(self, m: _ChoiceMark, default_finish: str | None = "stop") -> tuple[Choice, str]:
         """The ``Choice`` as of mark ``m``, and all its generated text (for usage estimates)."""
         content = "".join(self.content[: m.n_content]) if m.has_content else None
         reasoning = "".join(self.reasoning[: m.n_reasoning]) or None
@@ -281,7 +281,7 @@ class _ChoiceState:
             refusal,
             tuple(self.annotations[: m.n_annotations]) if m.n_annotations else None,
         )
-        choice = Choice(self.index, message, m.finish_reason or "stop", logprobs)
+        choice = Choice(self.index, message, m.finish_reason or default_finish, logprobs)
         text_parts = [content or "", reasoning or "", refusal or ""]
         if tool_calls:
             text_parts.extend(tc.function.name + tc.function.arguments for tc in tool_calls)
@@ -456,11 +456,11 @@ class ResponseBuilder:
             tuple((st, st.mark()) for _, st in sorted(self._choices.items())),
         )
 
-    def _materialize(self, m: _Mark) -> ModelResponse:
+    def _materialize(self, m: _Mark, default_finish: str | None = "stop") -> ModelResponse:
         choices = []
         texts = []
         for st, cm in m.choices:
-            choice, text = st.materialize(cm)
+            choice, text = st.materialize(cm, default_finish)
             choices.append(choice)
             texts.append(text)
         usage = m.usage
@@ -478,9 +478,16 @@ class ResponseBuilder:
             m.extra,
         )
 
-    def build(self) -> ModelResponse:
-        """The response so far (complete once the stream has ended); the builder stays usable."""
-        return self._materialize(self._mark())
+    def build(self, *, partial: bool = False) -> ModelResponse:
+        """The response so far (complete once the stream has ended); the builder stays usable.
+
+        Args:
+            partial: The stream was cut short (an error, a timeout, a cancellation): choices
+                that never received a ``finish_reason`` keep ``None`` instead of the
+                ``"stop"`` a completed stream defaults to, so nobody mistakes a truncated
+                answer for a finished one.
+        """
+        return self._materialize(self._mark(), None if partial else "stop")
 
     def snapshot(self, chunk: ChatCompletionChunk | None = None) -> ResponseSnapshot:
         """A cheap record of the state now; its ``response`` is built only when read.
