@@ -1,0 +1,212 @@
+"""The ``rxllm`` command: ``rxllm chat`` streams an answer to the terminal, ``rxllm serve`` runs the proxy.
+
+``rxllm chat "hello"`` works with no key and no network: the default model is the offline
+mock (``mock/echo``). Text goes to stdout as it arrives; usage, cost and time to first token
+go to stderr at the end, so ``rxllm chat ... > answer.txt`` keeps only the answer. Failures
+exit non-zero with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import orjson
+import structlog
+
+from rxllm.errors import APIError
+
+__all__ = ["main"]
+
+DEFAULT_MODEL = "mock/echo"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rxllm", description="LLM streams as ReactiveX Observables.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    chat = commands.add_parser("chat", help="stream one answer to the terminal")
+    chat.add_argument("prompt", nargs="?", help="the prompt (read from stdin when omitted)")
+    chat.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"provider/model (default: {DEFAULT_MODEL})")
+    chat.add_argument("--system", "-s", help="a system message")
+    chat.add_argument("--json", action="store_true", help="print each chunk (or the response) as JSON")
+    chat.add_argument("--no-stream", action="store_true", help="print the answer once it is complete")
+    chat.add_argument("--api-base", help="the provider endpoint (keys come from the provider's env variable)")
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--max-tokens", type=int)
+
+    serve = commands.add_parser("serve", help="run the OpenAI-compatible streaming proxy")
+    serve.add_argument("--config", "-c", help="a YAML config in LiteLLM's model_list shape")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", "-p", type=int, default=4000, help="port (default: 4000; 0 picks a free one)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (also used by ``python -m rxllm``)."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "chat":
+            return _chat(args, sys.stdout, sys.stderr)
+        return _serve(args)
+    except KeyboardInterrupt:
+        print("rxllm: interrupted", file=sys.stderr)
+        return 130
+
+
+# --------------------------------------------------------------------------- chat
+
+
+def _fail(message: str) -> int:
+    line = " ".join(message.split())
+    print(f"rxllm: error: {line}", file=sys.stderr)
+    return 1
+
+
+def _chat(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    # A library never configures logging, but a command does: keep stdout for the answer.
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(30),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    prompt = args.prompt
+    if prompt is None:
+        if sys.stdin is None or sys.stdin.isatty():
+            return _fail("no prompt: give one as an argument or on stdin")
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        return _fail("the prompt is empty")
+    messages: list[dict[str, Any]] = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": prompt})
+    params: dict[str, Any] = {"stream_options": {"include_usage": True}}
+    if args.api_base:
+        params["api_base"] = args.api_base
+    if args.temperature is not None:
+        params["temperature"] = args.temperature
+    if args.max_tokens is not None:
+        params["max_tokens"] = args.max_tokens
+    try:
+        return _run_chat(args, messages, params, out, err)
+    except APIError as exc:
+        return _fail(str(exc))
+    except BrokenPipeError:
+        return 1
+
+
+def _run_chat(
+    args: argparse.Namespace, messages: list[dict[str, Any]], params: dict[str, Any], out: TextIO, err: TextIO
+) -> int:
+    import rxllm
+    from rxllm.builder import ResponseBuilder
+    from rxllm.operators import CostReport, tap_cost
+
+    reports: list[CostReport] = []
+    builder = ResponseBuilder(messages)
+    source = rxllm.stream(args.model, messages, **params).pipe(
+        tap_cost(reports.append, model=args.model, messages=messages)
+    )
+    stream = not args.no_stream
+    first_token: float | None = None
+    start = time.monotonic()
+    ended_line = True
+    with rxllm.to_iterator(source) as chunks:
+        for chunk in chunks:
+            builder.add(chunk)
+            if not stream:
+                continue
+            if args.json:
+                out.write(chunk.to_json().decode() + "\n")
+                out.flush()
+                continue
+            for choice in chunk.choices:
+                text = choice.delta.content
+                if text and choice.index == 0:
+                    if first_token is None:
+                        first_token = time.monotonic() - start
+                    out.write(text)
+                    out.flush()
+                    ended_line = text.endswith("\n")
+    response = builder.build()
+    if args.json and not stream:
+        out.write(orjson.dumps(response.to_dict()).decode() + "\n")
+    elif not args.json:
+        message = response.choices[0].message if response.choices else None
+        if not stream and message is not None and message.content:
+            out.write(message.content)
+            ended_line = message.content.endswith("\n")
+        for call in (message.tool_calls or ()) if message is not None else ():
+            if not ended_line:
+                out.write("\n")
+            out.write(f"tool call: {call.function.name}({call.function.arguments})\n")
+            ended_line = True
+        if not ended_line:
+            out.write("\n")
+    out.flush()
+    if reports:
+        _summary(reports[-1], first_token, time.monotonic() - start, err)
+    return 0
+
+
+def _summary(report: Any, first_token: float | None, total: float, err: TextIO) -> None:
+    est = " (estimated)" if report.usage_estimated else ""
+    cost = f"${report.cost:.6f}" if report.cost is not None else "n/a"
+    ttft = first_token if first_token is not None else report.time_to_first_content
+    ttft_text = f"{ttft:.3f} s" if ttft is not None else "n/a"
+    err.write(
+        f"usage: {report.prompt_tokens} prompt + {report.completion_tokens} completion = "
+        f"{report.total_tokens} tokens{est} · cost: {cost} · time to first token: {ttft_text} · "
+        f"total: {total:.3f} s\n"
+    )
+    err.flush()
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from rxllm.proxy import ConfigError, is_loopback, load_config, serve
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if not is_loopback(args.host) and not config.master_key:
+        return _fail(
+            f"refusing to listen on {args.host} without a master key: anyone who can reach it could "
+            "spend your provider keys; set general_settings.master_key in the config or RXLLM_MASTER_KEY "
+            "(or use --host 127.0.0.1)"
+        )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(20),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+    def ready(host: str, port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        auth = "master key required" if config.master_key else "no auth (loopback only)"
+        print(
+            f"rxllm proxy listening on http://{shown}:{port} ({len(config.model_names)} model names; {auth})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        asyncio.run(serve(config, args.host, args.port, on_ready=ready))
+    except OSError as exc:
+        return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""The proxy's configuration: LiteLLM's ``config.yaml`` shape, validated up front.
+
+A config names deployments under public model names and sets server-wide limits::
+
+    model_list:
+      - model_name: gpt-4o                  # what clients send as "model"
+        litellm_params:
+          model: openai/gpt-4o              # what rxllm.stream() is called with
+          api_base: https://api.openai.com/v1
+          api_key: os.environ/OPENAI_API_KEY
+          rpm: 500                          # requests per minute this deployment takes
+          timeout: 30                       # seconds to the first chunk (and to connect)
+          stream_timeout: 60                # seconds allowed between chunks
+      - model_name: gpt-4o                  # a second deployment: load-balanced, failover
+        litellm_params: {model: azure_openai/gpt-4o, api_base: ..., api_key: ...}
+    general_settings:
+      master_key: os.environ/RXLLM_MASTER_KEY
+      max_request_size_mb: 16
+      global_max_parallel_requests: 1000
+      shutdown_grace_period: 10
+      allow_mock_models: true
+
+Every problem is reported as :class:`ConfigError` naming where it is
+(``model_list[1].litellm_params.rpm``), so a bad file fails at startup, not at the first
+request. Secrets (``api_key``, ``master_key``) never appear in reprs or error messages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import yaml
+
+__all__ = [
+    "ENV_MASTER_KEY",
+    "ConfigError",
+    "Deployment",
+    "ProxyConfig",
+    "load_config",
+    "parse_config",
+]
+
+#: The environment variable that sets the master key when the config does not.
+ENV_MASTER_KEY: Final = "RXLLM_MASTER_KEY"
+
+_ENV_PREFIX: Final = "os.environ/"
+
+#: litellm_params the proxy interprets itself; everything else is passed to rxllm.stream().
+_TRANSPORT: Final = frozenset({"model", "api_base", "base_url", "api_key", "rpm", "timeout", "stream_timeout"})
+
+_GENERAL_KEYS: Final = frozenset(
+    {
+        "master_key",
+        "max_request_size_mb",
+        "global_max_parallel_requests",
+        "shutdown_grace_period",
+        "allow_mock_models",
+        "cooldown_time",
+    }
+)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says where and why."""
+
+
+@attrs.frozen
+class Deployment:
+    """One upstream a public model name can be served by.
+
+    Attributes:
+        id: A stable name for logs (``model_info.id``, else ``"<model_name>#<n>"``).
+        model_name: The public name clients ask for.
+        model: The ``provider/model`` string given to :func:`rxllm.stream`.
+        api_base: The upstream endpoint, if not the provider's default.
+        api_key: The upstream key (resolved from ``os.environ/NAME``); never shown.
+        rpm: Requests per minute this deployment accepts (``None``: unlimited).
+        timeout: Seconds to connect and to wait for the first chunk.
+        stream_timeout: Seconds allowed between chunks once streaming.
+        params: The other ``litellm_params`` (``mock_response``, ``temperature``...), passed on.
+    """
+
+    id: str
+    model_name: str
+    model: str
+    api_base: str | None = None
+    api_key: str | None = attrs.field(default=None, repr=False)
+    rpm: int | None = None
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def is_mock(self) -> bool:
+        """Whether this deployment never leaves the process (mock model or mock response)."""
+        return (
+            self.model.startswith("mock/")
+            or self.params.get("mock_response") is not None
+            or self.params.get("mock_tool_calls") is not None
+        )
+
+
+@attrs.frozen
+class ProxyConfig:
+    """Everything the proxy app needs; build it with :func:`load_config` or :func:`parse_config`.
+
+    Attributes:
+        deployments: Every deployment, in file order.
+        master_key: The bearer key clients must send (``None``: no auth); never shown.
+        max_request_size: Largest request body in bytes (larger: HTTP 413).
+        max_parallel_requests: Chat requests served at once (more: HTTP 429).
+        shutdown_grace_period: Seconds in-flight streams get to finish at shutdown.
+        allow_mock_models: Serve ``mock/*`` models not in ``model_list`` (offline use, tests).
+        cooldown_time: Seconds a deployment that failed is tried last.
+    """
+
+    deployments: tuple[Deployment, ...] = ()
+    master_key: str | None = attrs.field(default=None, repr=False)
+    max_request_size: int = 16 * 1024 * 1024
+    max_parallel_requests: int = 1000
+    shutdown_grace_period: float = 10.0
+    allow_mock_models: bool = True
+    cooldown_time: float = 5.0
+
+    @property
+    def model_names(self) -> list[str]:
+        """The public model names, in first-seen order."""
+        return list(dict.fromkeys(d.model_name for d in self.deployments))
+
+    def secrets(self) -> list[str]:
+        """Every configured secret, so error text can be scrubbed of them."""
+        found = [d.api_key for d in self.deployments if d.api_key]
+        if self.master_key:
+            found.append(self.master_key)
+        return found
+
+
+def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> ProxyConfig:
+    """Read and validate a YAML config file (or the defaults when ``path`` is ``None``).
+
+    ``RXLLM_MASTER_KEY`` sets the master key when the file does not.
+
+    Raises:
+        ConfigError: The file is missing, is not YAML, or is not a valid config.
+    """
+    env = os.environ if environ is None else environ
+    if path is None:
+        return parse_config({}, environ=env)
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(file)!r}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"config file {str(file)!r} is not valid YAML{at}") from None
+    return parse_config({} if data is None else data, environ=env)
+
+
+def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> ProxyConfig:
+    """Validate a decoded config (the YAML's top-level mapping).
+
+    Args:
+        data: ``{"model_list": [...], "general_settings": {...}}``.
+        environ: Where ``os.environ/NAME`` values and ``RXLLM_MASTER_KEY`` are looked up.
+
+    Raises:
+        ConfigError: Naming the first invalid entry.
+    """
+    env = os.environ if environ is None else environ
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"the config must be a mapping with 'model_list', got {type(data).__name__}")
+    raw_list = data.get("model_list") or []
+    if not isinstance(raw_list, list):
+        raise ConfigError("model_list must be a list of {model_name, litellm_params} entries")
+    deployments = tuple(_deployment(entry, i, env) for i, entry in enumerate(raw_list))
+    ids = [d.id for d in deployments]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ConfigError(f"model_list: two deployments share model_info.id {dup!r}")
+
+    general = data.get("general_settings") or {}
+    if not isinstance(general, Mapping):
+        raise ConfigError("general_settings must be a mapping")
+    unknown = sorted(set(general) - _GENERAL_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"general_settings: unknown setting(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(_GENERAL_KEYS))}"
+        )
+    master_key = _secret(general.get("master_key"), "general_settings.master_key", env)
+    if master_key is None:
+        master_key = env.get(ENV_MASTER_KEY) or None
+    size_mb = _number(general.get("max_request_size_mb", 16), "general_settings.max_request_size_mb")
+    parallel = _integer(
+        general.get("global_max_parallel_requests", 1000), "general_settings.global_max_parallel_requests"
+    )
+    grace = _number(general.get("shutdown_grace_period", 10.0), "general_settings.shutdown_grace_period", zero=True)
+    cooldown = _number(general.get("cooldown_time", 5.0), "general_settings.cooldown_time", zero=True)
+    allow_mock = general.get("allow_mock_models", True)
+    if not isinstance(allow_mock, bool):
+        raise ConfigError("general_settings.allow_mock_models must be true or false")
+    return ProxyConfig(
+        deployments=deployments,
+        master_key=master_key,
+        max_request_size=int(size_mb * 1024 * 1024),
+        max_parallel_requests=parallel,
+        shutdown_grace_period=grace,
+        allow_mock_models=allow_mock,
+        cooldown_time=cooldown,
+    )
+
+
+def _deployment(entry: Any, i: int, env: Mapping[str, str]) -> Deployment:
+    where = f"model_list[{i}]"
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where} must be a mapping with model_name and litellm_params")
+    name = entry.get("model_name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}.model_name is required (a non-empty string)")
+    params = entry.get("litellm_params")
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{where}.litellm_params is required (a mapping with at least 'model')")
+    where_p = f"{where}.litellm_params"
+    model = _resolve(params.get("model"), f"{where_p}.model", env)
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"{where_p}.model is required: a 'provider/model' string like 'openai/gpt-4o'")
+    api_base = _resolve(params.get("api_base", params.get("base_url")), f"{where_p}.api_base", env)
+    if api_base is not None and (not isinstance(api_base, str) or not api_base.startswith(("http://", "https://"))):
+        raise ConfigError(f"{where_p}.api_base must be an http(s) URL")
+    api_key = _secret(params.get("api_key"), f"{where_p}.api_key", env)
+    rpm = params.get("rpm")
+    rpm = None if rpm is None else _integer(rpm, f"{where_p}.rpm")
+    timeout = params.get("timeout")
+    timeout = None if timeout is None else _number(timeout, f"{where_p}.timeout")
+    stream_timeout = params.get("stream_timeout")
+    stream_timeout = None if stream_timeout is None else _number(stream_timeout, f"{where_p}.stream_timeout")
+    rest = {k: _resolve(v, f"{where_p}.{k}", env) for k, v in params.items() if k not in _TRANSPORT}
+    info = entry.get("model_info") or {}
+    if not isinstance(info, Mapping):
+        raise ConfigError(f"{where}.model_info must be a mapping")
+    dep_id = info.get("id", f"{name}#{i}")
+    if not isinstance(dep_id, str) or not dep_id:
+        raise ConfigError(f"{where}.model_info.id must be a non-empty string")
+    return Deployment(
+        id=dep_id,
+        model_name=name,
+        model=model,
+        api_base=api_base,
+        api_key=api_key,
+        rpm=rpm,
+        timeout=timeout,
+        stream_timeout=stream_timeout,
+        params=rest,
+    )
+
+
+def _resolve(value: Any, where: str, env: Mapping[str, str]) -> Any:
+    """``os.environ/NAME`` becomes the variable's value (unset is an error)."""
+    if isinstance(value, str) and value.startswith(_ENV_PREFIX):
+        name = value[len(_ENV_PREFIX) :]
+        if not name:
+            raise ConfigError(f"{where}: 'os.environ/' needs a variable name")
+        found = env.get(name)
+        if found is None:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return found
+    return value
+
+
+def _secret(value: Any, where: str, env: Mapping[str, str]) -> str | None:
+    resolved = _resolve(value, where, env)
+    if resolved is None or resolved == "":
+        return None
+    if not isinstance(resolved, str):
+        # never echo the value: it may be a key typed without quotes
+        raise ConfigError(f"{where} must be a string (or 'os.environ/NAME')")
+    return resolved
+
+
+def _number(value: Any, where: str, *, zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (value == 0 and not zero):
+        bound = "a non-negative" if zero else "a positive"
+        raise ConfigError(f"{where} must be {bound} number, got {value!r}")
+    return float(value)
+
+
+def _integer(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+    return value

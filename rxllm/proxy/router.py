@@ -1,0 +1,135 @@
+"""Choosing deployments: load balancing, per-deployment rpm limits, failover order.
+
+Every request gets a *plan*: the deployments of its model name in the order to try them.
+The first is the least busy deployment that is under its rpm limit and not cooling down
+after a failure (ties rotate, so equal deployments take turns); the rest follow in the same
+order and are tried only when an attempt fails before its first chunk. Bookkeeping is a few
+integers and a deque of timestamps per deployment: O(deployments) per request, nothing per
+chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+from rxllm.proxy.config import Deployment, ProxyConfig
+from rxllm.proxy.errors import ProxyError
+
+__all__ = ["DeploymentState", "Router"]
+
+_WINDOW = 60.0
+
+
+class DeploymentState:
+    """One deployment plus its live counters (requests in flight, recent starts, last failure)."""
+
+    __slots__ = ("deployment", "failed_at", "in_flight", "position", "starts")
+
+    def __init__(self, deployment: Deployment, position: int) -> None:
+        self.deployment = deployment
+        self.position = position
+        self.in_flight = 0
+        self.starts: deque[float] = deque()
+        self.failed_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"DeploymentState(id={self.deployment.id!r}, in_flight={self.in_flight})"
+
+    def rpm_used(self, now: float) -> int:
+        """Requests started in the last minute."""
+        starts = self.starts
+        while starts and now - starts[0] >= _WINDOW:
+            starts.popleft()
+        return len(starts)
+
+    def has_capacity(self, now: float) -> bool:
+        """Whether one more request fits under the rpm limit."""
+        rpm = self.deployment.rpm
+        return rpm is None or self.rpm_used(now) < rpm
+
+
+class Router:
+    """Deployments per public model name, and the order to try them in.
+
+    Args:
+        config: The proxy config (deployments, ``allow_mock_models``, ``cooldown_time``).
+        clock: Monotonic seconds (tests pass a fake one).
+    """
+
+    def __init__(self, config: ProxyConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._cooldown = config.cooldown_time
+        self._allow_mock = config.allow_mock_models
+        self._groups: dict[str, list[DeploymentState]] = {}
+        self._turn: dict[str, int] = {}
+        for deployment in config.deployments:
+            group = self._groups.setdefault(deployment.model_name, [])
+            group.append(DeploymentState(deployment, len(group)))
+
+    @property
+    def model_names(self) -> list[str]:
+        """The configured public model names, in config order (ad-hoc mock models excluded)."""
+        return list(self._groups)
+
+    def plan(self, model: str) -> list[DeploymentState]:
+        """The deployments to try for ``model``, best first.
+
+        Raises:
+            ProxyError: 404 for an unknown model (listing the configured ones); 429 when every
+                deployment is at its rpm limit.
+        """
+        group = self._groups.get(model)
+        if group is None:
+            return self._adhoc_mock(model)
+        now = self._clock()
+        turn = self._turn.get(model, 0)
+        self._turn[model] = turn + 1
+        n = len(group)
+        cooldown = self._cooldown
+        ready = [s for s in group if s.has_capacity(now)]
+        if not ready:
+            wait = min(_WINDOW - (now - s.starts[0]) for s in group if s.starts)
+            raise ProxyError(
+                f"every deployment of {model!r} is at its requests-per-minute limit; retry later",
+                status_code=429,
+                code="rate_limit_exceeded",
+                retry_after=max(1.0, round(wait, 1)),
+            )
+
+        def key(s: DeploymentState) -> tuple[bool, int, int]:
+            cooling = s.failed_at is not None and now - s.failed_at < cooldown
+            return (cooling, s.in_flight, (s.position - turn) % n)
+
+        ready.sort(key=key)
+        return ready
+
+    def _adhoc_mock(self, model: str) -> list[DeploymentState]:
+        if self._allow_mock and model.startswith("mock/") and len(model) > 5:
+            # not stored: clients choose these names, so keeping them would let them grow memory
+            return [DeploymentState(Deployment(id=model, model_name=model, model=model), 0)]
+        names = self.model_names
+        known = ", ".join(names) if names else "none configured"
+        hint = " (or a mock/* model such as mock/echo)" if self._allow_mock else ""
+        raise ProxyError(
+            f"the model {model!r} does not exist on this proxy; available models: {known}{hint}",
+            status_code=404,
+            param="model",
+            code="model_not_found",
+        )
+
+    def start(self, state: DeploymentState) -> bool:
+        """Count an attempt on ``state``; ``False`` (and nothing counted) if it is now at its rpm limit."""
+        now = self._clock()
+        if not state.has_capacity(now):
+            return False
+        if state.deployment.rpm is not None:
+            state.starts.append(now)
+        state.in_flight += 1
+        return True
+
+    def finish(self, state: DeploymentState, *, failed: bool) -> None:
+        """An attempt on ``state`` ended; a failure puts it in cooldown."""
+        state.in_flight -= 1
+        state.failed_at = self._clock() if failed else None
