@@ -58,14 +58,24 @@ from rxllm.types import (
 if TYPE_CHECKING:
     import rxllm.operators as operators
     from rxllm.builder import stream_chunk_builder as stream_chunk_builder
-    from rxllm.pricing import completion_cost as completion_cost
     from rxllm.pricing import PriceNotFoundError as PriceNotFoundError
+    from rxllm.pricing import completion_cost as completion_cost
     from rxllm.pricing import cost_per_token as cost_per_token
     from rxllm.pricing import get_model_info as get_model_info
     from rxllm.pricing import model_cost as model_cost
     from rxllm.pricing import register_model as register_model
 
 __version__ = "0.1.0"
+
+# The design fixes the operators at the top level (operators/), and setup.cfg's package_dir
+# installs them as rxllm/operators. A script or `python -m rxllm` run from a source checkout
+# imports this directory instead of the installed package: let it find ../operators the
+# same way, so a checkout and an installation behave alike.
+_source_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if not os.path.isdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "operators")) and os.path.isfile(
+    os.path.join(_source_root, "operators", "__init__.py")
+):
+    __path__.append(_source_root)
 
 
 def _limit_from_env() -> int:
