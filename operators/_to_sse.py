@@ -7,7 +7,7 @@ from typing import Any
 
 from reactivex import Observable, abc
 
-from rxllm.errors import APIError
+from rxllm.errors import error_body
 from rxllm.sse import SSE_DONE, encode_json
 from rxllm.types import ChatCompletionChunk
 
@@ -15,35 +15,9 @@ from ._retry import StreamRestart
 
 __all__ = ["error_payload", "to_sse"]
 
-# OpenAI's error "type" strings by status class, as its API and LiteLLM's proxy send them.
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
 def error_payload(error: BaseException) -> dict[str, Any]:
-    """The OpenAI-style error object for an exception: ``{"error": {message, type, param, code}}``.
-
-    ``code`` is the HTTP status as a string (as LiteLLM's proxy sends it). Only rxllm's own
-    errors, whose messages are built to be safe, are described; any other exception becomes
-    a generic internal error naming only its class, so a bug cannot leak data to a browser.
-    """
-    if isinstance(error, APIError):
-        status = error.status_code
-        message = error.message or type(error).__name__
-        kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    else:
-        status = 500
-        message = f"internal error ({type(error).__name__})"
-        kind = "server_error"
-    return {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
+    """The OpenAI-style error object for an exception (see :func:`rxllm.errors.error_body`)."""
+    return error_body(error)
 
 
 def to_sse() -> Callable[[Observable[ChatCompletionChunk]], Observable[bytes]]:

@@ -12,7 +12,7 @@ never request headers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -36,7 +36,9 @@ __all__ = [
     "ServiceUnavailableError",
     "Timeout",
     "UnprocessableEntityError",
+    "error_body",
     "error_for_status",
+    "error_status",
     "resolve_error_class",
 ]
 
@@ -303,3 +305,61 @@ def resolve_error_class(name: str) -> type[APIError]:
         return cls
     known = ", ".join(sorted(n for n in __all__ if n[0].isupper() and n != "InvalidToolArgumentsError"))
     raise BadRequestError(f"unknown error name {name!r}; known: {known}")
+
+
+# OpenAI's error "type" and "code" strings by HTTP status, as its API sends them.
+_ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    504: "timeout_error",
+}
+_ERROR_CODES: dict[int, str] = {
+    401: "invalid_api_key",
+    404: "model_not_found",
+    408: "timeout",
+    413: "request_too_large",
+    429: "rate_limit_exceeded",
+    504: "timeout",
+}
+
+
+def error_status(exc: BaseException) -> int:
+    """The HTTP status that reports ``exc`` (500 for anything that is not an :class:`APIError`)."""
+    if isinstance(exc, APIError):
+        status = exc.status_code
+        if isinstance(status, int) and 400 <= status <= 599:
+            return status
+    return 500
+
+
+def error_body(exc: BaseException, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """The OpenAI-style error object for ``exc``: ``{"error": {message, type, param, code}}``.
+
+    What OpenAI's SDKs read, whether it arrives as an HTTP error body or as an SSE event
+    after streaming started. Only rxllm's own errors, whose messages are built to be safe,
+    are described; any other exception is a bug and becomes a generic internal error naming
+    only its class. Every string in ``secrets`` is replaced by ``***`` (an upstream that
+    echoes a key back does not leak it). ``param`` and ``code`` are taken from the error when
+    it carries them (the proxy's own request errors do).
+    """
+    status = error_status(exc)
+    param = getattr(exc, "param", None)
+    code = getattr(exc, "code", None) or _ERROR_CODES.get(status)
+    if isinstance(exc, APIError):
+        message = exc.message or type(exc).__name__
+        if exc.llm_provider and getattr(exc, "param", None) is None and getattr(exc, "code", None) is None:
+            message = f"{exc.llm_provider} error: {message}"
+    else:
+        message = f"internal error ({type(exc).__name__})"
+    for secret in secrets:
+        if secret and secret in message:
+            message = message.replace(secret, "***")
+    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}

@@ -198,7 +198,7 @@ class TestAsyncService:
         """A mid-stream error arrives as an error event; a client leaving cancels the upstream."""
         out = text_of(executed("03_async_service"))
 
-        assert "'code': '500'" in out
+        assert "'type': 'server_error'" in out
         assert "server report: cancelled after" in out
         assert "server stopped" in out
 

@@ -69,24 +69,25 @@ class TestToSse:
         assert [m.time for m in results.messages] == [210, 215, 215]
         assert results.messages[-1] == on_completed(215)
         assert parse(payloads(results)[-1]) == {
-            "error": {"message": "quota exceeded", "type": "rate_limit_error", "param": None, "code": "429"}
+            "error": {"message": "quota exceeded", "type": "rate_limit_error", "param": None,
+                      "code": "rate_limit_exceeded"}
         }
         assert xs.subscriptions == [subscribe(200, 215)]
 
     def test_error_types(self) -> None:
-        """Status codes map to OpenAI's error types; foreign exceptions are not described."""
+        """Status codes map to OpenAI's error types and codes; foreign exceptions are not described."""
         assert ops.error_payload(Timeout("slow"))["error"]["type"] == "timeout_error"
-        assert ops.error_payload(InternalServerError("x"))["error"] == {
-            "message": "x",
+        assert ops.error_payload(InternalServerError("x", llm_provider="openai"))["error"] == {
+            "message": "openai error: x",
             "type": "server_error",
             "param": None,
-            "code": "500",
+            "code": None,
         }
         assert ops.error_payload(KeyError("sk-secret"))["error"] == {
             "message": "internal error (KeyError)",
             "type": "server_error",
             "param": None,
-            "code": "500",
+            "code": None,
         }
 
     def test_disposal_reaches_upstream(self) -> None:
