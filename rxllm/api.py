@@ -34,14 +34,15 @@ __all__ = [
 ]
 
 _VALID_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-_MOCK_PARAMS = ("mock_response", "mock_tool_calls")
+_MOCK_PARAMS = ("mock_response", "mock_tool_calls", "mock_fail_after", "mock_fail_with")
 
 
 def build_request(model: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> ChatRequest:
     """Validate the arguments and resolve the provider, before any I/O.
 
-    ``mock_response`` (or ``mock_tool_calls``) sends any model to the mock provider, as in
-    LiteLLM; the model name is kept so costs are computed for it.
+    ``mock_response`` (or any of ``mock_tool_calls``, ``mock_fail_after``, ``mock_fail_with``)
+    sends any model to the mock provider, as in LiteLLM; the model name is kept so costs are
+    computed for it.
 
     Raises:
         BadRequestError: For a missing model, an unknown provider (listing the known ones),

@@ -110,6 +110,14 @@ class TestReplayAndErrors:
             next(it)
         assert len(got) == 2
 
+    def test_failure_params_alone_select_the_mock(self) -> None:
+        """mock_fail_after on a real model name runs offline, like mock_response does."""
+        source = rxllm.stream("gpt-4o", [{"role": "user", "content": "a b"}], mock_fail_after=0,
+                              mock_fail_with="rxllm.RateLimitError")
+
+        with pytest.raises(rxllm.RateLimitError):
+            list(rxllm.to_iterator(source))
+
     def test_fail_with_a_chosen_error(self) -> None:
         """mock_fail_with chooses the mid-stream error."""
         source = rxllm.stream("mock/echo", [{"role": "user", "content": "a b"}], mock_fail_after=1,
