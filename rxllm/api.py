@@ -48,7 +48,10 @@ def build_request(model: str, messages: Sequence[Mapping[str, Any]], params: Map
         BadRequestError: For a missing model, an unknown provider (listing the known ones),
             messages that are not a list of role/content dicts, or bad parameter types.
     """
-    provider, provider_model = split_model(model) if not _is_mock(params) else ("mock", model)
+    if _is_mock(params) and not (isinstance(model, str) and model.startswith("mock/")):
+        provider, provider_model = "mock", model
+    else:
+        provider, provider_model = split_model(model)
     checked = _check_messages(messages, model)
     rest = {k: v for k, v in params.items() if v is not None}
     api_base = rest.pop("api_base", None) or rest.pop("base_url", None)
