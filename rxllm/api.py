@@ -48,7 +48,9 @@ def build_request(model: str, messages: Sequence[Mapping[str, Any]], params: Map
         BadRequestError: For a missing model, an unknown provider (listing the known ones),
             messages that are not a list of role/content dicts, or bad parameter types.
     """
-    if _is_mock(params) and not (isinstance(model, str) and model.startswith("mock/")):
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequestError(f"model must be a non-empty string like 'openai/gpt-4o', got {model!r}")
+    if _is_mock(params) and not model.startswith("mock/"):
         provider, provider_model = "mock", model
     else:
         provider, provider_model = split_model(model)

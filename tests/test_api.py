@@ -363,6 +363,11 @@ class TestValidation:
             rxllm.stream(model, messages)  # type: ignore[arg-type]
         assert live_pump_tasks() == 0
 
+    def test_empty_model_is_rejected_even_with_a_mock_response(self) -> None:
+        """mock_response does not excuse a missing model."""
+        with pytest.raises(rxllm.BadRequestError, match="model must be a non-empty string"):
+            rxllm.stream("", MESSAGES, mock_response="x")
+
     @pytest.mark.parametrize("timeout", [0, -1, "ten", True])
     def test_bad_timeouts(self, timeout: object) -> None:
         """timeout must be a positive number of seconds."""
