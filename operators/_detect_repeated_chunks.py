@@ -32,20 +32,11 @@ def _module_limit() -> int:
     return int(value)
 
 
-class _Run:
-    """The current run of identical content in one choice."""
-
-    __slots__ = ("content", "count")
-
-    def __init__(self, content: str) -> None:
-        self.content = content
-        self.count = 1
-
-
 def detect_repeated_chunks(
     limit: int | None = None,
     *,
     llm_provider: str | None = None,
+    partial_response: bool = True,
 ) -> Callable[[Observable[ChatCompletionChunk]], Observable[ChatCompletionChunk]]:
     """Pass chunks through; fail when a choice repeats the same content more than ``limit`` times.
 
@@ -71,6 +62,9 @@ def detect_repeated_chunks(
             ``rxllm.REPEATED_STREAMING_CHUNK_LIMIT`` at each subscription (else the
             ``REPEATED_STREAMING_CHUNK_LIMIT`` environment variable, else 100).
         llm_provider: Put on the error, for logs and retry decisions.
+        partial_response: Rebuild the chunks that passed (about 0.25 µs a chunk) to attach
+            them to the error. Pass ``False`` when an operator downstream attaches it anyway
+            (``to_response``, ``completion()``'s instrumentation).
 
     Returns:
         An operator ``Observable[ChatCompletionChunk] -> Observable[ChatCompletionChunk]``.
@@ -90,8 +84,8 @@ def detect_repeated_chunks(
             except ValueError as exc:
                 observer.on_error(exc)
                 return Disposable()  # never subscribe: that would start a request for nothing
-            runs: dict[int, _Run] = {}
-            builder = ResponseBuilder()  # ~0.25 µs a chunk, for the error's partial response
+            runs: dict[int, tuple[str, int]] = {}  # choice index -> (content, identical in a row)
+            builder = ResponseBuilder() if partial_response else None
 
             def on_next(chunk: ChatCompletionChunk) -> None:
                 try:
@@ -107,21 +101,22 @@ def detect_repeated_chunks(
                             runs.pop(sc.index, None)
                             continue
                         run = runs.get(sc.index)
-                        if run is None or run.content != c:
-                            runs[sc.index] = _Run(c)
-                        else:
-                            run.count += 1
-                            if run.count > lim:
-                                observer.on_error(
-                                    InternalServerError(
-                                        f"The model is repeating the same chunk = {c}.",
-                                        llm_provider=llm_provider,
-                                        model=chunk.model or None,
-                                        partial_response=builder.build(partial=True),
-                                    )
+                        if run is None or run[0] != c:
+                            runs[sc.index] = (c, 1)
+                        elif run[1] >= lim:
+                            observer.on_error(
+                                InternalServerError(
+                                    f"The model is repeating the same chunk = {c}.",
+                                    llm_provider=llm_provider,
+                                    model=chunk.model or None,
+                                    partial_response=builder.build(partial=True) if builder else None,
                                 )
-                                return
-                    builder.add(chunk)
+                            )
+                            return
+                        else:
+                            runs[sc.index] = (c, run[1] + 1)
+                    if builder is not None:
+                        builder.add(chunk)
                 except Exception as exc:
                     observer.on_error(exc)
                     return

@@ -192,7 +192,8 @@ def _detected(
     from rxllm import operators as ops
 
     params = {k: v for k, v in params.items() if k != "model"}
-    detect = ops.detect_repeated_chunks(llm_provider=_claimed(model))
+    # partial_response=False: the instrumentation downstream attaches the partial response.
+    detect = ops.detect_repeated_chunks(llm_provider=_claimed(model), partial_response=False)
     if eager:
         return stream(model, messages, **params).pipe(detect)
     return reactivex.defer(lambda _scheduler: stream(model, messages, **params)).pipe(detect)

@@ -125,6 +125,28 @@ class TestPerChoice:
 
         assert outcome(chunks, limit=2) == (4, None)
 
+    def test_partial_response_can_be_left_to_a_downstream_operator(self) -> None:
+        """partial_response=False builds nothing; to_response downstream attaches the partial."""
+        scheduler = TestScheduler()
+        xs = hot(scheduler, [content_chunk(LOOP) for _ in range(4)], end=400)
+
+        results = scheduler.start(
+            lambda: xs.pipe(ops.detect_repeated_chunks(2, partial_response=False), ops.to_response())
+        )
+
+        err = exception_of(results.messages)
+        assert isinstance(err, InternalServerError)
+        assert err.partial_response is not None
+        assert err.partial_response.choices[0].message.content == LOOP * 2
+        assert err.partial_response.choices[0].finish_reason is None
+
+    def test_without_partial_response_the_error_has_none(self) -> None:
+        """partial_response=False alone: the error carries no partial response."""
+        n, err = outcome([content_chunk(LOOP) for _ in range(3)], limit=2, partial_response=False)
+
+        assert n == 2
+        assert isinstance(err, InternalServerError) and err.partial_response is None
+
     def test_one_looping_choice_fails_the_stream(self) -> None:
         """A third repeat in choice 1 fails even though choice 0 keeps changing."""
         chunks = []
