@@ -38,7 +38,7 @@ from reactivex import Observable
 
 import rxllm
 from rxllm.errors import APIError, BadRequestError, Timeout
-from rxllm.operators import CostReport, tap_cost
+from rxllm.operators import CostReport, detect_repeated_chunks, tap_cost
 from rxllm.providers._http import aclose_sessions
 from rxllm.proxy._exchange import Collector, Exchange, Feed, SSEFeed
 from rxllm.proxy.auth import KeyChecker
@@ -421,7 +421,12 @@ def _json_type(value: Any) -> str:
 
 
 def _source(deployment: Deployment, chat: _Chat, record: _Record) -> Observable[ChatCompletionChunk]:
-    """``rxllm.stream`` for one deployment, metered with ``tap_cost``."""
+    """``rxllm.stream`` for one deployment, guarded against looping models and metered.
+
+    A model stuck repeating itself fails the stream with ``InternalServerError`` (before the
+    first chunk the router tries the next deployment; after it, the client gets an SSE error
+    event), as LiteLLM's proxy does with ``REPEATED_STREAMING_CHUNK_LIMIT``.
+    """
     params: dict[str, Any] = {**deployment.params, **chat.params}
     if deployment.api_base is not None:
         params["api_base"] = deployment.api_base
@@ -436,7 +441,8 @@ def _source(deployment: Deployment, chat: _Chat, record: _Record) -> Observable[
         record.report = report
 
     return rxllm.stream(deployment.model, chat.messages, **params).pipe(
-        tap_cost(on_report, model=deployment.model, messages=chat.messages)
+        detect_repeated_chunks(partial_response=False),
+        tap_cost(on_report, model=deployment.model, messages=chat.messages),
     )
 
 

@@ -166,6 +166,23 @@ class TestErrors:
         assert "interrupted" in info.value.message
         assert isinstance(info.value.body, dict) and info.value.body["type"] == "server_error"
 
+    async def test_looping_model_is_cut_off_with_an_error_event(self) -> None:
+        """A model repeating one chunk past the limit gets an SSE error event, not an endless stream."""
+        import rxllm
+
+        rxllm.REPEATED_STREAMING_CHUNK_LIMIT = 3
+        loop_chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                      "choices": [{"index": 0, "delta": {"content": "again and again"}, "finish_reason": None}]}
+        async with running(config(mock_entry("m", mock_response=[loop_chunk] * 10))) as server:
+            stream = await client(server).chat.completions.create(model="m", messages=USER, stream=True)
+            received = []
+            with pytest.raises(openai.APIError) as info:
+                async for chunk in stream:
+                    received.append(chunk.choices[0].delta.content)
+
+        assert received == ["again and again"] * 3
+        assert "repeating the same chunk" in info.value.message
+
     async def test_failed_requests_are_logged_once_with_their_status(self) -> None:
         """Each request, failed or not, leaves exactly one log line with status and outcome."""
         async with running(config(mock_entry("m", mock_response="rxllm.RateLimitError"))) as server:
