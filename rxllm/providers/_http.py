@@ -38,6 +38,7 @@ from rxllm.errors import (
     Timeout,
     error_for_status,
 )
+from rxllm.providers.base import ChatRequest
 from rxllm.sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 
 __all__ = [
@@ -444,3 +445,23 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"{exc.status} {exc.message}"
     return str(exc) or type(exc).__name__
+
+
+def request_events(
+    request: ChatRequest, *, provider: str, url: str, headers: Mapping[str, str], body: Mapping[str, Any]
+) -> tuple[AsyncGenerator[list[ServerSentEvent], None], SSEBody, str]:
+    """Start :func:`sse_events` for one request: the event batches, the body state, and the
+    model name that errors carry (as the caller wrote it)."""
+    model_name = request.original_model or request.model
+    state = SSEBody(SSEDecoder())
+    events = sse_events(
+        url,
+        headers=headers,
+        body=body,
+        provider=provider,
+        model=model_name,
+        timeout=request.timeout,
+        stream_timeout=request.stream_timeout,
+        state=state,
+    )
+    return events, state, model_name

@@ -27,9 +27,8 @@ import attrs
 import orjson
 
 from rxllm.errors import APIConnectionError, AuthenticationError
-from rxllm.providers._http import SSEBody, api_key_for, bad_json, endpoint, error_from_payload, sse_events
+from rxllm.providers._http import api_key_for, bad_json, endpoint, error_from_payload, request_events
 from rxllm.providers.base import ChatRequest
-from rxllm.sse import SSEDecoder
 from rxllm.types import ChatCompletionChunk
 
 __all__ = ["OpenAICompatibleProvider", "ProviderConfig", "get_provider"]
@@ -246,20 +245,11 @@ class OpenAICompatibleProvider:
             MalformedStreamError: For invalid JSON in a data field or a body that is not SSE.
         """
         url, headers, body = self.prepare(request)
-        model_name = request.original_model or request.model
-        state = SSEBody(SSEDecoder())
         normalizer: _Normalizer | None = None
         from_dict = ChatCompletionChunk.from_dict
         loads = orjson.loads
-        events = sse_events(
-            url,
-            headers=headers,
-            body=body,
-            provider=self.name,
-            model=model_name,
-            timeout=request.timeout,
-            stream_timeout=request.stream_timeout,
-            state=state,
+        events, state, model_name = request_events(
+            request, provider=self.name, url=url, headers=headers, body=body
         )
         async with aclosing(events):
             async for batch in events:
