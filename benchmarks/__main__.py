@@ -1,0 +1,224 @@
+"""``python -m benchmarks``: the whole comparison as one markdown table set.
+
+    python -m benchmarks            # full run, a few minutes (2 cores)
+    python -m benchmarks --quick    # about a minute
+    python -m benchmarks --smoke    # seconds: CI's check that the benchmarks still run
+    python -m benchmarks --only client|proxy|import|memory
+
+Peers (``openai``, ``litellm`` with its proxy) come from the ``bench`` extra; install them in a
+separate virtual environment (``pip install -e ".[bench]"``). A peer that is not installed gets
+a row saying so; rxllm's rows always run, and a failing rxllm row makes the exit status 1.
+Progress goes to stderr, the tables to stdout. Everything binds 127.0.0.1; LiteLLM runs with
+telemetry off and its bundled cost map (see :data:`benchmarks._common.OFFLINE_ENV`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+from benchmarks import _client, _proxy, _startup
+from benchmarks._common import apply_offline_env, fmt, machine, raise_fd_limit, table
+from benchmarks._upstream import Upstream
+
+SECTIONS = ("client", "proxy", "import", "memory")
+
+#: size -> (client cases, repeats, settle s, import runs, memory streams)
+SIZES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "cases": [("text", "bulk", 300), ("tools", "bulk", 300), ("text", "p0.2", 40)],
+        "repeats": 2,
+        "settle": 0.0,
+        "import_runs": 1,
+        "memory_streams": 100,
+    },
+    "quick": {
+        "cases": [("text", "bulk", 2000), ("tools", "bulk", 2000), ("text", "p0.5", 200)],
+        "repeats": 3,
+        "settle": 0.02,
+        "import_runs": 3,
+        "memory_streams": 300,
+    },
+    "full": {
+        "cases": [("text", "bulk", 5000), ("tools", "bulk", 5000), ("text", "p0.5", 500)],
+        "repeats": 5,
+        "settle": 0.05,
+        "import_runs": 5,
+        "memory_streams": 1000,
+    },
+}
+
+_CASE_TITLES = {"bulk": "bulk", "p": "paced"}
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _case_title(case: tuple[str, str, int]) -> str:
+    variant, mode, n = case
+    how = "bulk" if mode == "bulk" else f"paced ({mode[1:]} ms apart)"
+    return f"{variant}, {how}, {n:,} chunks"
+
+
+def client_section(upstream: Upstream, size: dict[str, Any], failures: list[str]) -> str:
+    cases = size["cases"]
+    results = asyncio.run(_client.measure(upstream, cases, size["repeats"], size["settle"], _log))
+    names = [name for name, _, _ in _client.implementations()]
+    header = ["client (one stream, rebuilt response)"]
+    for case in cases:
+        header += [f"{_case_title(case)}: µs CPU/chunk", "x floor"]
+    rows = []
+    for name in names:
+        row = [name]
+        for case in cases:
+            value = results[case][name]
+            floor = results[case][names[0]]
+            if isinstance(value, str):
+                row += [value, ""]
+                if name.startswith("rxllm") or name.startswith("floor"):
+                    failures.append(f"{name} ({_case_title(case)}): {value}")
+            else:
+                ratio = value / floor if isinstance(floor, float) else float("nan")
+                row += [fmt(value), fmt(ratio, 2) + "x"]
+        rows.append(row)
+    notes = (
+        "Client CPU (`time.process_time`, all threads) per chunk received, median of "
+        f"{size['repeats']} streams per cell, implementations alternating. *bulk*: the upstream writes "
+        "as fast as it can (many chunks per read); *paced*: one chunk per network write, so every "
+        "chunk costs a read and an event-loop wake-up, as with a real model. Each row rebuilds the "
+        "text or tool calls, checked against what was sent."
+    )
+    return f"### Client: CPU per streamed chunk\n\n{table(header, rows)}\n\n{notes}\n"
+
+
+def proxy_section(upstream: Upstream, size_name: str, failures: list[str], profile: str | None) -> str:
+    results = _proxy.measure(upstream, size_name, _log, profile)
+    levels = (1, 50) if size_name == "smoke" else (1, 50, 500)
+    scen = _proxy.scenarios(size_name)
+    header = [
+        "proxy",
+        "bulk: proxy CPU µs/chunk",
+        "bulk: chunks/s",
+        "1-core ceiling chunks/s",
+        "paced: proxy CPU µs/chunk",
+        *[f"first chunk, {n} stream{'s' if n > 1 else ''}: median / p95 ms" for n in levels],
+        f"CPU ms per {scen['ttfc'][2]}-chunk stream ({levels[-1]} at once)",
+        "peak RSS MB",
+    ]
+    rows = []
+    for name, row in results.items():
+        if isinstance(row, str):
+            rows.append([name, row, *[""] * (len(header) - 2)])
+            if name.startswith("rxllm"):
+                failures.append(f"{name}: {row}")
+            continue
+        bulk, paced = row["bulk"], row["paced"]
+        cells = [
+            name,
+            fmt(bulk["us_per_chunk"]),
+            fmt(bulk["chunks_per_s"], 0),
+            fmt(1e6 / bulk["us_per_chunk"] if bulk["us_per_chunk"] else float("nan"), 0),
+            fmt(paced["us_per_chunk"]),
+        ]
+        for n in levels:
+            r = row[f"ttfc{n}"]
+            cells.append(f"{fmt(r['ttfc_median_ms'])} / {fmt(r['ttfc_p95_ms'])}")
+        cells.append(fmt(row[f"ttfc{levels[-1]}"]["cpu_ms_per_stream"], 2))
+        cells.append(fmt(max(r["rss_mb"] for r in row.values()), 0))
+        rows.append(cells)
+    b, p, t = scen["bulk"], scen["paced"], scen["ttfc"]
+    notes = (
+        "The proxy process's own CPU (user + system) per chunk it forwarded. *bulk*: 2 to 10 concurrent "
+        f"streams of {b[2]:,} chunks from an upstream writing as fast as it can; chunks/s is measured "
+        "with client, proxy and upstream sharing the machine, the ceiling is 10⁶ / (µs per chunk). "
+        f"*paced*: concurrent streams of {p[2]} chunks written 1 ms apart (one read and one write per "
+        f"chunk). *first chunk*: that many streams started at once ({t[2]} chunks, 10 ms apart), time "
+        "from sending the request to the first `data:` event. LiteLLM runs with its own defaults "
+        "(uvloop); rxllm's proxy on the standard asyncio loop."
+    )
+    return f"### Proxy: CPU per forwarded chunk, throughput, time to first chunk\n\n{table(header, rows)}\n\n{notes}\n"
+
+
+def import_section(size: dict[str, Any], failures: list[str]) -> str:
+    results = _startup.import_times(size["import_runs"], _log)
+    rows = []
+    for module, value in results.items():
+        rows.append([f"`import {module}`", value if isinstance(value, str) else fmt(value, 0)])
+        if module == "rxllm" and isinstance(value, str):
+            failures.append(f"import rxllm: {value}")
+    notes = f"Median of {size['import_runs']} fresh interpreters, interpreter start-up excluded."
+    return f"### Import time\n\n{table(['module', 'ms'], rows)}\n\n{notes}\n"
+
+
+def memory_section(upstream: Upstream, size: dict[str, Any], failures: list[str]) -> str:
+    n = size["memory_streams"]
+    base = upstream.base("text", "p1000", 30)
+    results = _startup.memory(base, n, _log)
+    names = {
+        "aiohttp": "bare aiohttp response (floor)",
+        "openai": "openai `AsyncOpenAI` stream",
+        "rxllm": "rxllm `acompletion(stream=True)`",
+    }
+    rows = []
+    for impl, value in results.items():
+        if isinstance(value, str):
+            rows.append([names[impl], value, "", ""])
+            if impl == "rxllm":
+                failures.append(f"memory rxllm: {value}")
+        else:
+            rows.append(
+                [names[impl], fmt(value["kb_per_stream"]), fmt(value["before_mb"], 0), fmt(value["during_mb"], 0)]
+            )
+    header = ["client", "KB per open stream", "RSS before, MB", f"RSS with {n:,} open, MB"]
+    notes = (
+        f"{n:,} concurrent streams opened in one fresh process per client, each holding its first chunk "
+        "(the upstream sends one chunk a second); (RSS with them open - RSS before) / streams."
+    )
+    return f"### Memory per open stream\n\n{table(header, rows)}\n\n{notes}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    size_group = parser.add_mutually_exclusive_group()
+    size_group.add_argument("--smoke", action="store_true", help="seconds-long run (CI)")
+    size_group.add_argument("--quick", action="store_true", help="about a minute")
+    parser.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
+    parser.add_argument("--profile-proxy", metavar="FILE", help="run rxllm's proxy under cProfile, writing FILE")
+    args = parser.parse_args(argv)
+    size_name = "smoke" if args.smoke else "quick" if args.quick else "full"
+    size = SIZES[size_name]
+    sections = args.only or list(SECTIONS)
+
+    apply_offline_env()
+    raise_fd_limit()
+    started = time.perf_counter()
+    failures: list[str] = []
+    out = [
+        f"## rxllm benchmarks ({size_name} run)\n",
+        f"Machine: {machine()}.\n",
+        f"Reproduce: `python -m benchmarks{'' if size_name == 'full' else ' --' + size_name}` "
+        '(peers: `pip install -e ".[bench]"` in a separate virtualenv).\n',
+    ]
+    with Upstream() as upstream:
+        if "client" in sections:
+            out.append(client_section(upstream, size, failures))
+        if "proxy" in sections:
+            out.append(proxy_section(upstream, size_name, failures, args.profile_proxy))
+        if "import" in sections:
+            out.append(import_section(size, failures))
+        if "memory" in sections:
+            out.append(memory_section(upstream, size, failures))
+    out.append(f"_Run took {time.perf_counter() - started:.0f} s._\n")
+    print("\n".join(out))
+    if failures:
+        _log("rxllm rows failed:\n  " + "\n  ".join(failures))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

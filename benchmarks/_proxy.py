@@ -1,0 +1,252 @@
+"""The proxies: rxllm's (``python -m rxllm serve``) and LiteLLM's (``litellm --config``, uvicorn, one worker).
+
+Three processes: the upstream (:mod:`benchmarks._upstream`), the proxy, and this process as
+the client (aiohttp reading raw bytes, which costs it little). Both proxies get the same
+``model_list`` pointing at the same upstream scenarios. The proxy's CPU (user + system, with
+psutil including any children) is read before and after each scenario, so the figures are the
+proxy process's own:
+
+- **bulk**: concurrent streams from an upstream writing as fast as it can (many chunks per
+  read), batches repeated until a minimum wall time: CPU µs per chunk and chunks/s.
+- **paced**: concurrent streams whose upstream writes one chunk per network write, 1 ms
+  apart: each chunk costs the proxy a read and a write (the realistic per-chunk cost).
+- **time to first chunk** with 1, 50 and 500 streams started at once (paced upstream): the
+  median and 95th percentile from sending the request to receiving the first ``data:`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks._common import child_env, cpu_seconds, free_port, installed, median, percentile, rss_mb
+from benchmarks._upstream import Upstream, chunk_count
+
+MASTER_KEY = "sk-bench-master-key"
+
+#: model name -> (variant, mode, n) of the upstream scenario it forwards to.
+Scenarios = dict[str, tuple[str, str, int]]
+
+
+def _config(upstream: Upstream, scenarios: Scenarios, litellm: bool) -> str:
+    lines = ["model_list:"]
+    for name, (variant, mode, n) in scenarios.items():
+        base = upstream.base(variant, mode, n)
+        lines += [
+            f"  - model_name: {name}",
+            "    litellm_params:",
+            "      model: openai/gpt-4o-2024-08-06",
+            f"      api_base: '{base}'",
+            "      api_key: sk-bench-not-a-key",
+        ]
+    # both proxies check the same master key on every request (LiteLLM refuses to start without one)
+    lines += ["general_settings:", f"  master_key: {MASTER_KEY}"]
+    if litellm:
+        lines += ["litellm_settings:", "  telemetry: false", "  drop_params: true"]
+    else:
+        lines += ["  global_max_parallel_requests: 100000"]
+    return "\n".join(lines) + "\n"
+
+
+class Proxy:
+    """A proxy subprocess (a context manager): ``kind`` is ``"rxllm"`` or ``"litellm"``."""
+
+    def __init__(self, kind: str, upstream: Upstream, scenarios: Scenarios, profile: str | None = None) -> None:
+        self.kind = kind
+        self.upstream = upstream
+        self.scenarios = scenarios
+        self.profile = profile
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> Proxy:
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"rxllm-bench-{self.kind}-")
+        tmp = Path(self._tmp.name)
+        config = tmp / "config.yaml"
+        config.write_text(_config(self.upstream, self.scenarios, self.kind == "litellm"))
+        log = tmp / "proxy.log"
+        prefix = ["-m", "cProfile", "-o", self.profile] if self.profile else []
+        if self.kind == "rxllm":
+            cmd = [sys.executable, *prefix, "-m", "rxllm", "serve", "--config", str(config), "--port", "0"]
+        else:
+            self.port = free_port()
+            cli = Path(sys.executable).with_name("litellm")
+            cmd = [str(cli), "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port)]
+            cmd += ["--num_workers", "1"]
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp, env=child_env()
+            )
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                text = log.read_text(errors="replace")[-2000:]
+                self.__exit__()
+                raise RuntimeError(f"the {self.kind} proxy did not start:\n{text}")
+            if self.kind == "rxllm":
+                found = re.search(r"http://127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+                if found:
+                    self.port = int(found.group(1))
+                    break
+            elif _healthy(self.port):
+                break
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: graceful, so cProfile writes its file
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/chat/completions"
+
+
+def _healthy(port: int) -> bool:
+    import urllib.request
+
+    try:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{port}/health/liveliness", timeout=1) as resp:
+            return int(resp.status) == 200
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- the client side
+
+
+_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {MASTER_KEY}"}
+
+
+async def _stream(session: Any, url: str, model: str) -> tuple[int, float]:
+    """One streaming request through the proxy: (chunks received, seconds to the first one)."""
+    body = orjson.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+    start = time.perf_counter()
+    first = float("nan")
+    parts: list[bytes] = []
+    async with session.post(url, data=body, headers=_HEADERS) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}: {(await resp.read())[:300]!r}")
+        async for piece in resp.content.iter_any():
+            if first != first and b"data: " in piece:
+                first = time.perf_counter() - start
+            parts.append(piece)
+    data = b"".join(parts)
+    if not data.rstrip().endswith(b"data: [DONE]"):
+        raise RuntimeError(f"stream did not end with [DONE]: {data[-200:]!r}")
+    return data.count(b"data: {"), first
+
+
+async def _batch(url: str, model: str, streams: int) -> tuple[list[tuple[int, float]], float]:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        start = time.perf_counter()
+        results = await asyncio.gather(*(_stream(session, url, model) for _ in range(streams)))
+        return results, time.perf_counter() - start
+
+
+def _run(proxy: Proxy, model: str, streams: int, min_wall: float, max_batches: int) -> dict[str, float]:
+    """Batches of ``streams`` concurrent streams until ``min_wall`` s: the proxy's CPU and throughput."""
+    asyncio.run(_batch(proxy.url, model, 1))  # warm-up: imports, upstream connection, caches
+    variant, _, n = proxy.scenarios[model]
+    cpu0 = cpu_seconds(proxy.pid)
+    wall = 0.0
+    chunks = 0
+    ttfc: list[float] = []
+    batches = 0
+    peak_rss = 0.0
+    while batches < max_batches and (batches == 0 or wall < min_wall):
+        results, elapsed = asyncio.run(_batch(proxy.url, model, streams))
+        wall += elapsed
+        batches += 1
+        for count, first in results:
+            want = chunk_count(variant, n)
+            if count < n + 1 or count > want:
+                raise RuntimeError(f"{proxy.kind}: a stream delivered {count} chunks, expected {want}")
+            chunks += count
+            ttfc.append(first)
+        peak_rss = max(peak_rss, rss_mb(proxy.pid))
+    cpu = cpu_seconds(proxy.pid) - cpu0
+    return {
+        "us_per_chunk": cpu / chunks * 1e6,
+        "chunks_per_s": chunks / wall,
+        "ttfc_median_ms": median(ttfc) * 1e3,
+        "ttfc_p95_ms": percentile(ttfc, 0.95) * 1e3,
+        "rss_mb": peak_rss,
+        "chunks": chunks,
+        "cpu_ms_per_stream": cpu / (streams * batches) * 1e3,
+    }
+
+
+def scenarios(size: str) -> Scenarios:
+    bulk_n = {"smoke": 300, "quick": 1000, "full": 2000}[size]
+    return {
+        "bulk": ("text", "bulk", bulk_n),
+        "paced": ("text", "p1", 200 if size == "full" else 40),
+        "ttfc": ("text", "p10", 10 if size == "full" else 4),
+    }
+
+
+def measure(
+    upstream: Upstream, size: str, log: Callable[[str], None], profile: str | None = None
+) -> dict[str, dict[str, Any] | str]:
+    """Row name -> results (or the reason there are none)."""
+    min_wall = {"smoke": 0.2, "quick": 1.0, "full": 3.0}[size]  # CPU is read in 10 ms ticks
+    bulk_streams = 2 if size == "smoke" else 10
+    paced_streams = 10 if size == "smoke" else 50
+    levels = (1, 50) if size == "smoke" else (1, 50, 500)
+    out: dict[str, dict[str, Any] | str] = {}
+    kinds = [("rxllm proxy (aiohttp, `rxllm serve`)", "rxllm"), ("LiteLLM proxy (uvicorn, 1 worker)", "litellm")]
+    for name, kind in kinds:
+        if kind == "litellm" and not installed("litellm"):
+            out[name] = "litellm not installed"
+            continue
+        if kind == "litellm" and not Path(sys.executable).with_name("litellm").exists():
+            out[name] = "the `litellm` CLI is not installed"
+            continue
+        try:
+            with Proxy(kind, upstream, scenarios(size), profile if kind == "rxllm" else None) as proxy:
+                row: dict[str, Any] = {}
+                row["bulk"] = _run(proxy, "bulk", bulk_streams, min_wall, 10)
+                row["paced"] = _run(proxy, "paced", paced_streams, min_wall / 2, 5)
+                for level in levels:
+                    row[f"ttfc{level}"] = _run(proxy, "ttfc", level, 0.0, 1)
+                out[name] = row
+                log(f"  proxy {kind}: done")
+        except Exception as exc:
+            out[name] = f"failed: {type(exc).__name__}"
+            log(f"  proxy {kind}: {type(exc).__name__}: {str(exc)[:1500]}")
+    return out

@@ -1,0 +1,48 @@
+"""The benchmarks cannot rot: ``python -m benchmarks --smoke`` runs and prints rxllm's rows with numbers."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_NUMBER = r"[0-9][0-9,]*\.[0-9]+"
+
+
+def _row(output: str, prefix: str) -> str:
+    rows = [line for line in output.splitlines() if line.startswith("| " + prefix)]
+    assert rows, f"no row starting with {prefix!r} in:\n{output}"
+    return rows[0]
+
+
+def test_smoke_run_prints_rxllm_rows_with_numbers(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    out = proc.stdout
+    for heading in ("### Client", "### Proxy", "### Import time", "### Memory per open stream"):
+        assert heading in out
+    # client: the floor and rxllm's rows have a number and a ratio in every column
+    for prefix in ("floor:", "rxllm `acompletion(stream=True)`", "rxllm `stream()`", "rxllm provider"):
+        row = _row(out, prefix)
+        assert len(re.findall(_NUMBER + r" \| " + _NUMBER + "x", row)) == 3, row
+    assert re.search(r"\| floor:[^|]*\| " + _NUMBER + r" \| 1\.00x", out)
+    # proxy: rxllm's proxy has CPU per chunk, throughput and time to first chunk
+    proxy = _row(out, "rxllm proxy")
+    assert len(re.findall(_NUMBER, proxy)) >= 6, proxy
+    assert re.search(r"\| `import rxllm` \| [0-9,]+ \|", out)
+    assert re.search(r"\| rxllm `acompletion\(stream=True\)` \| " + _NUMBER, out)
+    # a peer is either measured or says why not, never silently missing
+    litellm = _row(out, "litellm `acompletion")
+    assert "not installed" in litellm or re.search(_NUMBER, litellm), litellm
