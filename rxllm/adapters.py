@@ -12,6 +12,7 @@ iterator really does let it be collected and the upstream request be cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections import deque
@@ -22,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from reactivex import Observable, abc
 
 from rxllm.loop import get_loop, in_loop_thread
+from rxllm.streams import PullSource, pulling
 
 __all__ = ["AsyncStreamIterator", "BlockingStreamIterator", "to_async_iterator", "to_iterator"]
 
@@ -182,10 +184,17 @@ class AsyncStreamIterator(AsyncIterator[T]):
     It subscribes on first use (or at :meth:`start`). ``aclose()``, leaving an
     ``async with`` block, cancelling the consuming task, or garbage collection disposes
     the subscription; errors are raised at the ``await``.
+
+    With ``pull=True`` the iterator declares itself the pipeline's only consumer: an
+    :func:`~rxllm.streams.from_async_iterable` source subscribed while it starts is pulled
+    from the consumer's own task, item by item, instead of by a pump task (one task wake-up
+    per item instead of two). Do not use it on a source shared with other subscribers.
     """
 
-    def __init__(self, source: Observable[T]) -> None:
+    def __init__(self, source: Observable[T], *, pull: bool = False) -> None:
         self._source = source
+        self._pull_enabled = pull
+        self._pull: PullSource[Any] | None = None
         self._channel: _Channel[T] | None = None
         self._slot = _SubscriptionSlot()
         self._finished = False
@@ -198,36 +207,53 @@ class AsyncStreamIterator(AsyncIterator[T]):
         self._channel = channel
         push = channel.push
         try:
-            disposable = self._source.subscribe(
-                on_next=lambda item: push((_NEXT, item)),
-                on_error=lambda exc: push((_ERROR, exc)),
-                on_completed=lambda: push((_DONE, None)),
-            )
+            with pulling(self._adopt) if self._pull_enabled else contextlib.nullcontext():
+                disposable = self._source.subscribe(
+                    on_next=lambda item: push((_NEXT, item)),
+                    on_error=lambda exc: push((_ERROR, exc)),
+                    on_completed=lambda: push((_DONE, None)),
+                )
         except Exception as exc:
             push((_ERROR, exc))
             return
         self._slot.set(disposable)
 
+    def _adopt(self, source: PullSource[Any]) -> bool:
+        if self._pull is not None:
+            return False
+        self._pull = source
+        return True
+
     def __aiter__(self) -> AsyncStreamIterator[T]:
         return self
+
+    async def _fill(self) -> deque[tuple[int, Any]]:
+        """Wait until the buffer holds something: pull from an adopted source, else wait."""
+        if self._channel is None:
+            self.start()
+        channel = self._channel
+        assert channel is not None
+        buffer = channel.buffer
+        try:
+            while not buffer:
+                source = self._pull
+                if source is not None:
+                    if not await source.pull():
+                        self._pull = None
+                    continue
+                waiter = channel.loop.create_future()
+                channel.waiter = waiter
+                await waiter
+        except asyncio.CancelledError:
+            self._finish()
+            raise
+        return buffer
 
     async def __anext__(self) -> T:
         if self._finished:
             raise StopAsyncIteration
         channel = self._channel
-        if channel is None:
-            self.start()
-            channel = self._channel
-            assert channel is not None
-        buffer = channel.buffer
-        if not buffer:
-            waiter = channel.loop.create_future()
-            channel.waiter = waiter
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                self._finish()
-                raise
+        buffer = channel.buffer if channel is not None and channel.buffer else await self._fill()
         kind, value = buffer.popleft()
         if kind == _NEXT:
             return value  # type: ignore[no-any-return]
@@ -238,19 +264,8 @@ class AsyncStreamIterator(AsyncIterator[T]):
 
     async def peek_ready(self) -> None:
         """Wait until the first item, error or completion has arrived (without taking it)."""
-        if self._channel is None:
-            self.start()
-        channel = self._channel
-        assert channel is not None
-        if channel.buffer or self._finished:
-            return
-        waiter = channel.loop.create_future()
-        channel.waiter = waiter
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            self._finish()
-            raise
+        if not self._finished:
+            await self._fill()
 
     def first_error(self) -> BaseException | None:
         """The error at the head of the buffer, if the stream failed before any item."""
@@ -261,12 +276,23 @@ class AsyncStreamIterator(AsyncIterator[T]):
         return None
 
     async def aclose(self) -> None:
-        """Stop early: dispose the subscription (cancelling the request)."""
+        """Stop early: dispose the subscription, and close a pulled source before returning."""
+        source, self._pull = self._pull, None
         self._finish()
+        if source is not None:
+            await source.aclose()
 
     def _finish(self) -> None:
         self._finished = True
         self._slot.dispose()
+        source = self._pull
+        if source is not None and not source.closed:
+            # Not awaited here (this also runs from __del__): close it on its loop.
+            self._pull = None
+            channel = self._channel
+            if channel is not None and not channel.loop.is_closed():
+                _CLOSING.add(task := channel.loop.create_task(source.aclose()))
+                task.add_done_callback(_CLOSING.discard)
 
     async def __aenter__(self) -> AsyncStreamIterator[T]:
         return self
@@ -274,13 +300,21 @@ class AsyncStreamIterator(AsyncIterator[T]):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._finish()
+        await self.aclose()
 
     def __del__(self) -> None:
         if not getattr(self, "_finished", True):
             self._finish()
 
 
-def to_async_iterator(source: Observable[T]) -> AsyncStreamIterator[T]:
-    """An async iterator over ``source``; it subscribes on first ``__anext__``."""
-    return AsyncStreamIterator(source)
+# Closing tasks for pulled sources abandoned without aclose() (asyncio keeps weak references).
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+def to_async_iterator(source: Observable[T], *, pull: bool = False) -> AsyncStreamIterator[T]:
+    """An async iterator over ``source``; it subscribes on first ``__anext__``.
+
+    ``pull=True``: the iterator is the source's only consumer and pulls it from its own task
+    (see :class:`AsyncStreamIterator`); leave it off for sources shared with others.
+    """
+    return AsyncStreamIterator(source, pull=pull)

@@ -273,7 +273,8 @@ class AsyncCompletionStream(AsyncIterator[ChatCompletionChunk]):
     def __init__(self, observable: Observable[ChatCompletionChunk], info: CallInfo) -> None:
         self.observable = observable
         self._info = info
-        self._iterator: AsyncStreamIterator[ChatCompletionChunk] = to_async_iterator(observable)
+        # The stream is this iterator's alone: pull the provider from the consumer's task.
+        self._iterator: AsyncStreamIterator[ChatCompletionChunk] = to_async_iterator(observable, pull=True)
 
     async def _start(self) -> None:
         await self._iterator.peek_ready()

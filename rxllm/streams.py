@@ -9,9 +9,11 @@ disposal cancels the task and closes the iterator, which closes the HTTP respons
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
+from typing import Any, Generic, TypeVar
 
 import reactivex
 from reactivex import Observable, abc
@@ -19,12 +21,15 @@ from reactivex.disposable import Disposable
 
 from rxllm.loop import get_loop
 
-__all__ = ["from_async_iterable", "live_pump_tasks"]
+__all__ = ["PullSource", "from_async_iterable", "live_pump_tasks", "pulling"]
 
 T = TypeVar("T")
 
 # asyncio keeps only weak references to tasks; these are the pumps alive right now.
 _PUMPS: set[asyncio.Task[None]] = set()
+
+# Set while an exclusive consumer subscribes (see `pulling`): it adopts the subscription.
+_ADOPT: ContextVar[Callable[[PullSource[Any]], bool] | None] = ContextVar("rxllm_adopt", default=None)
 
 
 def live_pump_tasks() -> int:
@@ -47,7 +52,8 @@ def from_async_iterable(factory: Callable[[], AsyncIterable[T]]) -> Observable[T
 
     The pump runs on the running loop of the subscribing thread; a subscriber with no
     running loop is served by rxllm's background loop (:func:`rxllm.loop.get_loop`), and its
-    observer is then called on that loop's thread.
+    observer is then called on that loop's thread. A subscription made inside
+    :func:`pulling` has no pump task: its consumer pulls the items (see :class:`PullSource`).
     """
 
     def subscribe(observer: abc.ObserverBase[T], scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
@@ -58,6 +64,9 @@ def from_async_iterable(factory: Callable[[], AsyncIterable[T]]) -> Observable[T
             loop = get_loop()
             on_loop_now = False
         state = _PumpState(loop)
+        adopt = _ADOPT.get()
+        if adopt is not None and on_loop_now and adopt(PullSource(factory, observer, state)):
+            return Disposable(state.dispose)
 
         async def pump() -> None:
             iterator: AsyncIterator[T] | None = None
@@ -100,6 +109,90 @@ def from_async_iterable(factory: Callable[[], AsyncIterable[T]]) -> Observable[T
         return Disposable(state.dispose)
 
     return reactivex.create(subscribe)
+
+
+@contextlib.contextmanager
+def pulling(adopt: Callable[[PullSource[Any]], bool]) -> Iterator[None]:
+    """Subscriptions made synchronously inside this block may be adopted by ``adopt``.
+
+    For a consumer that is the only one of its pipeline (``acompletion``'s iterator): instead
+    of a pump task handing each item to the consumer's task (two task wake-ups per item,
+    most of the per-chunk cost when chunks arrive one per network read), the consumer pulls
+    the next item itself and pushes it through the operators. ``adopt`` returns ``False`` to
+    decline (a second source), which then gets its own pump task as usual. Subscriptions
+    made later (a retry, a fallback) are outside the block and get pump tasks too.
+    """
+    token = _ADOPT.set(adopt)
+    try:
+        yield
+    finally:
+        _ADOPT.reset(token)
+
+
+class PullSource(Generic[T]):
+    """A :func:`from_async_iterable` subscription driven by its consumer, not by a pump task."""
+
+    __slots__ = ("_closed", "_factory", "_iterator", "_observer", "_state")
+
+    def __init__(
+        self, factory: Callable[[], AsyncIterable[T]], observer: abc.ObserverBase[T], state: _PumpState
+    ) -> None:
+        self._factory = factory
+        self._observer = observer
+        self._state = state
+        self._iterator: AsyncIterator[T] | None = None
+        self._closed = False
+
+    async def pull(self) -> bool:
+        """Push the next item (or the end, or the error) to the observer; ``False`` once over.
+
+        Raises:
+            asyncio.CancelledError: When the consuming task is cancelled (the iterator is
+                closed first).
+        """
+        state = self._state
+        if state.disposed:
+            await self.aclose()
+            return False
+        try:
+            if self._iterator is None:
+                self._iterator = aiter(self._factory())
+            item = await anext(self._iterator)
+        except StopAsyncIteration:
+            # The iterator has finished: report the end, then release it.
+            if not state.disposed:
+                state.disposed = True
+                self._observer.on_completed()
+            await self.aclose()
+            return False
+        except asyncio.CancelledError:
+            await self.aclose()
+            raise
+        except Exception as exc:
+            if not state.disposed:
+                state.disposed = True
+                self._observer.on_error(exc)
+            await self.aclose()
+            return False
+        self._observer.on_next(item)
+        if state.disposed:
+            await self.aclose()
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        """Close the iterator (and the request behind it); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._state.disposed = True
+        if self._iterator is not None:
+            await _aclose(self._iterator)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the iterator has been closed."""
+        return self._closed
 
 
 class _PumpState:

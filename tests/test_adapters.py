@@ -212,3 +212,46 @@ def _catch_key_error():  # type: ignore[no-untyped-def]
 def test_wait_for_helper_reports_timeouts() -> None:
     """The polling helper gives up and returns False when the condition never holds."""
     assert wait_for(lambda: False, timeout=0.01) is False
+
+
+class TestPullMode:
+    async def test_single_source_is_pulled_without_a_pump(self) -> None:
+        """pull=True: the consumer drives the source; no pump task runs."""
+        counts: list[int] = []
+
+        async def gen():  # type: ignore[no-untyped-def]
+            for i in range(3):
+                counts.append(live_pump_tasks())
+                yield i
+
+        got = [x async for x in to_async_iterator(from_async_iterable(gen), pull=True)]
+
+        assert got == [0, 1, 2]
+        assert counts == [0, 0, 0]
+
+    async def test_a_second_source_falls_back_to_a_pump(self) -> None:
+        """Two merged sources: one is pulled, the other pumped; every item arrives."""
+        a = from_async_iterable(failing(3)).pipe(_catch_key_error())
+        b = from_async_iterable(failing(2)).pipe(_catch_key_error())
+
+        got = [x async for x in to_async_iterator(reactivex.merge(a, b), pull=True)]
+
+        assert sorted(got) == [0, 0, 1, 1, 2]
+
+    async def test_error_from_a_pulled_source_is_raised(self) -> None:
+        """An error raised by the pulled iterator is raised at the await."""
+        it = to_async_iterator(from_async_iterable(failing(1)), pull=True)
+        assert await it.__anext__() == 0
+
+        with pytest.raises(KeyError):
+            await it.__anext__()
+
+    async def test_downstream_disposal_closes_the_pulled_source(self) -> None:
+        """take(2) downstream of a pulled source closes it after the second item."""
+        from reactivex import operators as rx_ops
+
+        source = Endless()
+        got = [x async for x in to_async_iterator(from_async_iterable(source).pipe(rx_ops.take(2)), pull=True)]
+
+        assert got == [1, 2]
+        assert source.closed.is_set()

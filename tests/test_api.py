@@ -429,3 +429,95 @@ class TestRetriesAndFallbacks:
         """fallbacks must be model names or dicts with a model."""
         with pytest.raises(rxllm.BadRequestError, match="fallbacks"):
             rxllm.completion("mock/echo", MESSAGES, fallbacks=fallbacks)
+
+
+class Recording:
+    """A provider that streams words slowly and records whether its generator was closed."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+        self.sent = 0
+
+    async def stream(self, request):  # type: ignore[no-untyped-def]
+        from rxllm.providers.mock import MockProvider
+
+        try:
+            async for chunk in MockProvider().stream(request):
+                self.sent += 1
+                yield chunk
+                await asyncio.sleep(0.005)
+        finally:
+            self.closed.set()
+
+
+class TestAcompletionPullsInTheConsumersTask:
+    async def test_no_pump_task_while_streaming(self) -> None:
+        """acompletion's iterator pulls the provider itself: no pump task exists mid-stream."""
+        response = await rxllm.acompletion("mock/echo", [{"role": "user", "content": "a b c d"}], stream=True,
+                                           mock_delay=0.001)
+        first = await response.__anext__()
+        pumps_mid_stream = live_pump_tasks()
+        rest = [c async for c in response]
+
+        assert pumps_mid_stream == 0
+        assert "".join(c.choices[0].delta.content or "" for c in [first, *rest]) == "a b c d"
+        assert response.response is not None and response.response.choices[0].message.content == "a b c d"
+
+    async def test_break_and_aclose_close_the_provider(self) -> None:
+        """Leaving early closes the provider's generator (the HTTP response behind it)."""
+        provider = Recording()
+        rxllm.register_provider("recording", provider)
+        response = await rxllm.acompletion("recording/echo", [{"role": "user", "content": " ".join("w" * 40)}],
+                                           stream=True)
+        async for _ in response:
+            break
+        await response.aclose()
+
+        assert provider.closed.is_set()
+        assert provider.sent < 10
+
+    async def test_task_cancellation_closes_the_provider(self) -> None:
+        """Cancelling the consuming task closes the provider's generator."""
+        provider = Recording()
+        rxllm.register_provider("recording", provider)
+
+        async def consume() -> None:
+            response = await rxllm.acompletion("recording/echo", [{"role": "user", "content": " ".join("w" * 40)}],
+                                               stream=True)
+            async for _ in response:
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        assert provider.closed.is_set()
+        assert provider.sent < 40
+
+    async def test_abandoned_stream_is_closed_when_collected(self) -> None:
+        """An abandoned stream closes its provider after garbage collection."""
+        provider = Recording()
+        rxllm.register_provider("recording", provider)
+        response = await rxllm.acompletion("recording/echo", [{"role": "user", "content": " ".join("w" * 40)}],
+                                           stream=True)
+        await response.__anext__()
+        del response
+        gc.collect()
+        await asyncio.wait_for(provider.closed.wait(), 2)
+
+        assert provider.sent < 40
+
+    async def test_retry_after_a_pulled_failure_uses_a_pump(self) -> None:
+        """A retried subscription (made later, by retry_stream) is served by a pump task."""
+        flaky = Flaky(failures=1)
+        rxllm.register_provider("flaky", flaky)
+        response = await rxllm.acompletion("flaky/echo", [{"role": "user", "content": "second try"}], stream=True,
+                                           num_retries=1, retry_backoff=0)
+        text = "".join([c.choices[0].delta.content or "" async for c in response])
+
+        assert text == "second try"
+        assert flaky.requests == 2
