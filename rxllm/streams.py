@@ -69,29 +69,12 @@ def from_async_iterable(factory: Callable[[], AsyncIterable[T]]) -> Observable[T
             return Disposable(state.dispose)
 
         async def pump() -> None:
-            iterator: AsyncIterator[T] | None = None
+            source = PullSource(factory, observer, state)
             try:
-                iterator = aiter(factory())
-                on_next = observer.on_next
-                async for item in iterator:
-                    if state.disposed:
-                        return
-                    on_next(item)
-                    if state.disposed:
-                        return
+                while await source.pull():
+                    pass
             except asyncio.CancelledError:
-                return
-            except Exception as exc:
-                if not state.disposed:
-                    state.disposed = True
-                    observer.on_error(exc)
-                return
-            finally:
-                if iterator is not None:
-                    await _aclose(iterator)
-            if not state.disposed:
-                state.disposed = True
-                observer.on_completed()
+                return  # disposal: silent; pull() has closed the iterator
 
         def start() -> None:
             if state.disposed:
@@ -130,7 +113,12 @@ def pulling(adopt: Callable[[PullSource[Any]], bool]) -> Iterator[None]:
 
 
 class PullSource(Generic[T]):
-    """A :func:`from_async_iterable` subscription driven by its consumer, not by a pump task."""
+    """One :func:`from_async_iterable` subscription, advanced one item per :meth:`pull`.
+
+    The pump task is a loop over ``pull()``; an adopting consumer (see :func:`pulling`)
+    calls it from its own task instead. Either way the emission, disposal, closing and error
+    rules live here once.
+    """
 
     __slots__ = ("_closed", "_factory", "_iterator", "_observer", "_state")
 
@@ -172,6 +160,9 @@ class PullSource(Generic[T]):
             if not state.disposed:
                 state.disposed = True
                 self._observer.on_error(exc)
+            await self.aclose()
+            return False
+        if state.disposed:  # disposed (from another thread) while waiting for the item
             await self.aclose()
             return False
         self._observer.on_next(item)
