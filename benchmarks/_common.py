@@ -100,6 +100,18 @@ def rss_mb(pid: int | None = None) -> float:
     return float("nan")
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """Terminate a server process gently (SIGTERM lets profilers write their files), then kill."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

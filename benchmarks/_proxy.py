@@ -28,7 +28,16 @@ from typing import Any
 
 import orjson
 
-from benchmarks._common import child_env, cpu_seconds, free_port, installed, median, percentile, rss_mb
+from benchmarks._common import (
+    child_env,
+    cpu_seconds,
+    free_port,
+    installed,
+    median,
+    percentile,
+    rss_mb,
+    stop_process,
+)
 from benchmarks._upstream import Upstream, chunk_count
 
 MASTER_KEY = "sk-bench-master-key"
@@ -109,13 +118,7 @@ class Proxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: graceful, so cProfile writes its file
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 30)  # SIGTERM first, so cProfile writes its file
         if self._tmp is not None:
             self._tmp.cleanup()
 

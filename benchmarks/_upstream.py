@@ -200,13 +200,9 @@ class Upstream:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        from benchmarks._common import stop_process  # here: the server side runs as a plain script
+
+        stop_process(self.proc, 10)
         if self._tmp is not None:
             self._tmp.cleanup()
 
