@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import importlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["THREAD_NAME", "get_loop", "in_loop_thread", "run_sync", "shutdown"]
+__all__ = ["THREAD_NAME", "get_loop", "in_loop_thread", "on_shutdown", "run_sync", "shutdown"]
 
 T = TypeVar("T")
 
@@ -26,6 +25,17 @@ THREAD_NAME = "rxllm-loop"
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+_shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
+
+
+def on_shutdown(hook: Callable[[], Awaitable[None]]) -> None:
+    """Have :func:`shutdown` await ``hook()`` on rxllm's loop before it stops (once per hook).
+
+    Layers above the loop (the HTTP transport) register here, so the loop never has to know
+    them: data and knowledge flow one way.
+    """
+    if hook not in _shutdown_hooks:
+        _shutdown_hooks.append(hook)
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
@@ -91,11 +101,11 @@ def shutdown(timeout: float = 5.0) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        try:
-            http = importlib.import_module("rxllm.providers._http")
-        except ImportError:
-            return
-        await http.aclose_sessions()
+        for hook in list(_shutdown_hooks):
+            try:
+                await hook()
+            except Exception:  # noqa: S112 - shutting down: one failing hook must not stop the rest
+                continue
 
     if thread is not None and thread.is_alive():
         try:

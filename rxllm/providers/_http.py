@@ -38,6 +38,7 @@ from rxllm.errors import (
     Timeout,
     error_for_status,
 )
+from rxllm.loop import on_shutdown
 from rxllm.providers.base import ChatRequest
 from rxllm.sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 
@@ -89,6 +90,9 @@ async def aclose_sessions() -> None:
     session = _sessions.pop(loop, None)
     if session is not None and not session.closed:
         await session.close()
+
+
+on_shutdown(aclose_sessions)
 
 
 def _default(obj: Any) -> Any:
