@@ -15,7 +15,8 @@ Module settings (read when a stream is subscribed):
 
 from __future__ import annotations
 
-import os
+import sys
+from types import ModuleType as _ModuleType
 from typing import TYPE_CHECKING, Any
 
 from rxllm.adapters import to_async_iterator, to_iterator
@@ -40,6 +41,7 @@ from rxllm.errors import (
     UnprocessableEntityError,
 )
 from rxllm.providers import known_providers, register_provider
+from rxllm.settings import settings as _settings
 from rxllm.streams import from_async_iterable
 from rxllm.types import (
     ChatCompletionChunk,
@@ -67,33 +69,40 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# The design fixes the operators at the top level (operators/), and setup.cfg's package_dir
-# installs them as rxllm/operators. A script or `python -m rxllm` run from a source checkout
-# imports this directory instead of the installed package: let it find ../operators the
-# same way, so a checkout and an installation behave alike.
-_source_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if not os.path.isdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "operators")) and os.path.isfile(
-    os.path.join(_source_root, "operators", "__init__.py")
-):
-    __path__.append(_source_root)
+
+class _Package(_ModuleType):
+    """The ``rxllm`` module's class: LiteLLM-style settings read and write :mod:`rxllm.settings`.
+
+    ``rxllm.REPEATED_STREAMING_CHUNK_LIMIT = 5`` must reach the operators, which import
+    ``rxllm.settings`` (a lower layer) rather than this package.
+    """
+
+    @property
+    def REPEATED_STREAMING_CHUNK_LIMIT(self) -> int:  # noqa: N802 - LiteLLM's name
+        return _settings.repeated_chunk_limit
+
+    @REPEATED_STREAMING_CHUNK_LIMIT.setter
+    def REPEATED_STREAMING_CHUNK_LIMIT(self, value: int) -> None:  # noqa: N802
+        _settings.repeated_chunk_limit = value
+
+    @property
+    def success_callback(self) -> list[Any]:
+        return _settings.success_callback
+
+    @success_callback.setter
+    def success_callback(self, value: list[Any]) -> None:
+        _settings.success_callback = value
+
+    @property
+    def failure_callback(self) -> list[Any]:
+        return _settings.failure_callback
+
+    @failure_callback.setter
+    def failure_callback(self, value: list[Any]) -> None:
+        _settings.failure_callback = value
 
 
-def _limit_from_env() -> int:
-    raw = os.environ.get("REPEATED_STREAMING_CHUNK_LIMIT")
-    if raw is None:
-        return 100
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequestError(f"REPEATED_STREAMING_CHUNK_LIMIT must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise BadRequestError(f"REPEATED_STREAMING_CHUNK_LIMIT must be at least 1, got {value}")
-    return value
-
-
-REPEATED_STREAMING_CHUNK_LIMIT: int = _limit_from_env()
-success_callback: list[Any] = []
-failure_callback: list[Any] = []
+sys.modules[__name__].__class__ = _Package
 
 # Imported on first use, so that `import rxllm` stays cheap.
 _LAZY = {

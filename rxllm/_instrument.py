@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +27,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable
 
 from rxllm.errors import APIError
+from rxllm.settings import settings
 from rxllm.types import ChatCompletionChunk, ModelResponse
 
 __all__ = ["CallInfo", "instrument"]
@@ -111,9 +111,7 @@ def _fire(
     start: datetime.datetime,
     exception: BaseException | None = None,
 ) -> None:
-    settings = sys.modules.get("rxllm")
-    name = "failure_callback" if outcome == "failure" else "success_callback"
-    callbacks = list(getattr(settings, name, None) or ())
+    callbacks = list((settings.failure_callback if outcome == "failure" else settings.success_callback) or ())
     if not callbacks:
         return
     end = datetime.datetime.now()
