@@ -78,11 +78,11 @@ class _Package(_ModuleType):
     """
 
     @property
-    def REPEATED_STREAMING_CHUNK_LIMIT(self) -> int:  # noqa: N802 - LiteLLM's name
+    def REPEATED_STREAMING_CHUNK_LIMIT(self) -> int:
         return _settings.repeated_chunk_limit
 
     @REPEATED_STREAMING_CHUNK_LIMIT.setter
-    def REPEATED_STREAMING_CHUNK_LIMIT(self, value: int) -> None:  # noqa: N802
+    def REPEATED_STREAMING_CHUNK_LIMIT(self, value: int) -> None:
         _settings.repeated_chunk_limit = value
 
     @property
