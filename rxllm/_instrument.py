@@ -22,17 +22,17 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-import structlog
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable
 
+from rxllm._log import get_logger
 from rxllm.errors import APIError
 from rxllm.settings import settings
 from rxllm.types import ChatCompletionChunk, ModelResponse
 
 __all__ = ["CallInfo", "instrument"]
 
-_log = structlog.get_logger("rxllm")
+_log = get_logger("rxllm")
 _PENDING: set[asyncio.Task[Any]] = set()  # asyncio keeps only weak references
 
 
@@ -145,7 +145,7 @@ def _call(callback: Any, kwargs: dict[str, Any], response: ModelResponse, start:
     try:
         result = callback(kwargs, response, start, end)
     except Exception as exc:
-        _log.warning("callback_failed", callback=name, error=repr(exc))
+        _log.warning("rxllm.callback_failed", callback=name, error=repr(exc))
         return
     if not asyncio.iscoroutine(result):
         return
@@ -164,4 +164,4 @@ def _call(callback: Any, kwargs: dict[str, Any], response: ModelResponse, start:
 
 def _log_failure(name: str, future: Any) -> None:
     if not future.cancelled() and future.exception() is not None:
-        _log.warning("callback_failed", callback=name, error=repr(future.exception()))
+        _log.warning("rxllm.callback_failed", callback=name, error=repr(future.exception()))

@@ -32,11 +32,11 @@ from typing import Any, Final
 
 import attrs
 import orjson
-import structlog
 from aiohttp import web
 from reactivex import Observable
 
 import rxllm
+from rxllm._log import get_logger
 from rxllm.errors import APIError, BadRequestError, Timeout
 from rxllm.operators import CostReport, detect_repeated_chunks, tap_cost
 from rxllm.providers._http import aclose_sessions
@@ -50,7 +50,7 @@ from rxllm.types import ChatCompletionChunk, Usage
 
 __all__ = ["PROXY_STATE", "ProxyState", "create_app", "serve"]
 
-_log = structlog.get_logger("rxllm")
+_log = get_logger("rxllm.proxy")
 
 #: How often the watchdog looks for clients that left, idle streams and shutdown.
 WATCH_INTERVAL: Final = 0.2
