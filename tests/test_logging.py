@@ -44,7 +44,8 @@ class TestSilentByDefault:
 
     def test_failing_callback_reaches_configured_logging(self) -> None:
         """With logging.basicConfig, the callback failure is one warning on the 'rxllm' logger."""
-        script = "import logging; logging.basicConfig(format='%(name)s|%(levelname)s|%(message)s')\n" + _FAILING_CALLBACK
+        configure = "import logging; logging.basicConfig(format='%(name)s|%(levelname)s|%(message)s')\n"
+        script = configure + _FAILING_CALLBACK
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
 
         assert done.returncode == 0, done.stderr

@@ -37,13 +37,13 @@ from reactivex import Observable
 
 import rxllm
 from rxllm._log import get_logger
-from rxllm.errors import APIError, BadRequestError, Timeout
+from rxllm.errors import APIError, BadRequestError, Timeout, error_body
 from rxllm.operators import CostReport, detect_repeated_chunks, tap_cost
 from rxllm.providers._http import aclose_sessions
 from rxllm.proxy._exchange import Collector, Exchange, Feed, SSEFeed
 from rxllm.proxy.auth import KeyChecker
 from rxllm.proxy.config import Deployment, ProxyConfig
-from rxllm.proxy.errors import ProxyError, error_body, error_status, retry_after
+from rxllm.proxy.errors import ProxyError, error_status, retry_after
 from rxllm.proxy.router import DeploymentState, Router
 from rxllm.sse import SSE_DONE, encode_json
 from rxllm.types import ChatCompletionChunk, Usage
