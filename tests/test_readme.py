@@ -194,7 +194,6 @@ def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.
 @pytest.fixture(scope="module")
 def proxy_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``rxllm serve`` on a free local port, as the README starts it (offline: mock models)."""
-    pytest.importorskip("rxllm.cli", reason="rxllm serve (rxllm/cli.py) is not built yet")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "RXLLM_MASTER_KEY"}
     proc = subprocess.Popen(
@@ -229,7 +228,6 @@ def test_proxy_example_runs(block: Block, proxy_url: str) -> None:
 
 def test_readme_first_command_streams_offline(tmp_path: Path) -> None:
     """``rxllm chat "Hello"`` (the README's first command, after install) streams from the mock model."""
-    pytest.importorskip("rxllm.cli", reason="rxllm chat (rxllm/cli.py) is not built yet")
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     result = subprocess.run(
         [sys.executable, "-m", "rxllm", "chat", "Hello"],
