@@ -32,6 +32,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+import structlog
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PROXY_URL = "http://localhost:4000"
@@ -88,6 +89,7 @@ def run_block(block: Block, replacements: dict[str, str] | None = None) -> str:
     for old, new in (replacements or {}).items():
         code = code.replace(old, new)
     namespace = {"__name__": "__main__", "__file__": str(README)}
+    structlog.reset_defaults()  # each example runs as a fresh script would: structlog unconfigured
     buffer = io.StringIO()
     compiled = compile(code, f"README.md:{block.line}", "exec")
     with contextlib.redirect_stdout(buffer):
