@@ -20,6 +20,8 @@ from typing import Any
 
 import structlog
 
+from rxllm._secrets import scrub
+
 __all__ = ["Logger", "get_logger"]
 
 logging.getLogger("rxllm").addHandler(logging.NullHandler())
@@ -63,11 +65,14 @@ class Logger:
     def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
         if self._bound:
             fields = {**self._bound, **fields}
+        # every log line goes through the scrubber: strings are masked, other values are
+        # left as they are (rxllm's errors mask themselves)
+        fields = {k: scrub(v) if v.__class__ is str else v for k, v in fields.items()}
         if structlog.is_configured():
             getattr(structlog.get_logger(self.name), logging.getLevelName(level).lower())(event, **fields)
             return
         if self._std.isEnabledFor(level):
-            self._std.log(level, "%s", _format(event, fields), extra={"rxllm": {"event": event, **fields}})
+            self._std.log(level, "%s", scrub(_format(event, fields)), extra={"rxllm": {"event": event, **fields}})
 
     def debug(self, event: str, **fields: Any) -> None:
         """Log ``event`` at debug level."""
