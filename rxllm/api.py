@@ -19,7 +19,7 @@ from reactivex import Observable
 from rxllm._instrument import CallInfo, instrument
 from rxllm.adapters import AsyncStreamIterator, BlockingStreamIterator, to_async_iterator, to_iterator
 from rxllm.errors import BadRequestError
-from rxllm.providers import ChatRequest, get_provider, split_model
+from rxllm.providers import ChatRequest, CheckedStream, get_provider, split_model
 from rxllm.providers.mock import mock_error
 from rxllm.streams import from_async_iterable
 from rxllm.types import ChatCompletionChunk, ModelResponse
@@ -150,7 +150,8 @@ def stream(model: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> 
         if error is not None:
             raise error
     provider = get_provider(request.provider)
-    return from_async_iterable(lambda: provider.stream(request))
+    # the provider boundary: chunks are checked once here, so operators can trust them
+    return from_async_iterable(lambda: CheckedStream(provider, request))
 
 
 def _claimed(model: str) -> str:
