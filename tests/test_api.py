@@ -89,7 +89,7 @@ class TestSeedExamples:
             for _ in response:
                 seen += 1
 
-        assert seen == 100
+        assert seen == 99  # LiteLLM's count: the 100th identical chunk raises
         assert info.value.status_code == 500
         assert info.value.message == "The model is repeating the same chunk = How are you?."
         assert info.value.partial_response is not None
