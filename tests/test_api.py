@@ -93,7 +93,7 @@ class TestSeedExamples:
         assert info.value.status_code == 500
         assert info.value.message == "The model is repeating the same chunk = How are you?."
         assert info.value.partial_response is not None
-        assert info.value.partial_response.choices[0].message.content == "How are you?" * 100
+        assert info.value.partial_response.choices[0].message.content == "How are you?" * 99
 
     def test_cost_callback(self, capsys: pytest.CaptureFixture[str]) -> None:
         """A success_callback sees response_cost once per stream (seed 001's track_cost_callback)."""
