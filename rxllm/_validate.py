@@ -140,11 +140,7 @@ def chunk_problem(chunk: ChatCompletionChunk) -> str | None:
         # the common delta (text only) in three identity checks; anything else in full
         if d.__class__ is not Delta or d.content.__class__ is not _STR or d.tool_calls is not None or (
             d.role is not None and d.role.__class__ is not _STR
-        ):
-            problem = _delta_problem(d, f"choices[{i}].delta")
-            if problem is not None:
-                return problem
-        elif d.reasoning_content is not None or d.refusal is not None or d.function_call is not None:
+        ) or d.reasoning_content is not None or d.refusal is not None or d.function_call is not None:
             problem = _delta_problem(d, f"choices[{i}].delta")
             if problem is not None:
                 return problem
