@@ -11,6 +11,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
 from rxllm._log import get_logger
+from rxllm.errors import as_api_error
 from rxllm.pricing import lookup_model_price, usage_cost
 from rxllm.types import ChatCompletionChunk, CompletionTokensDetails, Usage
 from rxllm.usage import UsageAccumulator, estimate_prompt_tokens
@@ -295,14 +296,16 @@ def tap_cost(
             add = meter.add
 
             def on_next(chunk: ChatCompletionChunk) -> None:
-                # Markers that share the stream (retry_stream's StreamRestart) are not metered;
-                # a chunk the meter cannot read is an error, never silently skipped.
                 if isinstance(chunk, ChatCompletionChunk):
                     try:
                         add(chunk)
-                    except Exception as exc:
-                        observer.on_error(exc)
+                    except Exception as exc:  # a chunk of the wrong shape: fail, never hang
+                        error = as_api_error(exc)
+                        upstream.dispose()
+                        finish("error", error)
+                        observer.on_error(error)
                         return
+                # anything else (retry_stream's StreamRestart marker) passes unmetered
                 observer.on_next(chunk)
 
             def on_error(error: Exception) -> None:

@@ -286,6 +286,8 @@ class GeminiProvider:
         calls_made: dict[int, int] = {}  # candidate index -> tool calls emitted
         finished = False
         started: set[int] = set()
+        seen: set[int] = set()  # candidate indexes that appeared
+        done: set[int] = set()  # ... and those that sent a finishReason
         async with aclosing(events):
             async for batch in events:
                 for event in batch:
@@ -309,8 +311,10 @@ class GeminiProvider:
                         delta = self._delta(candidate, index, calls_made, started)
                         reason = candidate.get("finishReason")
                         finish = None
+                        seen.add(index)
                         if reason:
                             finished = True
+                            done.add(index)
                             finish = _FINISH.get(reason, "stop")
                             if finish == "stop" and calls_made.get(index):
                                 finish = "tool_calls"
@@ -334,6 +338,14 @@ class GeminiProvider:
                 raise state.not_sse_error(self.name, model_name)
             raise APIConnectionError(
                 "the Gemini stream ended before any candidate had a finishReason: the body was cut",
+                llm_provider=self.name,
+                model=model_name,
+            )
+        unfinished = sorted(seen - done)
+        if unfinished:
+            # n > 1: one candidate finished, another was cut: the stream is cut, not a success
+            raise APIConnectionError(
+                f"the Gemini stream ended before candidate {unfinished[0]} had a finishReason: the body was cut",
                 llm_provider=self.name,
                 model=model_name,
             )

@@ -306,8 +306,9 @@ class OpenAICompatibleProvider:
 
 def _azure_url(url: str, base: str, request: ChatRequest) -> str:
     """Azure's v1 endpoint lives under ``/openai/v1``; ``api_version`` becomes a query parameter."""
-    if "/openai" not in base.split("?", 1)[0]:
-        url = endpoint(base.rstrip("/") + "/openai/v1", "", _PATH)
+    root, sep, query = base.partition("?")
+    if "/openai" not in root:
+        url = endpoint(root.rstrip("/") + "/openai/v1" + sep + query, "", _PATH)
     version = request.params.get("api_version")
     if version and "api-version=" not in url:
         url += ("&" if "?" in url else "?") + f"api-version={version}"
