@@ -30,6 +30,7 @@ __all__ = [
     "InvalidToolArgumentsError",
     "MalformedStreamError",
     "NotFoundError",
+    "PartialJSONError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
@@ -227,6 +228,23 @@ class InvalidToolArgumentsError(ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.name, self.arguments, self.reason))
+
+
+class PartialJSONError(ValueError):
+    """A JSON text fed to the incremental parser is not valid JSON, or ended too early.
+
+    Args:
+        reason: What was wrong.
+        position: The character offset in the whole text where it was noticed.
+    """
+
+    def __init__(self, reason: str, position: int) -> None:
+        super().__init__(f"invalid JSON at character {position}: {reason}")
+        self.reason = reason
+        self.position = position
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason, self.position))
 
 
 _BY_STATUS: dict[int, type[APIError]] = {
