@@ -38,6 +38,60 @@ __all__ = [
     "tool_call_snapshots",
 ]
 
+# --- typed events, structured output, reasoning, pacing and budgets ---
+
+from rxllm.events import (
+    Event,
+    Finish,
+    ReasoningDelta,
+    ReasoningDone,
+    RedactedReasoning,
+    RefusalDelta,
+    RefusalDone,
+    TextDelta,
+    TextDone,
+    ToolCallArgumentsDelta,
+    ToolCallDone,
+    ToolCallStart,
+    UsageUpdate,
+)
+from rxllm.structured import StructuredFinal, StructuredPartial, response_format
+
+from ._events import events
+from ._limit import limit
+from ._smooth import smooth
+from ._split_think_tags import split_think_tags
+from ._structured import structured_output
+from ._text import reasoning
+from ._throttle_snapshots import throttle_snapshots
+
+__all__ = [
+    *__all__,
+    "Event",
+    "Finish",
+    "ReasoningDelta",
+    "ReasoningDone",
+    "RedactedReasoning",
+    "RefusalDelta",
+    "RefusalDone",
+    "StructuredFinal",
+    "StructuredPartial",
+    "TextDelta",
+    "TextDone",
+    "ToolCallArgumentsDelta",
+    "ToolCallDone",
+    "ToolCallStart",
+    "UsageUpdate",
+    "events",
+    "limit",
+    "reasoning",
+    "response_format",
+    "smooth",
+    "split_think_tags",
+    "structured_output",
+    "throttle_snapshots",
+]
+
 # --- cost, time, retries, logging, SSE ---
 
 from ._log_stream import log_stream
