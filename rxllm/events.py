@@ -1,0 +1,476 @@
+"""Typed stream events: what a chunk stream means, one frozen value per thing that happened.
+
+The chunk stream says *what arrived*; events say *what it is*: a piece of text, the end of a
+reasoning block with its signature, a tool call starting, its arguments growing (with the
+partial parsed value), its arguments complete (parsed, or a typed error), usage, the finish.
+:class:`EventBuilder` turns chunks into events one chunk at a time; the ``events()`` operator
+is a thin wrapper around it.
+
+Every event of a choice carries ``choice_index`` (n > 1 streams interleave choices); tool-call
+events also carry the tool call's ``index``. For each choice the events follow this grammar::
+
+    ( TextDelta* TextDone | ReasoningDelta* ReasoningDone | RedactedReasoning
+      | RefusalDelta* RefusalDone
+      | ToolCallStart ToolCallArgumentsDelta* ToolCallDone )*  Finish
+
+A *segment* (a run of text, reasoning or refusal) ends when another kind of output starts
+(reasoning after text, a tool call, a reasoning signature, a redacted block) or the choice
+finishes, so the ``Done`` events of a choice keep the stream order of Anthropic's content
+blocks. The concatenation of a segment's deltas is its ``Done`` value; the concatenation of a
+choice's ``TextDone`` texts is the rebuilt message's ``content`` (likewise reasoning and
+refusal), and its ``ToolCallDone`` events are the message's tool calls.
+
+Snapshots (``TextDelta.snapshot``, ``ToolCallArgumentsDelta.arguments`` and ``.partial``)
+are computed only when read: building an event costs O(size of the chunk), never O(text so
+far). Argument fragments go through :class:`rxllm.partial_json.PartialJSONParser`, so the
+partial values of a whole tool call cost time linear in its arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import attrs
+import orjson
+
+from rxllm.builder import ToolCallAssembler, _ToolSlot, thinking_entries
+from rxllm.errors import InvalidToolArgumentsError
+from rxllm.partial_json import PartialJSONParser, PartialMark
+from rxllm.types import ChatCompletionChunk, Usage
+from rxllm.usage import UsageAccumulator
+
+__all__ = [
+    "Event",
+    "EventBuilder",
+    "Finish",
+    "ReasoningDelta",
+    "ReasoningDone",
+    "RedactedReasoning",
+    "RefusalDelta",
+    "RefusalDone",
+    "TextDelta",
+    "TextDone",
+    "ToolCallArgumentsDelta",
+    "ToolCallDone",
+    "ToolCallStart",
+    "UsageUpdate",
+    "parse_arguments",
+]
+
+
+class _SoFar:
+    """Text so far, as a list of parts and a count: joined only when read, then cached."""
+
+    __slots__ = ("_n", "_parts", "_text")
+
+    def __init__(self, parts: list[str], n: int) -> None:
+        self._parts = parts
+        self._n = n
+        self._text: str | None = None
+
+    def text(self) -> str:
+        t = self._text
+        if t is None:
+            t = self._text = "".join(self._parts[: self._n])
+        return t
+
+
+@attrs.frozen
+class TextDelta:
+    """A piece of a choice's content text.
+
+    Attributes:
+        choice_index: The choice.
+        delta: The new text.
+        snapshot: The text of this segment so far, ``delta`` included (joined when read).
+    """
+
+    choice_index: int
+    delta: str
+    _so_far: _SoFar | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+
+    @property
+    def snapshot(self) -> str:
+        """The segment's text so far (this delta included)."""
+        return self._so_far.text() if self._so_far is not None else self.delta
+
+
+@attrs.frozen
+class TextDone:
+    """A run of content text ended; ``text`` is the concatenation of its deltas."""
+
+    choice_index: int
+    text: str
+
+
+@attrs.frozen
+class ReasoningDelta:
+    """A piece of a choice's reasoning (``reasoning_content``, Anthropic thinking, Gemini thoughts).
+
+    Attributes:
+        choice_index: The choice.
+        delta: The new reasoning text.
+        snapshot: The reasoning block's text so far, ``delta`` included (joined when read).
+    """
+
+    choice_index: int
+    delta: str
+    _so_far: _SoFar | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+
+    @property
+    def snapshot(self) -> str:
+        """The reasoning block's text so far (this delta included)."""
+        return self._so_far.text() if self._so_far is not None else self.delta
+
+
+@attrs.frozen
+class ReasoningDone:
+    """A reasoning block ended.
+
+    Attributes:
+        choice_index: The choice.
+        text: The block's reasoning text (the concatenation of its deltas).
+        signature: Anthropic's signature of the block, needed to send it back (``None``
+            when the provider gave none).
+    """
+
+    choice_index: int
+    text: str
+    signature: str | None = None
+
+
+@attrs.frozen
+class RedactedReasoning:
+    """An encrypted reasoning block (Anthropic ``redacted_thinking``), to be sent back as is."""
+
+    choice_index: int
+    data: str
+
+
+@attrs.frozen
+class RefusalDelta:
+    """A piece of a refusal message (OpenAI structured outputs)."""
+
+    choice_index: int
+    delta: str
+    _so_far: _SoFar | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+
+    @property
+    def snapshot(self) -> str:
+        """The refusal so far (this delta included)."""
+        return self._so_far.text() if self._so_far is not None else self.delta
+
+
+@attrs.frozen
+class RefusalDone:
+    """A refusal ended; ``refusal`` is the concatenation of its deltas."""
+
+    choice_index: int
+    refusal: str
+
+
+@attrs.frozen
+class ToolCallStart:
+    """A tool call began: its position, id and function name are known."""
+
+    choice_index: int
+    index: int
+    id: str
+    name: str
+
+
+@attrs.frozen
+class ToolCallArgumentsDelta:
+    """A fragment of a tool call's arguments, with the partial parsed value so far.
+
+    Attributes:
+        choice_index: The choice.
+        index: The tool call's index within the choice.
+        name: The function name.
+        fragment: The new argument text.
+        arguments: The argument text so far (joined when read).
+        partial: The arguments parsed so far (see :mod:`rxllm.partial_json` for what an
+            unfinished value shows; built when read).
+    """
+
+    choice_index: int
+    index: int
+    name: str
+    fragment: str
+    _so_far: _SoFar | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+    _mark: PartialMark | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+
+    @property
+    def arguments(self) -> str:
+        """The argument text so far (this fragment included)."""
+        return self._so_far.text() if self._so_far is not None else self.fragment
+
+    @property
+    def partial(self) -> Any:
+        """The partial parsed arguments (``None`` until a value has started)."""
+        if self._mark is None:
+            p = PartialJSONParser()
+            p.feed(self.fragment)
+            return p.value
+        return self._mark.value()
+
+
+@attrs.frozen
+class ToolCallDone:
+    """A tool call is complete.
+
+    Attributes:
+        choice_index: The choice.
+        index: The tool call's index within the choice.
+        id: The call id.
+        name: The function name.
+        arguments: The argument text (the concatenation of the fragments; may be ``""``).
+        parsed: The parsed arguments (empty text reads as ``{}``), or ``None`` with ``error``.
+        error: Why the arguments are not valid JSON, or ``None``.
+    """
+
+    choice_index: int
+    index: int
+    id: str
+    name: str
+    arguments: str
+    parsed: Any = None
+    error: InvalidToolArgumentsError | None = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen
+class UsageUpdate:
+    """Token usage reported by the provider (the stream's merged usage so far)."""
+
+    usage: Usage
+
+
+@attrs.frozen
+class Finish:
+    """A choice finished; ``reason`` is its ``finish_reason`` (``"stop"`` when none was sent)."""
+
+    choice_index: int
+    reason: str
+
+
+Event: TypeAlias = (
+    TextDelta
+    | TextDone
+    | ReasoningDelta
+    | ReasoningDone
+    | RedactedReasoning
+    | RefusalDelta
+    | RefusalDone
+    | ToolCallStart
+    | ToolCallArgumentsDelta
+    | ToolCallDone
+    | UsageUpdate
+    | Finish
+)
+
+
+def parse_arguments(name: str, arguments: str) -> tuple[Any, InvalidToolArgumentsError | None]:
+    """Final parse of a tool call's arguments: (value, None) or (None, error); ``""`` is ``{}``."""
+    if not arguments.strip():
+        return {}, None
+    try:
+        return orjson.loads(arguments), None
+    except orjson.JSONDecodeError as exc:
+        return None, InvalidToolArgumentsError(name, arguments, str(exc))
+
+
+_TEXT = 1
+_REASONING = 2
+_REFUSAL = 3
+
+
+class _Call:
+    __slots__ = ("done", "parser", "seen", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.done = False
+        self.seen = 0
+        self.parser = PartialJSONParser()
+
+
+class _ChoiceEvents:
+    __slots__ = ("calls", "finished", "first_open", "index", "kind", "parts", "tools")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.kind = 0
+        self.parts: list[str] = []
+        self.tools: ToolCallAssembler | None = None
+        self.calls: list[_Call] = []
+        self.first_open = 0
+        self.finished = False
+
+    def close_segment(self, out: list[Any], signature: str | None = None) -> None:
+        kind = self.kind
+        if not kind:
+            return
+        text = "".join(self.parts)
+        ci = self.index
+        if kind == _TEXT:
+            out.append(TextDone(ci, text))
+        elif kind == _REASONING:
+            out.append(ReasoningDone(ci, text, signature))
+        else:
+            out.append(RefusalDone(ci, text))
+        self.kind = 0
+        self.parts = []
+
+    def segment(self, kind: int, text: str, out: list[Any]) -> None:
+        if self.kind != kind:
+            self.close_segment(out)
+            self.kind = kind
+        parts = self.parts
+        parts.append(text)
+        so_far = _SoFar(parts, len(parts))
+        ci = self.index
+        if kind == _TEXT:
+            out.append(TextDelta(ci, text, so_far=so_far))
+        elif kind == _REASONING:
+            out.append(ReasoningDelta(ci, text, so_far=so_far))
+        else:
+            out.append(RefusalDelta(ci, text, so_far=so_far))
+
+    def tool_progress(self, closed: list[_ToolSlot] | None, out: list[Any]) -> None:
+        """Emit what changed in the tool calls since the last look."""
+        tools = self.tools
+        assert tools is not None
+        slots = tools.slots
+        calls = self.calls
+        while len(calls) < len(slots):
+            calls.append(_Call())
+        closed_ids = {id(s) for s in closed} if closed else ()
+        ci = self.index
+        for pos in range(self.first_open, len(slots)):
+            slot = slots[pos]
+            call = calls[pos]
+            if call.done:
+                continue
+            n = len(slot.args)
+            closing = id(slot) in closed_ids
+            if not call.started and (slot.name or n or closing):
+                call.started = True
+                out.append(ToolCallStart(ci, slot.index, slot.id, slot.name))
+            if n > call.seen:
+                args = slot.args
+                parser = call.parser
+                for k in range(call.seen, n):
+                    frag = args[k]
+                    parser.feed(frag)
+                    out.append(
+                        ToolCallArgumentsDelta(
+                            ci, slot.index, slot.name, frag, so_far=_SoFar(args, k + 1), mark=parser.snapshot()
+                        )
+                    )
+                call.seen = n
+            if closing:
+                self.finish_call(pos, out)
+
+    def finish_call(self, pos: int, out: list[Any]) -> None:
+        assert self.tools is not None
+        slot = self.tools.slots[pos]
+        call = self.calls[pos]
+        call.done = True
+        arguments = "".join(slot.args[: call.seen])
+        parsed, error = parse_arguments(slot.name, arguments)
+        out.append(ToolCallDone(self.index, slot.index, slot.id, slot.name, arguments, parsed, error))
+        while self.first_open < len(self.calls) and self.calls[self.first_open].done:
+            self.first_open += 1
+
+    def finish(self, reason: str, out: list[Any]) -> None:
+        self.close_segment(out)
+        if self.tools is not None:
+            closed = self.tools.close_all()
+            self.tool_progress(closed, out)
+            for pos in range(self.first_open, len(self.calls)):  # calls closed earlier but never seen
+                if not self.calls[pos].done:
+                    self.tool_progress([self.tools.slots[pos]], out)
+        self.finished = True
+        out.append(Finish(self.index, reason))
+
+
+class EventBuilder:
+    """Turns ``ChatCompletionChunk`` objects into typed events, one chunk at a time.
+
+    ::
+
+        builder = EventBuilder()
+        for chunk in chunks:
+            for event in builder.add(chunk):
+                ...
+        for event in builder.close():   # the stream ended: close what is still open
+            ...
+
+    Agrees with :class:`rxllm.builder.ResponseBuilder` on what the stream contains (text,
+    reasoning, refusal, tool calls, finish reasons, usage); see the module docstring.
+    """
+
+    __slots__ = ("_choices", "_usage")
+
+    def __init__(self) -> None:
+        self._choices: dict[int, _ChoiceEvents] = {}
+        self._usage = UsageAccumulator()
+
+    def add(self, chunk: ChatCompletionChunk) -> list[Event]:
+        """The events one chunk gives (O(size of the chunk))."""
+        out: list[Any] = []
+        states = self._choices
+        for sc in chunk.choices:
+            st = states.get(sc.index)
+            if st is None:
+                st = states[sc.index] = _ChoiceEvents(sc.index)
+            d = sc.delta
+            r = d.reasoning_content
+            entries = thinking_entries(d) if d.extra else ()
+            if r and r.__class__ is str:
+                st.segment(_REASONING, r, out)
+            for entry in entries:
+                kind = entry.get("type")
+                if kind == "redacted_thinking":
+                    st.close_segment(out)
+                    out.append(RedactedReasoning(sc.index, str(entry.get("data") or "")))
+                elif kind == "thinking":
+                    text = entry.get("thinking")
+                    if text and not r and isinstance(text, str):
+                        st.segment(_REASONING, text, out)
+                    signature = entry.get("signature")
+                    if signature:
+                        if st.kind != _REASONING:
+                            st.close_segment(out)
+                            st.kind = _REASONING
+                        st.close_segment(out, str(signature))
+            c = d.content
+            if c and c.__class__ is str:
+                st.segment(_TEXT, c, out)
+            c = d.refusal
+            if c and c.__class__ is str:
+                st.segment(_REFUSAL, c, out)
+            tcs = d.tool_calls
+            if tcs:
+                st.close_segment(out)
+                tools = st.tools
+                if tools is None:
+                    tools = st.tools = ToolCallAssembler(sc.index)
+                closed = tools.add(tcs)
+                st.tool_progress(closed, out)
+            if sc.finish_reason is not None and not st.finished:
+                st.finish(sc.finish_reason, out)
+        if chunk.usage is not None:
+            self._usage.add(chunk.usage)
+            out.append(UsageUpdate(self._usage.result()))
+        return out
+
+    def close(self) -> list[Event]:
+        """The events that end the stream: every unfinished choice is closed (``Finish("stop")``)."""
+        out: list[Any] = []
+        for _, st in sorted(self._choices.items()):
+            if not st.finished:
+                st.finish("stop", out)
+            else:  # output that came after the finish reason: close it, no second Finish
+                st.close_segment(out)
+        return out
