@@ -22,6 +22,7 @@ Adding a wire field is one line in the class body, e.g. ``audio: str | None = wi
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
@@ -89,6 +90,7 @@ class Spec:
     falsy_default: bool
     keep_null: bool
     required: bool
+    hidden: bool
 
 
 def wire(
@@ -99,6 +101,7 @@ def wire(
     always: bool | None = None,
     falsy_default: bool = False,
     keep_null: bool = False,
+    hidden: bool = False,
     hash: bool | None = None,
 ) -> Any:
     """Declare one wire field (an ``attrs.field`` carrying its codec row).
@@ -112,12 +115,18 @@ def wire(
         falsy_default: Read any falsy wire value (``""``, ``0``, ``null``) as the default.
         keep_null: Read an absent or ``null`` key as ``None``, not the default (the default
             is then only the constructor's).
+        hidden: A known key the model does not expose (OpenAI's ``obfuscation`` padding):
+            stored in a private slot, so a chunk carrying it needs no ``extra`` dict of its
+            own; ``extra`` still shows it (built when read) and ``to_dict`` writes it back.
+            Not an ``__init__`` argument and not compared (``extra`` is); needs ``fast``.
         hash: Passed to ``attrs.field``.
 
     Returns:
         The attrs field.
     """
-    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING)
+    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING, hidden)
+    if hidden:
+        return attrs.field(default=default, init=False, eq=False, repr=False, hash=False, metadata={_META: spec})
     return attrs.field(default=default, hash=hash, metadata={_META: spec})
 
 
@@ -273,10 +282,48 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
         cls._known = known  # type: ignore[attr-defined]
         cls._fields = tuple(name for name, _, _, _ in rows)  # type: ignore[attr-defined]
         cls._wire_probe = _probe(cls, rows)  # type: ignore[attr-defined]
+        hidden = [(name, key) for name, key, spec, _ in rows if spec.hidden]
+        if hidden:
+            if not fast:
+                raise TypeError(f"wire_class: {cls.__name__}: hidden keys need fast=True (a slotted_base layout)")
+            _show_hidden(cls, hidden)
+        else:
+            cls._unknown_keys = operator.attrgetter("extra")  # type: ignore[attr-defined]
         verify(cls)
         return cls
 
     return decorate
+
+
+def _show_hidden(cls: type[Any], hidden: list[tuple[str, str]]) -> None:
+    """Make ``extra`` read the unknown keys plus the hidden ones that are set (built when read).
+
+    The slot keeps only the unknown keys; a property on the frozen class, above the slot's
+    descriptor in the base, adds the hidden keys. attrs' ``__init__`` (and ``evolve``, pickling)
+    store ``extra`` through ``object.__setattr__``, which reaches the property's setter;
+    assignment by users still meets the frozen class's ``__setattr__``.
+    """
+    slots = cls.__mro__[1].__dict__
+    raw = slots["extra"]
+    hidden_slots = [(slots[name].__get__, key) for name, key in hidden]
+    raw_get, raw_set = raw.__get__, raw.__set__
+
+    def get_extra(self: Any) -> Mapping[str, Any]:
+        extra = raw_get(self)
+        shown = None
+        for get, key in hidden_slots:
+            value = get(self)
+            if value is not None:
+                if shown is None:
+                    shown = dict(extra)
+                shown[key] = value
+        return extra if shown is None else shown
+
+    def set_extra(self: Any, value: Mapping[str, Any]) -> None:
+        raw_set(self, value)
+
+    cls.extra = property(get_extra, set_extra, doc="Wire keys rxllm does not model, as sent.")
+    cls._unknown_keys = staticmethod(raw_get)
 
 
 # --------------------------------------------------------------------------- verification
@@ -335,7 +382,8 @@ def verify(cls: type[Any]) -> None:
         got, want = getattr(obj, name), _expected(spec, probe[key])
         if got != want:
             raise TypeError(f"wire_class: {cls.__name__}.{name} reads {got!r} from key {key!r}, expected {want!r}")
-    if dict(obj.extra) != {"x_rxllm_probe": [1, "unknown"]}:
+    shown = {key: probe[key] for _, key, spec, _ in rows if spec.hidden}
+    if dict(obj.extra) != {"x_rxllm_probe": [1, "unknown"], **shown}:
         raise TypeError(f"wire_class: {cls.__name__}.extra does not hold exactly the unknown keys: {obj.extra!r}")
     back = obj.to_dict()
     if back != probe:

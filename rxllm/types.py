@@ -13,7 +13,7 @@ delta field is one line: ``audio: str | None = wire(None)``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import attrs
@@ -58,6 +58,8 @@ class _Wire:
 
     _known: ClassVar[frozenset[str]] = frozenset()
     _fields: ClassVar[tuple[str, ...]] = ()
+    #: ``extra`` without the hidden keys (no dict built): for per-chunk code that ignores them
+    _unknown_keys: ClassVar[Callable[[Any], Mapping[str, Any]]]
 
     @classmethod
     def from_dict(cls: type[_T], d: Mapping[str, Any]) -> _T:  # pragma: no cover - generated per class
@@ -272,6 +274,8 @@ class ChatCompletionChunk(_Wire):
     system_fingerprint: str | None = wire(None)
     usage: Usage | None = wire(None, kind=Usage)
     service_tier: str | None = wire(None)
+    #: OpenAI's random padding: a key of nearly every chunk, so no ``extra`` dict per chunk for it
+    _obfuscation: str | None = wire(None, key="obfuscation", hidden=True)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)
 
     @classmethod

@@ -21,7 +21,8 @@ class TestEveryWireClass:
         """Every public wire class's generated codec passes verification (as it did at import)."""
         verify(cls)
 
-        assert cls._known == frozenset(cls._fields)
+        keys = {f.metadata["rxllm.wire"].key or f.name for f in attrs.fields(cls)[:-1]}
+        assert cls._known == keys
 
     @pytest.mark.parametrize("cls", WIRE_CLASSES, ids=lambda c: c.__name__)
     def test_known_keys_are_the_fields_but_extra(self, cls: type[Any]) -> None:
@@ -226,3 +227,47 @@ class TestFastConstructorRefuses:
         new = positional_new(Pair)
 
         assert new(1, "x") == Pair(1, "x") and type(new(1, "x")) is Pair
+
+
+class TestHiddenKeys:
+    WIRE = {"id": "c", "choices": [{"index": 0, "delta": {"content": "hi"}}], "obfuscation": "V3a", "x": 1}
+
+    def test_extra_still_shows_obfuscation(self) -> None:
+        """OpenAI's obfuscation padding reads from extra and item access as before."""
+        chunk = types.ChatCompletionChunk.from_dict(self.WIRE)
+
+        assert chunk.extra == {"x": 1, "obfuscation": "V3a"}
+        assert chunk["obfuscation"] == "V3a" and chunk.get("obfuscation") == "V3a"
+
+    def test_no_extra_dict_for_obfuscation_alone(self) -> None:
+        """A chunk whose only unmodelled key is obfuscation keeps the shared empty mapping in its slot."""
+        chunk = types.ChatCompletionChunk.from_dict({"id": "c", "obfuscation": "V3a"})
+
+        assert types.ChatCompletionChunk._unknown_keys(chunk) is EMPTY
+        assert chunk.extra == {"obfuscation": "V3a"}
+
+    def test_round_trips_and_compares(self) -> None:
+        """to_dict writes it back; it takes part in equality, evolve and pickling, like any extra key."""
+        import pickle
+
+        chunk = types.ChatCompletionChunk.from_dict(self.WIRE)
+        other = types.ChatCompletionChunk.from_dict({**self.WIRE, "obfuscation": "zz"})
+
+        assert chunk.to_dict() == {
+            **self.WIRE,
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "",
+            "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+        }
+        assert chunk != other
+        assert attrs.evolve(chunk, id="d").to_dict()["obfuscation"] == "V3a"
+        assert pickle.loads(pickle.dumps(chunk)) == chunk
+        assert types.ChatCompletionChunk(extra={"obfuscation": "q"}).to_dict()["obfuscation"] == "q"
+
+    def test_not_assignable(self) -> None:
+        """extra stays frozen, whatever it is made of."""
+        chunk = types.ChatCompletionChunk.from_dict(self.WIRE)
+
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            chunk.extra = {}  # type: ignore[misc]
