@@ -19,7 +19,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from rxllm.adapters import to_async_iterator, to_iterator
-from rxllm.api import AsyncCompletionStream, CompletionStream, acompletion, completion, stream
+from rxllm.api import AsyncCompletionStream, CompletionStream, aclose, acompletion, completion, stream
 from rxllm.errors import (
     APIConnectionError,
     APIError,
@@ -152,6 +152,7 @@ __all__ = [
     "ToolCallDelta",
     "UnprocessableEntityError",
     "Usage",
+    "aclose",
     "acompletion",
     "completion",
     "completion_cost",

@@ -138,9 +138,15 @@ def chunk_problem(chunk: ChatCompletionChunk) -> str | None:
             return f"choices[{i}].finish_reason must be a string or null, got {describe(sc.finish_reason)}"
         d = sc.delta
         # the common delta (text only) in three identity checks; anything else in full
-        if d.__class__ is not Delta or d.content.__class__ is not _STR or d.tool_calls is not None or (
-            d.role is not None and d.role.__class__ is not _STR
-        ) or d.reasoning_content is not None or d.refusal is not None or d.function_call is not None:
+        if (
+            d.__class__ is not Delta
+            or d.content.__class__ is not _STR
+            or d.tool_calls is not None
+            or (d.role is not None and d.role.__class__ is not _STR)
+            or d.reasoning_content is not None
+            or d.refusal is not None
+            or d.function_call is not None
+        ):
             problem = _delta_problem(d, f"choices[{i}].delta")
             if problem is not None:
                 return problem

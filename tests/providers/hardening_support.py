@@ -30,6 +30,10 @@ class Answer:
     content_type: str = "text/event-stream"
     #: after this many body bytes, stop writing and hold the connection until the client leaves
     stall_after: int | None = None
+    #: send no headers at all; hold the connection until the client leaves
+    hold_headers: bool = False
+    #: write the body in pieces of this size (to see how far a slow client lets it get)
+    piece_size: int | None = None
 
 
 class ThreadedServer:
@@ -39,6 +43,9 @@ class ThreadedServer:
         self.answer = Answer()
         self.requests: list[dict[str, Any]] = []
         self.open_connections = 0
+        #: body bytes written (and accepted by the transport) so far, and finished bodies
+        self.bytes_written = 0
+        self.bodies_done = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._runner: web.AppRunner | None = None
@@ -88,6 +95,10 @@ class ThreadedServer:
             {"method": request.method, "path": request.path_qs, "headers": dict(request.headers), "raw": raw}
         )
         answer = self.answer
+        if answer.hold_headers:
+            while request.transport is not None and not request.transport.is_closing():
+                await asyncio.sleep(0.01)
+            return web.Response(status=204)
         if answer.status != 200:
             return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
         resp = web.StreamResponse(status=200, headers=answer.headers)
@@ -95,12 +106,16 @@ class ThreadedServer:
         await resp.prepare(request)
         body = answer.body if answer.stall_after is None else answer.body[: answer.stall_after]
         try:
-            await resp.write(body)
+            step = answer.piece_size or len(body) or 1
+            for start in range(0, len(body), step):
+                await resp.write(body[start : start + step])
+                self.bytes_written += len(body[start : start + step])
             if answer.stall_after is not None:
                 while request.transport is not None and not request.transport.is_closing():
                     await asyncio.sleep(0.01)
                 return resp
             await resp.write_eof()
+            self.bodies_done += 1
         except (ConnectionError, RuntimeError):
             pass
         return resp

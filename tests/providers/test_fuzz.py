@@ -156,7 +156,12 @@ def _run_all(model: str, url: str, operator: str) -> tuple[Any, Any, Any]:
 def _gist(response: rxllm.ModelResponse) -> list[Any]:
     """What a response says, without generated ids (Gemini's tool-call ids are made up per call)."""
     return [
-        (c.index, c.finish_reason, c.message.content, [(t.function.name, t.function.arguments) for t in c.message.tool_calls or ()])
+        (
+            c.index,
+            c.finish_reason,
+            c.message.content,
+            [(t.function.name, t.function.arguments) for t in c.message.tool_calls or ()],
+        )
         for c in response.choices
     ]
 
