@@ -41,13 +41,21 @@ __all__ = [
 # --- cost, time, retries, logging, SSE ---
 
 from ._log_stream import log_stream
-from ._retry import DEFAULT_RETRY_ON, StreamRestart, exponential_backoff, fallback, retry_stream
+from ._retry import (
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_RETRY_ON,
+    StreamRestart,
+    exponential_backoff,
+    fallback,
+    retry_stream,
+)
 from ._tap_cost import CostReport, tap_cost
 from ._timeouts import carries_data, deadline, first_chunk_timeout, stall_timeout
 from ._to_sse import error_payload, to_sse
 
 __all__ = [
     *__all__,
+    "DEFAULT_MAX_RETRY_AFTER",
     "DEFAULT_RETRY_ON",
     "CostReport",
     "StreamRestart",
