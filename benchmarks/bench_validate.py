@@ -20,7 +20,6 @@ import timeit
 from collections.abc import AsyncIterator
 
 from benchmarks.bench_parse import SAMPLES
-
 from rxllm._validate import chunk_problem
 from rxllm.providers import ChatRequest, CheckedStream
 from rxllm.types import ChatCompletionChunk

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
-import structlog
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
+from rxllm._log import get_logger
 from rxllm.errors import as_api_error
 from rxllm.pricing import lookup_model_price, usage_cost
 from rxllm.types import ChatCompletionChunk, CompletionTokensDetails, Usage
@@ -22,7 +22,7 @@ __all__ = ["CostReport", "Outcome", "tap_cost"]
 
 Outcome = Literal["completed", "error", "cancelled"]
 
-_log = structlog.get_logger("rxllm")
+_log = get_logger("rxllm")
 
 
 @attrs.frozen
@@ -296,16 +296,17 @@ def tap_cost(
             add = meter.add
 
             def on_next(chunk: ChatCompletionChunk) -> None:
+                # Markers that share the stream (retry_stream's StreamRestart) are not metered;
+                # a chunk the meter cannot read is an error, never silently skipped or hung on.
                 if isinstance(chunk, ChatCompletionChunk):
                     try:
                         add(chunk)
-                    except Exception as exc:  # a chunk of the wrong shape: fail, never hang
+                    except Exception as exc:
                         error = as_api_error(exc)
                         upstream.dispose()
                         finish("error", error)
                         observer.on_error(error)
                         return
-                # anything else (retry_stream's StreamRestart marker) passes unmetered
                 observer.on_next(chunk)
 
             def on_error(error: Exception) -> None:

@@ -16,12 +16,13 @@ import datetime
 import email.utils
 import math
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rxllm._secrets import scrub, scrub_value
 
-if TYPE_CHECKING:
-    from rxllm.types import ModelResponse
+# The partial response is a rxllm.types.ModelResponse; it is typed loosely here because this
+# module is the lowest layer (rxllm.types raises these errors, so it cannot be imported here).
+PartialResponse = Any
 
 __all__ = [
     "APIConnectionError",
@@ -72,7 +73,7 @@ class APIError(Exception):
         llm_provider: str | None = None,
         model: str | None = None,
         status_code: int | None = None,
-        partial_response: ModelResponse | None = None,
+        partial_response: PartialResponse | None = None,
         response_headers: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> None:
@@ -113,7 +114,7 @@ class APIError(Exception):
             "body": self.body,
         }
 
-    def with_partial_response(self, partial_response: ModelResponse | None) -> APIError:
+    def with_partial_response(self, partial_response: PartialResponse | None) -> APIError:
         """This error carrying ``partial_response``: ``self`` when it already has one, else a copy.
 
         Errors are never changed as they pass through a pipeline: with ``share()`` every

@@ -26,6 +26,7 @@ from rxllm._secrets import register_secret, safe_url, scrub
 from rxllm.builder import ResponseBuilder
 from rxllm.errors import RateLimitError
 from rxllm.providers import _http
+from rxllm.retry_policy import DEFAULT_RETRY_ON
 from tests.strategies import content_chunk, finish_chunk, kinds, make_chunk, tool_chunk, tool_fragment
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -441,7 +442,7 @@ class TestSmallFaults:
         exc = error_of(lambda: rxllm.completion("openai/gpt-4o", MESSAGES, api_base=srv.url, api_key=KEY))
 
         assert type(exc) is rxllm.APIConnectionError
-        assert isinstance(exc, ops.DEFAULT_RETRY_ON)
+        assert isinstance(exc, DEFAULT_RETRY_ON)
 
     def test_gemini_second_candidate_cut_is_a_cut_stream(self, srv: ThreadedServer) -> None:
         """Two candidates, body cut after candidate 0 finished: APIConnectionError, not 'stop'."""
