@@ -96,8 +96,8 @@ def detect_repeated_chunks(
 
     Args:
         limit: The number of identical chunks in a row that fails the stream. ``None`` reads
-            ``rxllm.REPEATED_STREAMING_CHUNK_LIMIT`` at each subscription (else the
-            ``REPEATED_STREAMING_CHUNK_LIMIT`` environment variable, else 100).
+            ``rxllm.REPEATED_STREAMING_CHUNK_LIMIT`` at each subscription (its default is the
+            ``REPEATED_STREAMING_CHUNK_LIMIT`` environment variable at import, else 100).
         llm_provider: Put on the error, for logs and retry decisions.
         partial_response: Rebuild the chunks that passed (about 0.25 µs a chunk) to attach
             them to the error. Pass ``False`` when an operator downstream attaches it anyway

@@ -23,14 +23,11 @@ from rxllm.errors import (
     RateLimitError,
     parse_retry_after,
 )
-from rxllm.retry_policy import DEFAULT_RETRY_ON, Backoff, exponential_backoff
+from rxllm.retry_policy import DEFAULT_MAX_RETRY_AFTER, DEFAULT_RETRY_ON, Backoff, exponential_backoff
 
 from ._scheduling import clock, resolve_scheduler
 
-__all__ = ["DEFAULT_MAX_RETRY_AFTER", "StreamRestart", "fallback", "retry_stream"]
-
-#: The longest a server's ``Retry-After`` may make ``retry_stream`` wait, in seconds.
-DEFAULT_MAX_RETRY_AFTER = 60.0
+__all__ = ["StreamRestart", "fallback", "retry_stream"]
 
 T = TypeVar("T")
 
@@ -199,7 +196,7 @@ def retry_stream(
             of a restarting retry, or reset them on ``StreamRestart``; put ``tap_cost`` upstream
             too, for one report (one bill) per attempt.
         max_retry_after: The longest a server's ``Retry-After`` may make it wait (default
-            :data:`DEFAULT_MAX_RETRY_AFTER`, 60 s); non-finite, negative and absurd values
+            :data:`rxllm.retry_policy.DEFAULT_MAX_RETRY_AFTER`, 60 s); non-finite, negative and absurd values
             (over a day) are ignored.
         deadline: Seconds from subscription after which no retry starts: a retry whose delay
             would end past it is not made, and the error propagates (``None``: no limit).

@@ -296,16 +296,17 @@ def tap_cost(
             add = meter.add
 
             def on_next(chunk: ChatCompletionChunk) -> None:
+                # Markers that share the stream (retry_stream's StreamRestart) are not metered;
+                # a chunk the meter cannot read is an error, never silently skipped or hung on.
                 if isinstance(chunk, ChatCompletionChunk):
                     try:
                         add(chunk)
-                    except Exception as exc:  # a chunk of the wrong shape: fail, never hang
+                    except Exception as exc:
                         error = as_api_error(exc)
                         upstream.dispose()
                         finish("error", error)
                         observer.on_error(error)
                         return
-                # anything else (retry_stream's StreamRestart marker) passes unmetered
                 observer.on_next(chunk)
 
             def on_error(error: Exception) -> None:

@@ -100,7 +100,7 @@ def instrument(
                 try:
                     partial = builder.build(partial=True)
                 except Exception:  # a partial response is a courtesy; never fail the stream for it
-                    partial = None
+                    partial = ResponseBuilder(messages=info.messages).build(partial=True)
                 if isinstance(exc, APIError):
                     exc = exc.with_partial_response(partial)  # a copy: never mutate a shared error
                 _fire(info, "failure", partial, start, exception=exc)

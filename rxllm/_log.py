@@ -89,13 +89,8 @@ class Logger:
                 getattr(logger, logging.getLevelName(level).lower())(event, **fields)
             return
         if self._std.isEnabledFor(level):
-            self._std.log(
-                level,
-                "%s",
-                scrub(_format(event, fields)),
-                exc_info=exc_info,
-                extra={"rxllm": {"event": event, **fields}},
-            )
+            line = scrub(_format(event, fields))
+            self._std.log(level, "%s", line, exc_info=exc_info, extra={"rxllm": {"event": event, **fields}})
 
     def debug(self, event: str, **fields: Any) -> None:
         """Log ``event`` at debug level."""

@@ -111,7 +111,48 @@ def chunk_problem(chunk: ChatCompletionChunk) -> str | None:
     ``service_tier``) and ``created``; every choice's ``index`` (a non-negative int),
     ``finish_reason`` and delta (strings for text, tool calls with int indexes and string
     ids, names and arguments); usage counts (non-negative ints).
+
+    The sound common case (a text delta) is a handful of identity checks, inlined; any doubt
+    goes to the full walk, which also writes the message.
     """
+    if (
+        chunk.id.__class__ is _STR
+        and chunk.model.__class__ is _STR
+        and chunk.object.__class__ is _STR
+        and (chunk.created.__class__ is _INT or chunk.created.__class__ is float)
+        and (chunk.system_fingerprint is None or chunk.system_fingerprint.__class__ is _STR)
+        and (chunk.service_tier is None or chunk.service_tier.__class__ is _STR)
+        and chunk.choices.__class__ is tuple
+    ):
+        for sc in chunk.choices:
+            if sc.__class__ is not StreamChoice:
+                break
+            index = sc.index
+            if index.__class__ is not _INT or index < 0:
+                break
+            fr = sc.finish_reason
+            if fr is not None and fr.__class__ is not _STR:
+                break
+            d = sc.delta
+            if d.__class__ is not Delta:
+                break
+            if (
+                (d.content is None or d.content.__class__ is _STR)
+                and d.tool_calls is None
+                and d.function_call is None
+                and (d.role is None or d.role.__class__ is _STR)
+                and (d.reasoning_content is None or d.reasoning_content.__class__ is _STR)
+                and (d.refusal is None or d.refusal.__class__ is _STR)
+            ):
+                continue
+            if _delta_problem(d, "") is not None:
+                break
+        else:
+            return None if chunk.usage is None else _usage_problem(chunk.usage)
+    return _full_problem(chunk)
+
+
+def _full_problem(chunk: ChatCompletionChunk) -> str | None:
     if chunk.id.__class__ is not _STR:
         return f"id must be a string, got {describe(chunk.id)}"
     if chunk.model.__class__ is not _STR:
@@ -136,14 +177,9 @@ def chunk_problem(chunk: ChatCompletionChunk) -> str | None:
             return f"choices[{i}].index must be a non-negative integer, got {describe(index)}"
         if not _opt_str(sc.finish_reason):
             return f"choices[{i}].finish_reason must be a string or null, got {describe(sc.finish_reason)}"
-        d = sc.delta
-        # the common delta (text only) in three identity checks; anything else in full
-        if d.__class__ is not Delta or d.content.__class__ is not _STR or d.tool_calls is not None or (
-            d.role is not None and d.role.__class__ is not _STR
-        ) or d.reasoning_content is not None or d.refusal is not None or d.function_call is not None:
-            problem = _delta_problem(d, f"choices[{i}].delta")
-            if problem is not None:
-                return problem
+        problem = _delta_problem(sc.delta, f"choices[{i}].delta")
+        if problem is not None:
+            return problem
     if chunk.usage is not None:
         return _usage_problem(chunk.usage)
     return None

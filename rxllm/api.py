@@ -21,14 +21,8 @@ from rxllm._instrument import CallInfo, instrument
 from rxllm._secrets import register_secret, safe_url
 from rxllm.adapters import AsyncStreamIterator, BlockingStreamIterator, to_async_iterator, to_iterator
 from rxllm.errors import BadRequestError
-from rxllm.providers import (
-    ChatRequest,
-    CheckedStream,
-    claimed_provider,
-    get_provider,
-    resolve_model,
-    validate_request,
-)
+from rxllm.providers import ChatRequest, CheckedStream, claimed_provider, get_provider, resolve_model, validate_request
+from rxllm.providers._http import aclose_sessions
 from rxllm.retry_policy import exponential_backoff
 from rxllm.streams import from_async_iterable
 from rxllm.types import ChatCompletionChunk, ModelResponse
@@ -36,6 +30,7 @@ from rxllm.types import ChatCompletionChunk, ModelResponse
 __all__ = [
     "AsyncCompletionStream",
     "CompletionStream",
+    "aclose",
     "acompletion",
     "build_request",
     "completion",
@@ -398,3 +393,13 @@ async def acompletion(
             pass
     assert info.response is not None
     return info.response
+
+
+async def aclose() -> None:
+    """Close the HTTP session (and its pooled connections) rxllm keeps for the running event loop.
+
+    Sessions are also closed when their loop ends (``asyncio.run`` and every runner that
+    shuts down async generators), so this is for long-lived loops: a service shutting down,
+    a test's teardown. The next request on the loop opens a new session.
+    """
+    await aclose_sessions()

@@ -442,9 +442,10 @@ def parse_retry_after(value: Any) -> float | None:
         try:
             seconds = float(text)
         except ValueError:
-            seconds = _http_date_delay(text)
-            if seconds is None:
+            delay = _http_date_delay(text)
+            if delay is None:
                 return None
+            seconds = delay
     else:
         return None
     if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_SANE_RETRY_AFTER:

@@ -216,7 +216,7 @@ class PullSource(Generic[T]):
             # an observer's on_completed raised; observers are stopped now, so say it once
             self._fail(exc)
 
-    def _fail(self, exc: BaseException, *, typed: bool = True) -> None:
+    def _fail(self, exc: Exception, *, typed: bool = True) -> None:
         try:
             self._observer.on_error(as_api_error(exc) if typed else exc)
         except Exception as inner:  # an observer's on_error raised: nothing left to tell

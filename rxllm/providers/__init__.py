@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from rxllm._validate import chunk_problem, describe
@@ -177,7 +177,7 @@ class CheckedStream(AsyncIterator[ChatCompletionChunk]):
         request: The request to stream.
     """
 
-    __slots__ = ("_iterator", "_model", "_name", "_provider", "_request")
+    __slots__ = ("_iterator", "_model", "_name", "_next", "_provider", "_request")
 
     def __init__(self, provider: Provider, request: ChatRequest) -> None:
         self._provider = provider
@@ -185,6 +185,7 @@ class CheckedStream(AsyncIterator[ChatCompletionChunk]):
         self._name = str(getattr(provider, "name", None) or request.provider)
         self._model = request.original_model or request.model
         self._iterator: AsyncIterator[ChatCompletionChunk] | None = None
+        self._next: Callable[[], Awaitable[ChatCompletionChunk]] | None = None
 
     def __aiter__(self) -> CheckedStream:
         return self
@@ -192,10 +193,11 @@ class CheckedStream(AsyncIterator[ChatCompletionChunk]):
     async def __anext__(self) -> ChatCompletionChunk:
         error: APIError
         try:
-            iterator = self._iterator
-            if iterator is None:
+            step = self._next
+            if step is None:
                 iterator = self._iterator = aiter(self._provider.stream(self._request))
-            chunk = await anext(iterator)
+                step = self._next = iterator.__anext__
+            chunk = await step()
         except (StopAsyncIteration, APIError, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -225,9 +227,14 @@ class CheckedStream(AsyncIterator[ChatCompletionChunk]):
     async def aclose(self) -> None:
         """Close the provider's iterator (idempotent)."""
         iterator, self._iterator = self._iterator, None
+        self._next = _closed_step
         aclose: Any = getattr(iterator, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def _closed_step() -> ChatCompletionChunk:
+    raise StopAsyncIteration
 
 
 def open_stream(request: ChatRequest) -> CheckedStream:

@@ -181,12 +181,18 @@ def endpoint(api_base: str | None, default_base: str, path: str) -> str:
 
 
 def api_key_for(explicit: str | None, env_names: tuple[str, ...]) -> str | None:
-    """The key to send: the caller's ``api_key``, else the first set environment variable."""
+    """The key to send: the caller's ``api_key``, else the first set environment variable.
+
+    Either way the scrubber learns it (:func:`rxllm._secrets.register_secret`).
+    """
     if explicit:
+        register_secret(explicit)
         return explicit
     for name in env_names:
         value = os.environ.get(name)
         if value:
+            if not name.endswith(("_BASE", "_URL", "_ENDPOINT")):  # endpoints share this lookup
+                register_secret(value)
             return value
     return None
 
