@@ -131,7 +131,7 @@ def smooth(
                     template, rest = rests[index]
                     queue.append(_with_content(template, rest))
                 rests.clear()
-                timer.disposable = None  # type: ignore[assignment]
+                timer.disposable = None
                 state["waiting"] = False
                 while queue:
                     observer.on_next(queue.popleft())

@@ -98,7 +98,7 @@ class TestGrammar:
     def test_invalid_arguments_give_a_typed_error(self) -> None:
         """Arguments that are not JSON give ToolCallDone with parsed=None and an InvalidToolArgumentsError."""
         events = run([tool_chunk(tool_fragment(0, "c1", "f", '{"a": ')), finish_chunk("length")])
-        done = [e for e in events if isinstance(e, ToolCallDone)][0]
+        done = next(e for e in events if isinstance(e, ToolCallDone))
 
         assert done.parsed is None
         assert isinstance(done.error, InvalidToolArgumentsError)
@@ -124,7 +124,10 @@ class TestGrammar:
             ]
         )
 
-        assert sorted((e for e in events if isinstance(e, TextDone)), key=lambda e: e.choice_index) == [TextDone(0, "ac"), TextDone(1, "b")]
+        assert sorted((e for e in events if isinstance(e, TextDone)), key=lambda e: e.choice_index) == [
+            TextDone(0, "ac"),
+            TextDone(1, "b"),
+        ]
         assert [e for e in events if isinstance(e, RefusalDone)] == [RefusalDone(1, "no")]
         assert [e for e in events if isinstance(e, Finish)] == [Finish(0, "stop"), Finish(1, "stop")]
         assert events[-1] == UsageUpdate(stream_chunk_builder([make_chunk(usage=usage)]).usage)  # type: ignore[union-attr]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import reactivex
@@ -26,7 +27,7 @@ def split(pieces: list[str], **kw: Any) -> tuple[str, str, list[Any]]:
 def cut(text: str, cuts: list[int]) -> list[str]:
     points = sorted({c % (len(text) + 1) for c in cuts})
     bounds = [0, *points, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 class TestSplitThinkTags:
@@ -45,7 +46,9 @@ class TestSplitThinkTags:
         st.booleans(),
         st.lists(st.integers(0, 100), max_size=10),
     )
-    def test_any_split_and_a_missing_opening_tag(self, thought: str, answer: str, opened: bool, cuts: list[int]) -> None:
+    def test_any_split_and_a_missing_opening_tag(
+        self, thought: str, answer: str, opened: bool, cuts: list[int]
+    ) -> None:
         """With or without the opening tag, however the bytes were split, reasoning and content come out whole."""
         text = ("<think>" if opened else "") + thought + "</think>" + answer
         content, reasoning, _ = split(cut(text, cuts))

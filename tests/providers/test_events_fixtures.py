@@ -194,7 +194,9 @@ class TestAgreesWithOpenAISDK:
             assert [e.refusal for e in sdk if e.type == "refusal.done"] == [
                 e.refusal for e in ours if isinstance(e, RefusalDone)
             ]
-        sdk_calls = sorted((e.index, e.name, e.arguments) for e in sdk if e.type == "tool_calls.function.arguments.done")
+        sdk_calls = sorted(
+            (e.index, e.name, e.arguments) for e in sdk if e.type == "tool_calls.function.arguments.done"
+        )
         our_calls = sorted((e.index, e.name, e.arguments) for e in ours if isinstance(e, ToolCallDone))
         if sdk_calls:
             assert our_calls == sdk_calls
@@ -213,9 +215,9 @@ def _anthropic_message(body: bytes) -> Any:
             d = orjson.loads(line[5:].strip())
             if d.get("type") in ("ping", "error"):
                 continue
-            if d.get("type") == "content_block_delta" and snapshot is not None:
-                if d["index"] >= len(snapshot.content):
-                    continue
+            late = d.get("type") == "content_block_delta" and snapshot is not None
+            if late and d["index"] >= len(snapshot.content):
+                continue
             snapshot = accumulate_event(event=d, current_snapshot=snapshot, json_bufs=bufs)
     return snapshot
 
@@ -223,7 +225,7 @@ def _anthropic_message(body: bytes) -> Any:
 class TestAgreesWithAnthropicSDK:
     @pytest.mark.parametrize("name", ANTHROPIC_NAMES)
     async def test_blocks_match_the_sdk_accumulator(self, server: ReplayServer, name: str) -> None:
-        """Thinking (with signature), redacted, text and tool_use blocks come out as the SDK accumulates them, in order."""
+        """Thinking (with signature), redacted, text and tool_use blocks match the SDK accumulator, in order."""
         message = _anthropic_message(fixture_bytes(name))
         ours = _events(await _chunks(server, name))
 
