@@ -15,107 +15,49 @@ Each operator lives in its own private module; state is per subscription.
 
 from __future__ import annotations
 
-__all__: list[str] = []
-
-# --- response building, tool calls, loop detection (one section per contributor) ---
-
-from rxllm.builder import ResponseSnapshot
-
 from ._accumulate_tool_calls import accumulate_tool_calls, tool_call_snapshots
 from ._detect_repeated_chunks import detect_repeated_chunks
-from ._text import text
-from ._to_response import snapshots, to_response
-
-# A plain dunder assignment (not +=) keeps later imports legal for ruff's E402.
-__all__ = [
-    *__all__,
-    "ResponseSnapshot",
-    "accumulate_tool_calls",
-    "detect_repeated_chunks",
-    "snapshots",
-    "text",
-    "to_response",
-    "tool_call_snapshots",
-]
-
-# --- typed events, structured output, reasoning, pacing and budgets ---
-
-from rxllm.events import (
-    Event,
-    Finish,
-    ReasoningDelta,
-    ReasoningDone,
-    RedactedReasoning,
-    RefusalDelta,
-    RefusalDone,
-    TextDelta,
-    TextDone,
-    ToolCallArgumentsDelta,
-    ToolCallDone,
-    ToolCallStart,
-    UsageUpdate,
-)
-from rxllm.structured import StructuredFinal, StructuredPartial, response_format
-
 from ._events import events
 from ._limit import limit
+from ._log_stream import log_stream
+from ._retry import StreamRestart, fallback, retry_stream
 from ._smooth import smooth
 from ._split_think_tags import split_think_tags
 from ._structured import structured_output
-from ._text import reasoning
-from ._throttle_snapshots import throttle_snapshots
-
-__all__ = [
-    *__all__,
-    "Event",
-    "Finish",
-    "ReasoningDelta",
-    "ReasoningDone",
-    "RedactedReasoning",
-    "RefusalDelta",
-    "RefusalDone",
-    "StructuredFinal",
-    "StructuredPartial",
-    "TextDelta",
-    "TextDone",
-    "ToolCallArgumentsDelta",
-    "ToolCallDone",
-    "ToolCallStart",
-    "UsageUpdate",
-    "events",
-    "limit",
-    "reasoning",
-    "response_format",
-    "smooth",
-    "split_think_tags",
-    "structured_output",
-    "throttle_snapshots",
-]
-
-# --- cost, time, retries, logging, SSE ---
-
-from ._log_stream import log_stream
-from ._retry import DEFAULT_RETRY_ON, StreamRestart, exponential_backoff, fallback, retry_stream
 from ._tap_cost import CostReport, tap_cost
-from ._timeouts import carries_data, deadline, first_chunk_timeout, stall_timeout
-from ._to_sse import error_payload, to_sse
+from ._text import reasoning, text
+from ._throttle_snapshots import throttle_snapshots
+from ._timeouts import deadline, first_chunk_timeout, stall_timeout
+from ._to_response import snapshots, to_response
+from ._to_sse import to_sse
 
+# Operators, plus the two value types their output carries (tap_cost's report, the
+# in-stream restart marker). Non-operators live where they belong: rxllm.builder
+# (ResponseSnapshot), rxllm.types (carries_data), rxllm.retry_policy (exponential_backoff),
+# rxllm.events (the event classes events() emits), rxllm.structured (StructuredPartial,
+# StructuredFinal, response_format).
 __all__ = [
-    *__all__,
-    "DEFAULT_RETRY_ON",
     "CostReport",
     "StreamRestart",
-    "carries_data",
+    "accumulate_tool_calls",
     "deadline",
-    "error_payload",
-    "exponential_backoff",
+    "detect_repeated_chunks",
+    "events",
     "fallback",
     "first_chunk_timeout",
+    "limit",
     "log_stream",
+    "reasoning",
     "retry_stream",
+    "smooth",
+    "snapshots",
+    "split_think_tags",
     "stall_timeout",
+    "structured_output",
     "tap_cost",
+    "text",
+    "throttle_snapshots",
+    "to_response",
     "to_sse",
+    "tool_call_snapshots",
 ]
-
-__all__.sort()
