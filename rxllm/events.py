@@ -35,7 +35,7 @@ import orjson
 
 from rxllm.builder import ToolCallAssembler, _ToolSlot, thinking_entries
 from rxllm.errors import InvalidToolArgumentsError
-from rxllm.partial_json import PartialJSONParser, PartialMark
+from rxllm.partial_json import PartialJSONParser, PartialMark, _Joined
 from rxllm.types import ChatCompletionChunk, Usage
 from rxllm.usage import UsageAccumulator
 
@@ -59,19 +59,19 @@ __all__ = [
 
 
 class _SoFar:
-    """Text so far, as a list of parts and a count: joined only when read, then cached."""
+    """Text so far, as shared growing parts and a count: joined only when read, then cached."""
 
-    __slots__ = ("_n", "_parts", "_text")
+    __slots__ = ("_joined", "_n", "_text")
 
-    def __init__(self, parts: list[str], n: int) -> None:
-        self._parts = parts
+    def __init__(self, joined: _Joined, n: int) -> None:
+        self._joined = joined
         self._n = n
         self._text: str | None = None
 
     def text(self) -> str:
         t = self._text
         if t is None:
-            t = self._text = "".join(self._parts[: self._n])
+            t = self._text = self._joined.upto(self._n)
         return t
 
 
@@ -285,22 +285,24 @@ _REFUSAL = 3
 
 
 class _Call:
-    __slots__ = ("done", "parser", "seen", "started")
+    __slots__ = ("done", "joined", "parser", "seen", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, slot: _ToolSlot) -> None:
         self.started = False
         self.done = False
         self.seen = 0
         self.parser = PartialJSONParser()
+        self.joined = _Joined(slot.args)
 
 
 class _ChoiceEvents:
-    __slots__ = ("calls", "finished", "first_open", "index", "kind", "parts", "tools")
+    __slots__ = ("calls", "finished", "first_open", "index", "joined", "kind", "parts", "tools")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.kind = 0
         self.parts: list[str] = []
+        self.joined = _Joined(self.parts)
         self.tools: ToolCallAssembler | None = None
         self.calls: list[_Call] = []
         self.first_open = 0
@@ -320,6 +322,7 @@ class _ChoiceEvents:
             out.append(RefusalDone(ci, text))
         self.kind = 0
         self.parts = []
+        self.joined = _Joined(self.parts)
 
     def segment(self, kind: int, text: str, out: list[Any]) -> None:
         if self.kind != kind:
@@ -327,7 +330,7 @@ class _ChoiceEvents:
             self.kind = kind
         parts = self.parts
         parts.append(text)
-        so_far = _SoFar(parts, len(parts))
+        so_far = _SoFar(self.joined, len(parts))
         ci = self.index
         if kind == _TEXT:
             out.append(TextDelta(ci, text, so_far=so_far))
@@ -343,7 +346,7 @@ class _ChoiceEvents:
         slots = tools.slots
         calls = self.calls
         while len(calls) < len(slots):
-            calls.append(_Call())
+            calls.append(_Call(slots[len(calls)]))
         closed_ids = {id(s) for s in closed} if closed else ()
         ci = self.index
         for pos in range(self.first_open, len(slots)):
@@ -364,7 +367,7 @@ class _ChoiceEvents:
                     parser.feed(frag)
                     out.append(
                         ToolCallArgumentsDelta(
-                            ci, slot.index, slot.name, frag, so_far=_SoFar(args, k + 1), mark=parser.snapshot()
+                            ci, slot.index, slot.name, frag, so_far=_SoFar(call.joined, k + 1), mark=parser.snapshot()
                         )
                     )
                 call.seen = n
