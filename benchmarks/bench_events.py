@@ -5,7 +5,8 @@ repeats, CPU time from ``time.process_time``):
 
 1. **events() per chunk**: :class:`rxllm.events.EventBuilder` folding a stream, beside
    :class:`rxllm.builder.ResponseBuilder` (what ``to_response`` does) on the same chunks, for
-   a text stream and a tool-call stream (arguments in 8-character fragments).
+   a text stream and a tool-call stream (arguments in 8-character fragments), the latter also
+   with every ``ToolCallArgumentsDelta.partial`` read (partial values are parsed lazily).
 2. **Partial JSON over a whole tool call**: the arguments fed in 8-character fragments with a
    partial value available after each one. rxllm's incremental parser (feed + snapshot, what
    ``events()`` does per fragment; and feed + reading the partial value every fragment)
@@ -27,7 +28,7 @@ from typing import Any
 import orjson
 
 from rxllm.builder import ResponseBuilder
-from rxllm.events import EventBuilder
+from rxllm.events import EventBuilder, ToolCallArgumentsDelta
 from rxllm.partial_json import PartialJSONParser
 from rxllm.types import ChatCompletionChunk
 
@@ -83,6 +84,15 @@ def _events(chunks: list[ChatCompletionChunk]) -> None:
     builder.close()
 
 
+def _events_read(chunks: list[ChatCompletionChunk]) -> None:
+    builder = EventBuilder()
+    for chunk in chunks:
+        for event in builder.add(chunk):
+            if isinstance(event, ToolCallArgumentsDelta):
+                event.partial  # noqa: B018 - reading the partial value is the point
+    builder.close()
+
+
 def _response(chunks: list[ChatCompletionChunk]) -> None:
     builder = ResponseBuilder()
     for chunk in chunks:
@@ -126,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         ours = _cpu(lambda chunks=chunks: _events(chunks), repeat) / len(chunks) * 1e6
         floor = _cpu(lambda chunks=chunks: _response(chunks), repeat) / len(chunks) * 1e6
         print(f"| {name} | {len(chunks):,} | {ours:.2f} | {floor:.2f} | {ours / floor:.1f}x |")
+        if name.startswith("tool call"):
+            read = _cpu(lambda chunks=chunks: _events_read(chunks), repeat) / len(chunks) * 1e6
+            print(
+                f"| the same, reading every partial value | {len(chunks):,} | {read:.2f} | {floor:.2f} "
+                f"| {read / floor:.1f}x |"
+            )
 
     try:
         import jiter  # noqa: F401

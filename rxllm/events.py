@@ -22,8 +22,9 @@ refusal), and its ``ToolCallDone`` events are the message's tool calls.
 
 Snapshots (``TextDelta.snapshot``, ``ToolCallArgumentsDelta.arguments`` and ``.partial``)
 are computed only when read: building an event costs O(size of the chunk), never O(text so
-far). Argument fragments go through :class:`rxllm.partial_json.PartialJSONParser`, so the
-partial values of a whole tool call cost time linear in its arguments.
+far). Partial values come from :class:`rxllm.partial_json.PartialJSONParser`, fed lazily: a
+pipeline that never reads ``partial`` never parses, and one that reads every partial in order
+parses each fragment once, so a whole tool call costs time linear in its arguments.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import orjson
 
 from rxllm.builder import ToolCallAssembler, _ToolSlot, thinking_entries
 from rxllm.errors import InvalidToolArgumentsError
-from rxllm.partial_json import PartialJSONParser, PartialMark, _Joined
+from rxllm.partial_json import PartialJSONParser, _Joined, parse_partial
 from rxllm.types import ChatCompletionChunk, Usage
 from rxllm.usage import UsageAccumulator
 
@@ -198,7 +199,7 @@ class ToolCallArgumentsDelta:
     name: str
     fragment: str
     _so_far: _SoFar | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
-    _mark: PartialMark | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+    _mark: _PartialAt | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
     @property
     def arguments(self) -> str:
@@ -209,9 +210,7 @@ class ToolCallArgumentsDelta:
     def partial(self) -> Any:
         """The partial parsed arguments (``None`` until a value has started)."""
         if self._mark is None:
-            p = PartialJSONParser()
-            p.feed(self.fragment)
-            return p.value
+            return parse_partial(self.fragment)
         return self._mark.value()
 
 
@@ -279,20 +278,59 @@ def parse_arguments(name: str, arguments: str) -> tuple[Any, InvalidToolArgument
         return None, InvalidToolArgumentsError(name, arguments, str(exc))
 
 
+_UNREAD: Any = object()
 _TEXT = 1
 _REASONING = 2
 _REFUSAL = 3
 
 
 class _Call:
-    __slots__ = ("done", "joined", "parser", "seen", "started")
+    """One tool call's event state; its argument parser runs only when a partial value is read."""
+
+    __slots__ = ("args", "done", "fed", "joined", "parser", "seen", "started")
 
     def __init__(self, slot: _ToolSlot) -> None:
         self.started = False
         self.done = False
         self.seen = 0
-        self.parser = PartialJSONParser()
+        self.args = slot.args
         self.joined = _Joined(slot.args)
+        self.parser: PartialJSONParser | None = None
+        self.fed = 0
+
+    def partial_at(self, k: int) -> Any:
+        """The partial value after the first ``k`` fragments.
+
+        Reading in stream order feeds each fragment to the incremental parser once (linear in
+        total); a read behind the parser re-parses that prefix (O(k)); no read costs nothing.
+        """
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = PartialJSONParser()
+        if self.fed > k:
+            return parse_partial(self.joined.upto(k))
+        args = self.args
+        while self.fed < k:
+            parser.feed(args[self.fed])
+            self.fed += 1
+        return parser.value
+
+
+class _PartialAt:
+    """A tool call's partial value after ``k`` fragments, computed when first read."""
+
+    __slots__ = ("_call", "_k", "_value")
+
+    def __init__(self, call: _Call, k: int) -> None:
+        self._call = call
+        self._k = k
+        self._value: Any = _UNREAD
+
+    def value(self) -> Any:
+        v = self._value
+        if v is _UNREAD:
+            v = self._value = self._call.partial_at(self._k)
+        return v
 
 
 class _ChoiceEvents:
@@ -361,13 +399,16 @@ class _ChoiceEvents:
                 out.append(ToolCallStart(ci, slot.index, slot.id, slot.name))
             if n > call.seen:
                 args = slot.args
-                parser = call.parser
+                joined = call.joined
                 for k in range(call.seen, n):
-                    frag = args[k]
-                    parser.feed(frag)
                     out.append(
                         ToolCallArgumentsDelta(
-                            ci, slot.index, slot.name, frag, so_far=_SoFar(call.joined, k + 1), mark=parser.snapshot()
+                            ci,
+                            slot.index,
+                            slot.name,
+                            args[k],
+                            so_far=_SoFar(joined, k + 1),
+                            mark=_PartialAt(call, k + 1),
                         )
                     )
                 call.seen = n

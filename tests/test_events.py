@@ -95,6 +95,21 @@ class TestGrammar:
         assert events[3] == ToolCallDone(0, 0, "c1", "get", '{"city": "Paris"}', {"city": "Paris"})
         assert events[-1] == Finish(0, "tool_calls")
 
+    def test_partials_read_in_any_order_are_the_same(self) -> None:
+        """Partial values are computed lazily: read backwards, forwards or not at all, they agree."""
+        fragments = ['{"a": [1', ", 2], ", '"b": "xy', 'z"}']
+        chunks = [tool_chunk(tool_fragment(0, "c1", "f", ""))]
+        chunks += [tool_chunk(tool_fragment(0, arguments=f)) for f in fragments]
+        forwards = [e for e in run(chunks) if isinstance(e, ToolCallArgumentsDelta)]
+        backwards = [e for e in run(chunks) if isinstance(e, ToolCallArgumentsDelta)]
+        late = [e.partial for e in reversed(backwards)][::-1]
+
+        assert (
+            [e.partial for e in forwards]
+            == late
+            == [{"a": []}, {"a": [1, 2]}, {"a": [1, 2], "b": "xy"}, {"a": [1, 2], "b": "xyz"}]
+        )
+
     def test_invalid_arguments_give_a_typed_error(self) -> None:
         """Arguments that are not JSON give ToolCallDone with parsed=None and an InvalidToolArgumentsError."""
         events = run([tool_chunk(tool_fragment(0, "c1", "f", '{"a": ')), finish_chunk("length")])
