@@ -108,6 +108,18 @@ class TestAgreesWithToResponse:
                     assert d.error.arguments == d.arguments
             finishes = [e.reason for e in events if isinstance(e, Finish) and e.choice_index == i]
             assert finishes == [choice.finish_reason]
+            if msg.thinking_blocks is not None:  # the same blocks, in the same order
+                blocks = [
+                    ("redacted", e.data) if isinstance(e, RedactedReasoning) else ("thinking", e.text, e.signature)
+                    for e in events
+                    if isinstance(e, (ReasoningDone, RedactedReasoning)) and e.choice_index == i
+                ]
+                assert blocks == [
+                    ("redacted", b["data"])
+                    if b["type"] == "redacted_thinking"
+                    else ("thinking", b["thinking"], b.get("signature"))
+                    for b in msg.thinking_blocks
+                ]
         usage = [e.usage for e in events if isinstance(e, UsageUpdate)]
         if usage:
             assert usage[-1] == response.usage
