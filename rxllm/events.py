@@ -103,6 +103,11 @@ class TextDone:
     choice_index: int
     text: str
 
+    @property
+    def content(self) -> str:
+        """The text (the OpenAI SDK's ``content.done`` calls it ``content``)."""
+        return self.text
+
 
 @attrs.frozen
 class ReasoningDelta:
@@ -207,11 +212,21 @@ class ToolCallArgumentsDelta:
         return self._so_far.text() if self._so_far is not None else self.fragment
 
     @property
+    def snapshot(self) -> str:
+        """The argument text so far (as ``TextDelta.snapshot`` is the text so far)."""
+        return self.arguments
+
+    @property
     def partial(self) -> Any:
         """The partial parsed arguments (``None`` until a value has started)."""
         if self._mark is None:
             return parse_partial(self.fragment)
         return self._mark.value()
+
+    @property
+    def parsed_arguments(self) -> Any:
+        """The partial parsed arguments (the OpenAI SDK's name for them)."""
+        return self.partial
 
 
 @attrs.frozen
@@ -236,6 +251,11 @@ class ToolCallDone:
     parsed: Any = None
     error: InvalidToolArgumentsError | None = attrs.field(default=None, eq=False)
 
+    @property
+    def parsed_arguments(self) -> Any:
+        """The parsed arguments (the OpenAI SDK's name for them)."""
+        return self.parsed
+
 
 @attrs.frozen
 class UsageUpdate:
@@ -250,6 +270,11 @@ class Finish:
 
     choice_index: int
     reason: str
+
+    @property
+    def finish_reason(self) -> str:
+        """The reason (the chunk field's name)."""
+        return self.reason
 
 
 Event: TypeAlias = (
@@ -309,10 +334,9 @@ class _Call:
             parser = self.parser = PartialJSONParser()
         if self.fed > k:
             return parse_partial(self.joined.upto(k))
-        args = self.args
-        while self.fed < k:
-            parser.feed(args[self.fed])
-            self.fed += 1
+        if self.fed < k:  # everything not yet read, in one feed
+            parser.feed("".join(self.args[self.fed : k]))
+            self.fed = k
         return parser.value
 
 
