@@ -7,7 +7,16 @@ from typing import Any
 import reactivex
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import chunkings, content_chunk, finish_chunk, make_chunk, stream_specs, tool_chunk, tool_fragment
+from strategies import (
+    chunk_dicts,
+    chunkings,
+    content_chunk,
+    finish_chunk,
+    make_chunk,
+    stream_specs,
+    tool_chunk,
+    tool_fragment,
+)
 
 from rxllm import operators as ops
 from rxllm.builder import stream_chunk_builder
@@ -26,6 +35,7 @@ from rxllm.events import (
     ToolCallStart,
     UsageUpdate,
 )
+from rxllm.types import ChatCompletionChunk
 
 
 def run(chunks: list[Any]) -> list[Any]:
@@ -166,7 +176,7 @@ def _summary(events: list[Any]) -> dict[str, Any]:
 
 
 class TestSplitIndependence:
-    @settings(max_examples=50, deadline=None)
+    @settings(max_examples=40, deadline=None)
     @given(st.data())
     def test_events_do_not_depend_on_the_chunking(self, data: st.DataObject) -> None:
         """Two chunkings of one stream give the same done values, and the same as the rebuilt response."""
@@ -186,6 +196,21 @@ class TestSplitIndependence:
             calls = [(c.id, c.function.name, c.function.arguments) for c in choice.message.tool_calls or ()]
             assert [t[1:] for t in s.get(f"tools{i}", [])] == calls
             assert s[f"finish{i}"] == choice.finish_reason
+
+
+class TestArbitraryChunks:
+    @settings(max_examples=30, deadline=None)
+    @given(st.lists(chunk_dicts(), max_size=5))
+    def test_any_wire_chunks_give_events_that_match_the_rebuilt_text(self, dicts: list[dict[str, Any]]) -> None:
+        """Arbitrary wire chunks (unknown keys, odd shapes) never break EventBuilder, and the text agrees."""
+        chunks = [ChatCompletionChunk.from_dict(d) for d in dicts]
+        events = run(chunks)
+        response = stream_chunk_builder(chunks)
+
+        if response is not None:
+            texts = _summary(events)
+            for choice in response.choices:
+                assert (texts.get(f"text{choice.index}") or None) == (choice.message.content or None)
 
 
 class TestEventsOperator:
