@@ -37,7 +37,7 @@ import orjson
 from rxllm.builder import ToolCallAssembler, _ToolSlot, thinking_entries
 from rxllm.errors import InvalidToolArgumentsError
 from rxllm.partial_json import PartialJSONParser, _Joined, parse_partial
-from rxllm.types import ChatCompletionChunk, Usage
+from rxllm.types import EMPTY, ChatCompletionChunk, Usage
 from rxllm.usage import UsageAccumulator
 
 __all__ = [
@@ -494,7 +494,7 @@ class EventBuilder:
                 st = states[sc.index] = _ChoiceEvents(sc.index)
             d = sc.delta
             r = d.reasoning_content
-            entries = thinking_entries(d) if d.extra else ()
+            entries = thinking_entries(d) if d.extra is not EMPTY else ()
             if r and r.__class__ is str:
                 st.segment(_REASONING, r, out)
             for entry in entries:
