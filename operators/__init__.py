@@ -15,23 +15,6 @@ Each operator lives in its own private module; state is per subscription.
 
 from __future__ import annotations
 
-from rxllm.events import (
-    Event,
-    Finish,
-    ReasoningDelta,
-    ReasoningDone,
-    RedactedReasoning,
-    RefusalDelta,
-    RefusalDone,
-    TextDelta,
-    TextDone,
-    ToolCallArgumentsDelta,
-    ToolCallDone,
-    ToolCallStart,
-    UsageUpdate,
-)
-from rxllm.structured import StructuredFinal, StructuredPartial, response_format
-
 from ._accumulate_tool_calls import accumulate_tool_calls, tool_call_snapshots
 from ._detect_repeated_chunks import detect_repeated_chunks
 from ._events import events
@@ -48,29 +31,14 @@ from ._timeouts import deadline, first_chunk_timeout, stall_timeout
 from ._to_response import snapshots, to_response
 from ._to_sse import to_sse
 
-# Operators, plus the value types their output carries (tap_cost's report, the in-stream
-# restart marker, typed events, structured-output items) and response_format (what
-# structured_output's target is built with). Other non-operators live where they belong:
-# rxllm.builder (ResponseSnapshot), rxllm.types (carries_data), rxllm.retry_policy
-# (exponential_backoff).
+# Operators, plus the two value types their output carries (tap_cost's report, the
+# in-stream restart marker). Non-operators live where they belong: rxllm.builder
+# (ResponseSnapshot), rxllm.types (carries_data), rxllm.retry_policy (exponential_backoff),
+# rxllm.events (the event classes events() emits), rxllm.structured (StructuredPartial,
+# StructuredFinal, response_format).
 __all__ = [
     "CostReport",
-    "Event",
-    "Finish",
-    "ReasoningDelta",
-    "ReasoningDone",
-    "RedactedReasoning",
-    "RefusalDelta",
-    "RefusalDone",
     "StreamRestart",
-    "StructuredFinal",
-    "StructuredPartial",
-    "TextDelta",
-    "TextDone",
-    "ToolCallArgumentsDelta",
-    "ToolCallDone",
-    "ToolCallStart",
-    "UsageUpdate",
     "accumulate_tool_calls",
     "deadline",
     "detect_repeated_chunks",
@@ -80,7 +48,6 @@ __all__ = [
     "limit",
     "log_stream",
     "reasoning",
-    "response_format",
     "retry_stream",
     "smooth",
     "snapshots",

@@ -9,7 +9,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import SingleAssignmentDisposable
 
 from rxllm.builder import ResponseBuilder
-from rxllm.errors import BudgetExceededError
+from rxllm.errors import APIError, BudgetExceededError
 from rxllm.pricing import get_model_info, prices_cost
 from rxllm.types import ChatCompletionChunk
 from rxllm.usage import estimate_prompt_tokens
@@ -93,7 +93,8 @@ def limit(
     price fails the stream with ``PriceNotFoundError``). The chunk that crosses a budget is
     not passed on: the upstream (the HTTP request) is disposed at once and the stream errors
     with :class:`rxllm.BudgetExceededError` carrying ``budget``, ``limit``, ``used``, the
-    ``cost`` so far and ``partial_response`` (everything received, that chunk included).
+    ``cost`` so far (``None`` when the model has no price) and ``partial_response``
+    (everything received, that chunk included).
 
     ::
 
@@ -135,6 +136,11 @@ def limit(
                 observer.on_error(exc)
 
             def crossed(name: str, limit_: float, used: float, chunk: ChatCompletionChunk) -> BudgetExceededError:
+                if meter.entry is None:
+                    try:
+                        meter.entry = get_model_info(model or chunk.model)
+                    except APIError:
+                        pass  # no price: the error carries cost=None
                 unit = "USD" if name == "max_cost" else "tokens"
                 return BudgetExceededError(
                     f"{name}={limit_} exceeded: {used:.6g} {unit} used when the stream was cut off",

@@ -39,16 +39,17 @@ def _pure_content(chunk: ChatCompletionChunk) -> str | None:
         or d.function_call is not None
         or d.reasoning_content
         or d.refusal
-        or d.role is not None
         or d.extra
     ):
         return None
     return c
 
 
-def _with_content(chunk: ChatCompletionChunk, text: str) -> ChatCompletionChunk:
+def _with_content(chunk: ChatCompletionChunk, text: str, first: bool = True) -> ChatCompletionChunk:
+    """A copy of ``chunk`` carrying ``text``; a role stays on the first piece cut from it only."""
     sc = chunk.choices[0]
-    return attrs.evolve(chunk, choices=(attrs.evolve(sc, delta=attrs.evolve(sc.delta, content=text)),))
+    delta = attrs.evolve(sc.delta, content=text) if first else attrs.evolve(sc.delta, content=text, role=None)
+    return attrs.evolve(chunk, choices=(attrs.evolve(sc, delta=delta),))
 
 
 def smooth(
@@ -131,7 +132,7 @@ def smooth(
                     template, rest = rests[index]
                     queue.append(_with_content(template, rest))
                 rests.clear()
-                timer.disposable = None  # type: ignore[assignment]
+                timer.disposable = None
                 state["waiting"] = False
                 while queue:
                     observer.on_next(queue.popleft())
@@ -147,14 +148,17 @@ def smooth(
                     held = rests.pop(index, None)
                     buf = held[1] + text if held else text
                     start = 0
+                    first = held is None  # the role (if any) goes with the first piece
                     while True:
                         m = pattern.search(buf, start)
                         if m is None or m.end() == start:
                             break
-                        queue.append(_with_content(chunk, buf[start : m.end()]))
+                        queue.append(_with_content(chunk, buf[start : m.end()], first))
+                        first = False
                         start = m.end()
                     if start < len(buf):
-                        rests[index] = (chunk, buf[start:])
+                        template = chunk if first else _with_content(chunk, "", False)
+                        rests[index] = (template, buf[start:])
                     pump()
                 except Exception as exc:
                     observer.on_error(exc)

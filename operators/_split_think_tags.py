@@ -25,13 +25,15 @@ def _held_suffix(text: str, tag: str) -> int:
 class _Splitter:
     """One choice's state: inside reasoning or not, and text held back because it may be a tag."""
 
-    __slots__ = ("close_tag", "fresh", "held", "open_tag", "thinking")
+    __slots__ = ("close_tag", "fresh", "held", "open_tag", "scanned", "thinking", "undecided")
 
-    def __init__(self, open_tag: str, close_tag: str, implicit_open: bool) -> None:
+    def __init__(self, open_tag: str, close_tag: str, implicit_open: bool | None) -> None:
         self.open_tag = open_tag
         self.close_tag = close_tag
-        self.thinking = implicit_open
-        self.fresh = implicit_open  # an opening tag may still come first, and is then dropped
+        self.thinking = implicit_open is True
+        self.fresh = implicit_open is not False  # an opening tag may still come first, and is then dropped
+        self.undecided = implicit_open is None  # no tag yet: which field the text belongs to is open
+        self.scanned = 0  # how much of the undecided text was searched for tags already
         self.held = ""
 
     def split(self, text: str) -> tuple[str, str]:
@@ -46,11 +48,34 @@ class _Splitter:
                 if stripped.startswith(self.open_tag):
                     buf = stripped[len(self.open_tag) :]
                     self.fresh = False
+                    self.undecided = False
+                    self.thinking = True
                     continue
                 if not stripped or self.open_tag.startswith(stripped):
                     self.held = buf  # whitespace, or the start of an opening tag: wait
                     break
                 self.fresh = False
+            if self.undecided:
+                # hold the text until a tag says what it was: reasoning before a </think>
+                # (the opening tag was in the prompt), content before a <think>, or content
+                # when the stream ends without either
+                start = self.scanned
+                k_close = buf.find(self.close_tag, start)
+                k_open = buf.find(self.open_tag, start)
+                if k_close < 0 and k_open < 0:
+                    self.held = buf
+                    self.scanned = max(0, len(buf) - max(len(self.open_tag), len(self.close_tag)) + 1)
+                    break
+                self.undecided = False
+                self.scanned = 0
+                if k_open < 0 or 0 <= k_close < k_open:
+                    reasoning.append(buf[:k_close])
+                    buf = buf[k_close + len(self.close_tag) :]
+                else:
+                    content.append(buf[:k_open])
+                    buf = buf[k_open + len(self.open_tag) :]
+                    self.thinking = True
+                continue
             tag = self.close_tag if self.thinking else self.open_tag
             k = buf.find(tag)
             out = reasoning if self.thinking else content
@@ -73,6 +98,7 @@ class _Splitter:
         """What is still held back, as (content, reasoning): the stream or the choice ended."""
         held, self.held = self.held, ""
         self.fresh = False
+        self.undecided = False
         if not held:
             return "", ""
         return ("", held) if self.thinking else (held, "")
@@ -90,7 +116,7 @@ def split_think_tags(
     *,
     open_tag: str = "<think>",
     close_tag: str = "</think>",
-    implicit_open: bool = True,
+    implicit_open: bool | None = None,
     choice: int | None = None,
 ) -> _Operator:
     """Move ``<think>…</think>`` out of ``delta.content`` into ``delta.reasoning_content``.
@@ -102,14 +128,23 @@ def split_think_tags(
 
     Robust to how the text was chunked: a tag split anywhere (``<thi`` + ``nk>``) is held
     back until it is complete (text that merely looks like the start of a tag is released
-    as soon as it is not one, or when the choice finishes or the stream ends). With
-    ``implicit_open`` (the default), text before the first ``</think>`` is reasoning even
-    when ``<think>`` never came (R1's chat template puts the opening tag in the prompt), and
-    a leading ``<think>`` is dropped; pass ``implicit_open=False`` for models that only think
-    after an explicit opening tag. Several think blocks in one answer are all moved; the
-    tags themselves never reach either field. Chunks are passed on one for one (a chunk whose
-    content was all reasoning gets ``content=None``), except that text still held back when
-    the stream completes is sent in one extra chunk.
+    as soon as it is not one, or when the choice finishes or the stream ends). Robust to a
+    missing opening tag (R1's chat template puts ``<think>`` in the prompt, so the answer
+    starts inside the block), as chosen by ``implicit_open``:
+
+    - ``None`` (the default): an answer starting with ``<think>`` streams its reasoning at
+      once; an answer starting with anything else is held until a tag decides: text before
+      a ``</think>`` was reasoning, text before a ``<think>`` was content, and an answer
+      with no tag at all is content (released when the choice finishes). Always right, at
+      the price of holding a tagless start back.
+    - ``True``: the answer starts inside a think block: text streams as reasoning until the
+      first ``</think>`` (a leading ``<think>`` is dropped). For models that always think.
+    - ``False``: text is content until an explicit ``<think>``.
+
+    Several think blocks in one answer are all moved; the tags themselves never reach either
+    field. Chunks are passed on one for one (a chunk whose content was all reasoning, or is
+    being held, gets ``content=None``), except that text still held back when the stream
+    completes without a finish reason is sent in one extra chunk.
 
     ::
 
@@ -121,7 +156,8 @@ def split_think_tags(
     Args:
         open_tag: The opening tag.
         close_tag: The closing tag.
-        implicit_open: Treat the stream as starting inside a think block.
+        implicit_open: Whether the answer starts inside a think block: ``True``, ``False``,
+            or ``None`` to decide from the text (see above).
         choice: Only this choice index (``None``: every choice).
 
     Returns:

@@ -496,7 +496,7 @@ class ResponseBuilder:
             r = d.reasoning_content
             if r:
                 st.reasoning_text(r)
-            if d.extra:
+            if d.extra is not EMPTY:  # (identity first: most deltas share EMPTY)
                 entries = thinking_entries(d)
                 if entries:
                     st.thinking_entries(entries, bool(r))
@@ -505,13 +505,15 @@ class ResponseBuilder:
                 st.has_content = True
                 if c:
                     st.content.append(c)
-                    st.close_block()
+                    if st.block_open:
+                        st.close_block()
             c = d.refusal
             if c:
                 st.refusal.append(c)
             tcs = d.tool_calls
             if tcs:
-                st.close_block()
+                if st.block_open:
+                    st.close_block()
                 tools = st.tools
                 if tools is None:
                     tools = st.tools = ToolCallAssembler(sc.index)

@@ -22,8 +22,9 @@ refusal), and its ``ToolCallDone`` events are the message's tool calls.
 
 Snapshots (``TextDelta.snapshot``, ``ToolCallArgumentsDelta.arguments`` and ``.partial``)
 are computed only when read: building an event costs O(size of the chunk), never O(text so
-far). Argument fragments go through :class:`rxllm.partial_json.PartialJSONParser`, so the
-partial values of a whole tool call cost time linear in its arguments.
+far). Partial values come from :class:`rxllm.partial_json.PartialJSONParser`, fed lazily: a
+pipeline that never reads ``partial`` never parses, and one that reads every partial in order
+parses each fragment once, so a whole tool call costs time linear in its arguments.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ import orjson
 
 from rxllm.builder import ToolCallAssembler, _ToolSlot, thinking_entries
 from rxllm.errors import InvalidToolArgumentsError
-from rxllm.partial_json import PartialJSONParser, PartialMark
-from rxllm.types import ChatCompletionChunk, Usage
+from rxllm.partial_json import PartialJSONParser, _Joined, parse_partial
+from rxllm.types import EMPTY, ChatCompletionChunk, Usage
 from rxllm.usage import UsageAccumulator
 
 __all__ = [
@@ -59,19 +60,19 @@ __all__ = [
 
 
 class _SoFar:
-    """Text so far, as a list of parts and a count: joined only when read, then cached."""
+    """Text so far, as shared growing parts and a count: joined only when read, then cached."""
 
-    __slots__ = ("_n", "_parts", "_text")
+    __slots__ = ("_joined", "_n", "_text")
 
-    def __init__(self, parts: list[str], n: int) -> None:
-        self._parts = parts
+    def __init__(self, joined: _Joined, n: int) -> None:
+        self._joined = joined
         self._n = n
         self._text: str | None = None
 
     def text(self) -> str:
         t = self._text
         if t is None:
-            t = self._text = "".join(self._parts[: self._n])
+            t = self._text = self._joined.upto(self._n)
         return t
 
 
@@ -101,6 +102,11 @@ class TextDone:
 
     choice_index: int
     text: str
+
+    @property
+    def content(self) -> str:
+        """The text (the OpenAI SDK's ``content.done`` calls it ``content``)."""
+        return self.text
 
 
 @attrs.frozen
@@ -198,7 +204,7 @@ class ToolCallArgumentsDelta:
     name: str
     fragment: str
     _so_far: _SoFar | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
-    _mark: PartialMark | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+    _mark: _PartialAt | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
     @property
     def arguments(self) -> str:
@@ -206,13 +212,21 @@ class ToolCallArgumentsDelta:
         return self._so_far.text() if self._so_far is not None else self.fragment
 
     @property
+    def snapshot(self) -> str:
+        """The argument text so far (as ``TextDelta.snapshot`` is the text so far)."""
+        return self.arguments
+
+    @property
     def partial(self) -> Any:
         """The partial parsed arguments (``None`` until a value has started)."""
         if self._mark is None:
-            p = PartialJSONParser()
-            p.feed(self.fragment)
-            return p.value
+            return parse_partial(self.fragment)
         return self._mark.value()
+
+    @property
+    def parsed_arguments(self) -> Any:
+        """The partial parsed arguments (the OpenAI SDK's name for them)."""
+        return self.partial
 
 
 @attrs.frozen
@@ -237,6 +251,11 @@ class ToolCallDone:
     parsed: Any = None
     error: InvalidToolArgumentsError | None = attrs.field(default=None, eq=False)
 
+    @property
+    def parsed_arguments(self) -> Any:
+        """The parsed arguments (the OpenAI SDK's name for them)."""
+        return self.parsed
+
 
 @attrs.frozen
 class UsageUpdate:
@@ -251,6 +270,11 @@ class Finish:
 
     choice_index: int
     reason: str
+
+    @property
+    def finish_reason(self) -> str:
+        """The reason (the chunk field's name)."""
+        return self.reason
 
 
 Event: TypeAlias = (
@@ -279,28 +303,68 @@ def parse_arguments(name: str, arguments: str) -> tuple[Any, InvalidToolArgument
         return None, InvalidToolArgumentsError(name, arguments, str(exc))
 
 
+_UNREAD: Any = object()
 _TEXT = 1
 _REASONING = 2
 _REFUSAL = 3
 
 
 class _Call:
-    __slots__ = ("done", "parser", "seen", "started")
+    """One tool call's event state; its argument parser runs only when a partial value is read."""
 
-    def __init__(self) -> None:
+    __slots__ = ("args", "done", "fed", "joined", "parser", "seen", "started")
+
+    def __init__(self, slot: _ToolSlot) -> None:
         self.started = False
         self.done = False
         self.seen = 0
-        self.parser = PartialJSONParser()
+        self.args = slot.args
+        self.joined = _Joined(slot.args)
+        self.parser: PartialJSONParser | None = None
+        self.fed = 0
+
+    def partial_at(self, k: int) -> Any:
+        """The partial value after the first ``k`` fragments.
+
+        Reading in stream order feeds each fragment to the incremental parser once (linear in
+        total); a read behind the parser re-parses that prefix (O(k)); no read costs nothing.
+        """
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = PartialJSONParser()
+        if self.fed > k:
+            return parse_partial(self.joined.upto(k))
+        if self.fed < k:  # everything not yet read, in one feed
+            parser.feed("".join(self.args[self.fed : k]))
+            self.fed = k
+        return parser.value
+
+
+class _PartialAt:
+    """A tool call's partial value after ``k`` fragments, computed when first read."""
+
+    __slots__ = ("_call", "_k", "_value")
+
+    def __init__(self, call: _Call, k: int) -> None:
+        self._call = call
+        self._k = k
+        self._value: Any = _UNREAD
+
+    def value(self) -> Any:
+        v = self._value
+        if v is _UNREAD:
+            v = self._value = self._call.partial_at(self._k)
+        return v
 
 
 class _ChoiceEvents:
-    __slots__ = ("calls", "finished", "first_open", "index", "kind", "parts", "tools")
+    __slots__ = ("calls", "finished", "first_open", "index", "joined", "kind", "parts", "tools")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.kind = 0
         self.parts: list[str] = []
+        self.joined = _Joined(self.parts)
         self.tools: ToolCallAssembler | None = None
         self.calls: list[_Call] = []
         self.first_open = 0
@@ -320,6 +384,7 @@ class _ChoiceEvents:
             out.append(RefusalDone(ci, text))
         self.kind = 0
         self.parts = []
+        self.joined = _Joined(self.parts)
 
     def segment(self, kind: int, text: str, out: list[Any]) -> None:
         if self.kind != kind:
@@ -327,7 +392,7 @@ class _ChoiceEvents:
             self.kind = kind
         parts = self.parts
         parts.append(text)
-        so_far = _SoFar(parts, len(parts))
+        so_far = _SoFar(self.joined, len(parts))
         ci = self.index
         if kind == _TEXT:
             out.append(TextDelta(ci, text, so_far=so_far))
@@ -343,7 +408,7 @@ class _ChoiceEvents:
         slots = tools.slots
         calls = self.calls
         while len(calls) < len(slots):
-            calls.append(_Call())
+            calls.append(_Call(slots[len(calls)]))
         closed_ids = {id(s) for s in closed} if closed else ()
         ci = self.index
         for pos in range(self.first_open, len(slots)):
@@ -358,13 +423,16 @@ class _ChoiceEvents:
                 out.append(ToolCallStart(ci, slot.index, slot.id, slot.name))
             if n > call.seen:
                 args = slot.args
-                parser = call.parser
+                joined = call.joined
                 for k in range(call.seen, n):
-                    frag = args[k]
-                    parser.feed(frag)
                     out.append(
                         ToolCallArgumentsDelta(
-                            ci, slot.index, slot.name, frag, so_far=_SoFar(args, k + 1), mark=parser.snapshot()
+                            ci,
+                            slot.index,
+                            slot.name,
+                            args[k],
+                            so_far=_SoFar(joined, k + 1),
+                            mark=_PartialAt(call, k + 1),
                         )
                     )
                 call.seen = n
@@ -426,7 +494,7 @@ class EventBuilder:
                 st = states[sc.index] = _ChoiceEvents(sc.index)
             d = sc.delta
             r = d.reasoning_content
-            entries = thinking_entries(d) if d.extra else ()
+            entries = thinking_entries(d) if d.extra is not EMPTY else ()
             if r and r.__class__ is str:
                 st.segment(_REASONING, r, out)
             for entry in entries:

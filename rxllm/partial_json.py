@@ -62,6 +62,26 @@ _MISSING: Any = object()
 _INT64: Final = 1 << 63
 
 
+class _Joined:
+    """A growing list of string parts, joined on demand; reading in order costs only the new parts."""
+
+    __slots__ = ("_n", "_text", "parts")
+
+    def __init__(self, parts: list[str]) -> None:
+        self.parts = parts
+        self._text = ""
+        self._n = 0
+
+    def upto(self, n: int) -> str:
+        """The first ``n`` parts joined (cached: the next read joins only what was added)."""
+        if n < self._n:
+            return "".join(self.parts[:n])
+        if n > self._n:
+            self._text += "".join(self.parts[self._n : n])
+            self._n = n
+        return self._text
+
+
 class PartialMark:
     """The parser's state at one moment, cheap to take; :meth:`value` materializes it.
 
@@ -71,7 +91,7 @@ class PartialMark:
 
     __slots__ = ("_frames", "_leaf", "_value")
 
-    def __init__(self, frames: tuple[tuple[Any, int, Any], ...], leaf: tuple[list[str], int] | None) -> None:
+    def __init__(self, frames: tuple[tuple[Any, int, Any], ...], leaf: tuple[_Joined, int] | None) -> None:
         self._frames = frames
         self._leaf = leaf
         self._value: Any = _MISSING
@@ -84,11 +104,11 @@ class PartialMark:
         return v
 
 
-def _materialize(frames: tuple[tuple[Any, int, Any], ...], leaf: tuple[list[str], int] | None) -> Any:
+def _materialize(frames: tuple[tuple[Any, int, Any], ...], leaf: tuple[_Joined, int] | None) -> Any:
     child: Any = _MISSING
     if leaf is not None:
-        parts, n = leaf
-        child = "".join(parts[:n])
+        joined, n = leaf
+        child = joined.upto(n)
     for container, length, key in reversed(frames):
         copy: Any
         if container.__class__ is list:
@@ -119,7 +139,7 @@ class PartialJSONParser:
     See the module docstring for what a partial value shows.
     """
 
-    __slots__ = ("_carry", "_keys", "_parts", "_prefix", "_stack", "_state", "changes", "error", "length")
+    __slots__ = ("_carry", "_joined", "_keys", "_parts", "_prefix", "_stack", "_state", "changes", "error", "length")
 
     def __init__(self) -> None:
         root: list[Any] = []
@@ -128,6 +148,7 @@ class PartialJSONParser:
         self._state = _VALUE
         self._carry = ""
         self._parts: list[str] = []
+        self._joined = _Joined(self._parts)
         self._prefix: tuple[tuple[Any, int, Any], ...] | None = None
         #: Increases whenever the partial value changes (cheap change detection).
         self.changes = 0
@@ -155,7 +176,7 @@ class PartialJSONParser:
             prefix = self._prefix = tuple(zip(stack[:-1], map(len, stack[:-1]), self._keys[:-1]))  # noqa: B905
         top = stack[-1]
         frames = (*prefix, (top, len(top), self._keys[-1]))
-        leaf = (self._parts, len(self._parts)) if self._state == _IN_STR else None
+        leaf = (self._joined, len(self._parts)) if self._state == _IN_STR else None
         return PartialMark(frames, leaf)
 
     def _fail(self, reason: str, position: int) -> None:
@@ -284,6 +305,7 @@ class PartialJSONParser:
                     else:
                         value = ""
                         state = _IN_STR
+                        self._joined = _Joined(parts)
                         i += 1
                 elif c == "{":
                     value = {}

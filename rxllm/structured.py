@@ -357,7 +357,7 @@ def response_format(target: Any, *, name: str | None = None, strict: bool = True
     if isinstance(target, Mapping):
         schema = dict(target)
     elif isinstance(target, type) and callable(getattr(target, "model_json_schema", None)):
-        schema = target.model_json_schema()
+        schema = target.model_json_schema()  # type: ignore[attr-defined]
     elif isinstance(target, type) and attrs.has(target):
         schema = json_schema_of(target)
     else:

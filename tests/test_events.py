@@ -7,7 +7,16 @@ from typing import Any
 import reactivex
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import chunkings, content_chunk, finish_chunk, make_chunk, stream_specs, tool_chunk, tool_fragment
+from strategies import (
+    chunk_dicts,
+    chunkings,
+    content_chunk,
+    finish_chunk,
+    make_chunk,
+    stream_specs,
+    tool_chunk,
+    tool_fragment,
+)
 
 from rxllm import operators as ops
 from rxllm.builder import stream_chunk_builder
@@ -26,6 +35,7 @@ from rxllm.events import (
     ToolCallStart,
     UsageUpdate,
 )
+from rxllm.types import ChatCompletionChunk
 
 
 def run(chunks: list[Any]) -> list[Any]:
@@ -95,10 +105,25 @@ class TestGrammar:
         assert events[3] == ToolCallDone(0, 0, "c1", "get", '{"city": "Paris"}', {"city": "Paris"})
         assert events[-1] == Finish(0, "tool_calls")
 
+    def test_partials_read_in_any_order_are_the_same(self) -> None:
+        """Partial values are computed lazily: read backwards, forwards or not at all, they agree."""
+        fragments = ['{"a": [1', ", 2], ", '"b": "xy', 'z"}']
+        chunks = [tool_chunk(tool_fragment(0, "c1", "f", ""))]
+        chunks += [tool_chunk(tool_fragment(0, arguments=f)) for f in fragments]
+        forwards = [e for e in run(chunks) if isinstance(e, ToolCallArgumentsDelta)]
+        backwards = [e for e in run(chunks) if isinstance(e, ToolCallArgumentsDelta)]
+        late = [e.partial for e in reversed(backwards)][::-1]
+
+        assert (
+            [e.partial for e in forwards]
+            == late
+            == [{"a": []}, {"a": [1, 2]}, {"a": [1, 2], "b": "xy"}, {"a": [1, 2], "b": "xyz"}]
+        )
+
     def test_invalid_arguments_give_a_typed_error(self) -> None:
         """Arguments that are not JSON give ToolCallDone with parsed=None and an InvalidToolArgumentsError."""
         events = run([tool_chunk(tool_fragment(0, "c1", "f", '{"a": ')), finish_chunk("length")])
-        done = [e for e in events if isinstance(e, ToolCallDone)][0]
+        done = next(e for e in events if isinstance(e, ToolCallDone))
 
         assert done.parsed is None
         assert isinstance(done.error, InvalidToolArgumentsError)
@@ -124,7 +149,10 @@ class TestGrammar:
             ]
         )
 
-        assert sorted((e for e in events if isinstance(e, TextDone)), key=lambda e: e.choice_index) == [TextDone(0, "ac"), TextDone(1, "b")]
+        assert sorted((e for e in events if isinstance(e, TextDone)), key=lambda e: e.choice_index) == [
+            TextDone(0, "ac"),
+            TextDone(1, "b"),
+        ]
         assert [e for e in events if isinstance(e, RefusalDone)] == [RefusalDone(1, "no")]
         assert [e for e in events if isinstance(e, Finish)] == [Finish(0, "stop"), Finish(1, "stop")]
         assert events[-1] == UsageUpdate(stream_chunk_builder([make_chunk(usage=usage)]).usage)  # type: ignore[union-attr]
@@ -148,7 +176,7 @@ def _summary(events: list[Any]) -> dict[str, Any]:
 
 
 class TestSplitIndependence:
-    @settings(max_examples=50, deadline=None)
+    @settings(max_examples=40, deadline=None)
     @given(st.data())
     def test_events_do_not_depend_on_the_chunking(self, data: st.DataObject) -> None:
         """Two chunkings of one stream give the same done values, and the same as the rebuilt response."""
@@ -168,6 +196,21 @@ class TestSplitIndependence:
             calls = [(c.id, c.function.name, c.function.arguments) for c in choice.message.tool_calls or ()]
             assert [t[1:] for t in s.get(f"tools{i}", [])] == calls
             assert s[f"finish{i}"] == choice.finish_reason
+
+
+class TestArbitraryChunks:
+    @settings(max_examples=30, deadline=None)
+    @given(st.lists(chunk_dicts(), max_size=5))
+    def test_any_wire_chunks_give_events_that_match_the_rebuilt_text(self, dicts: list[dict[str, Any]]) -> None:
+        """Arbitrary wire chunks (unknown keys, odd shapes) never break EventBuilder, and the text agrees."""
+        chunks = [ChatCompletionChunk.from_dict(d) for d in dicts]
+        events = run(chunks)
+        response = stream_chunk_builder(chunks)
+
+        if response is not None:
+            texts = _summary(events)
+            for choice in response.choices:
+                assert (texts.get(f"text{choice.index}") or None) == (choice.message.content or None)
 
 
 class TestEventsOperator:

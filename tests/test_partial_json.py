@@ -35,7 +35,7 @@ def _feed_split(text: str, cuts: list[int]) -> tuple[PartialJSONParser, list[Any
     parser = PartialJSONParser()
     partials = []
     last = 0
-    for cut in sorted({c % (len(text) + 1) for c in cuts}) + [len(text)]:
+    for cut in [*sorted({c % (len(text) + 1) for c in cuts}), len(text)]:
         if cut > last:
             parser.feed(text[last:cut])
             partials.append((cut, parser.value))
@@ -83,7 +83,9 @@ class TestPartialSemantics:
         assert parser.finish() == 12
         assert parser.done
 
-    @pytest.mark.parametrize("text", ["[1,]", '{"a" 1}', "tx", "01", "[1 2]", '{"a":1}}', '"\\x"', '"\\udc00"', "{", ""])
+    @pytest.mark.parametrize(
+        "text", ["[1,]", '{"a" 1}', "tx", "01", "[1 2]", '{"a":1}}', '"\\x"', '"\\udc00"', "{", ""]
+    )
     def test_invalid_or_incomplete_text_raises_a_typed_error(self, text: str) -> None:
         """finish() raises PartialJSONError (a ValueError) where orjson rejects the text too."""
         parser = PartialJSONParser()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import attrs
@@ -144,7 +145,7 @@ class TestStructuredOutput:
         raw = '{"name": "Ada Lovelace", "age": 36, "tags": ["math", "poetry"]}'
         points = sorted({c % (len(raw) + 1) for c in cuts})
         bounds = [0, *points, len(raw)]
-        out, errors = run(SCHEMA, text_stream(*[raw[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]))
+        out, errors = run(SCHEMA, text_stream(*[raw[a:b] for a, b in itertools.pairwise(bounds) if b > a]))
 
         assert errors == []
         partials = [o.value for o in out if isinstance(o, StructuredPartial)]

@@ -38,7 +38,7 @@ from reactivex import Observable
 import rxllm
 from rxllm._log import get_logger
 from rxllm.errors import APIError, BadRequestError, Timeout, error_body
-from rxllm.operators import CostReport, detect_repeated_chunks, tap_cost
+from rxllm.operators import CostReport, detect_repeated_chunks, split_think_tags, tap_cost
 from rxllm.providers._http import aclose_sessions
 from rxllm.proxy._exchange import Collector, Exchange, Feed, SSEFeed
 from rxllm.proxy.auth import KeyChecker
@@ -441,6 +441,7 @@ def _source(deployment: Deployment, chat: _Chat, record: _Record) -> Observable[
         record.report = report
 
     return rxllm.stream(deployment.model, chat.messages, **params).pipe(
+        split_think_tags(**deployment.think_tags) if deployment.think_tags is not None else (lambda source: source),
         detect_repeated_chunks(partial_response=False),
         tap_cost(on_report, model=deployment.model, messages=chat.messages),
     )

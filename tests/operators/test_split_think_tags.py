@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import reactivex
@@ -26,7 +27,7 @@ def split(pieces: list[str], **kw: Any) -> tuple[str, str, list[Any]]:
 def cut(text: str, cuts: list[int]) -> list[str]:
     points = sorted({c % (len(text) + 1) for c in cuts})
     bounds = [0, *points, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 class TestSplitThinkTags:
@@ -45,13 +46,39 @@ class TestSplitThinkTags:
         st.booleans(),
         st.lists(st.integers(0, 100), max_size=10),
     )
-    def test_any_split_and_a_missing_opening_tag(self, thought: str, answer: str, opened: bool, cuts: list[int]) -> None:
+    def test_any_split_and_a_missing_opening_tag(
+        self, thought: str, answer: str, opened: bool, cuts: list[int]
+    ) -> None:
         """With or without the opening tag, however the bytes were split, reasoning and content come out whole."""
         text = ("<think>" if opened else "") + thought + "</think>" + answer
         content, reasoning, _ = split(cut(text, cuts))
 
         assert reasoning == thought
         assert content == answer
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        st.text(alphabet="ab<>/thinkx \n", min_size=1, max_size=25).filter(
+            lambda s: "<think>" not in s and "</think>" not in s
+        ),
+        st.lists(st.integers(0, 100), max_size=10),
+    )
+    def test_text_without_tags_is_left_as_content(self, text: str, cuts: list[int]) -> None:
+        """By default an answer with no think tag at all stays content, however it is split."""
+        content, reasoning, _ = split(cut(text, cuts))
+
+        assert (content, reasoning) == (text, "")
+
+    def test_how_each_mode_streams_a_missing_opening_tag(self) -> None:
+        """implicit_open=True streams the reasoning at once; the default holds it until </think> decides."""
+        pieces = ["Let me ", "see.</think>", "Yes."]
+
+        _c, _r, assumed = split(pieces, implicit_open=True)
+        _c, _r, decided = split(pieces)
+
+        assert [c.choices[0].delta.reasoning_content for c in assumed] == ["Let me ", "see.", None]
+        assert [c.choices[0].delta.reasoning_content for c in decided] == [None, "Let me see.", None]
+        assert [c.choices[0].delta.content for c in decided] == [None, None, "Yes."]
 
     def test_explicit_opening_tag_mode(self) -> None:
         """implicit_open=False leaves text before <think> as content and moves only tagged text."""

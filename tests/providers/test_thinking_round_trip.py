@@ -131,7 +131,9 @@ class TestReasoningEffort:
     @pytest.mark.parametrize(("effort", "budget"), [("minimal", 1024), ("low", 1024), ("medium", 2048), ("high", 4096)])
     def test_anthropic_budget(self, effort: str, budget: int) -> None:
         """reasoning_effort becomes an extended-thinking budget, with max_tokens above it."""
-        body = anthropic.translate_request(request_for("anthropic", "http://x", reasoning_effort=effort, max_tokens=100))
+        body = anthropic.translate_request(
+            request_for("anthropic", "http://x", reasoning_effort=effort, max_tokens=100)
+        )
 
         assert body["thinking"] == {"type": "enabled", "budget_tokens": budget}
         assert body["max_tokens"] == budget + 1
