@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-__all__ = ["positional_new", "slotted_base"]
+__all__ = ["mutable_sibling", "positional_new", "slotted_base"]
 
 _T = TypeVar("_T")
 
@@ -86,6 +86,33 @@ def _refusal(cls: type[Any]) -> str | None:
     return None
 
 
+def mutable_sibling(cls: type[Any]) -> type[Any]:
+    """The verified mutable sibling of ``cls``: ``sibling(*values)`` then ``obj.__class__ = cls``.
+
+    For generated code that inlines :func:`positional_new`'s two steps (one call less per
+    object). The same checks as :func:`positional_new` apply.
+
+    Raises:
+        TypeError: As :func:`positional_new`.
+    """
+    why = _refusal(cls)
+    if why is not None:
+        raise TypeError(f"positional_new: cannot build {cls.__name__}: {why}")
+    names = [f.name for f in attrs.fields(cls)]
+    params = [f"v{i}" for i in range(len(names))]
+    body = "".join(f"    self.{n} = {p}\n" for n, p in zip(names, params, strict=True))
+    namespace: dict[str, Any] = {}
+    exec(f"def __init__(self, {', '.join(params)}):\n{body}", namespace)  # noqa: S102
+    sibling = type(f"_{cls.__name__}New", (cls.__mro__[1],), {"__slots__": (), "__init__": namespace["__init__"]})
+    slots = [cls.__mro__[1].__dict__[n] for n in names]  # the member descriptors, below any property
+    probe = [object() for _ in names]
+    obj = sibling(*probe)
+    obj.__class__ = cls
+    if type(obj) is not cls or [s.__get__(obj) for s in slots] != probe:
+        raise TypeError(f"positional_new: a probe {cls.__name__} does not read back its fields")
+    return sibling
+
+
 def positional_new(cls: type[_T]) -> Callable[..., _T]:
     """A constructor taking every field of ``cls`` positionally, in field order, at slot-store cost.
 
@@ -101,24 +128,11 @@ def positional_new(cls: type[_T]) -> Callable[..., _T]:
             converters, ``on_setattr`` hooks, init hooks), a slot layout that is not its
             fields in order, or when a probe object does not read back what it was given.
     """
-    why = _refusal(cls)
-    if why is not None:
-        raise TypeError(f"positional_new: cannot build {cls.__name__}: {why}")
-    names = [f.name for f in attrs.fields(cls)]  # type: ignore[arg-type]
-    params = [f"v{i}" for i in range(len(names))]
-    body = "".join(f"    self.{n} = {p}\n" for n, p in zip(names, params, strict=True))
-    namespace: dict[str, Any] = {}
-    exec(f"def __init__(self, {', '.join(params)}):\n{body}", namespace)  # noqa: S102
-    sibling = type(f"_{cls.__name__}New", (cls.__mro__[1],), {"__slots__": (), "__init__": namespace["__init__"]})
+    sibling = mutable_sibling(cls)
 
     def build(*values: Any) -> _T:
         obj = sibling(*values)
         obj.__class__ = cls
         return obj  # type: ignore[no-any-return]
 
-    slots = [cls.__mro__[1].__dict__[n] for n in names]  # the member descriptors, below any property
-    probe = [object() for _ in names]
-    obj = build(*probe)
-    if type(obj) is not cls or [s.__get__(obj) for s in slots] != probe:
-        raise TypeError(f"positional_new: a probe {cls.__name__} does not read back its fields")
     return build

@@ -6,7 +6,7 @@ decorated with :func:`wire_class`, which generates, from that table alone:
 
 - ``from_dict(d)``: one ``d.get`` per key, nested objects decoded by the nested class's
   generated decoder, unknown keys into ``extra`` (the shared empty mapping when there are none),
-  built by :func:`rxllm._fastnew.positional_new` where the class allows it;
+  built through :func:`rxllm._fastnew.mutable_sibling` (slot stores) where the class allows it;
 - ``to_dict()``: the wire dict back, losslessly (``extra`` written back; ``None`` fields left
   out unless the field says ``always``);
 - ``_known`` (the modelled wire keys) and ``_fields`` (the field names, in order).
@@ -29,7 +29,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import orjson
 
-from rxllm._fastnew import positional_new
+from rxllm._fastnew import mutable_sibling
 
 __all__ = ["EMPTY", "Kind", "verify", "wire", "wire_class"]
 
@@ -163,7 +163,7 @@ def _decoder_name(cls: type[Any]) -> str:
     return f"_dec_{cls.__name__}"
 
 
-def _decode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], ns: dict[str, Any]) -> str:
+def _decode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], ns: dict[str, Any], fast: bool) -> str:
     """The body of the decoder (after its ``def`` line): ``d`` is the wire dict."""
     lines = ["    get = d.get"]
     args = []
@@ -205,8 +205,11 @@ def _decode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], ns: d
         args.append(v)
     lines += [
         "    extra = _EMPTY if d.keys() <= _known else {k: x for k, x in d.items() if k not in _known}",
-        f"    return _new({', '.join([*args, 'extra'])})",
+        f"    o = _new({', '.join([*args, 'extra'])})",
     ]
+    if fast:  # rxllm._fastnew's mutable sibling: swap in the frozen class
+        lines.append("    o.__class__ = _cls")
+    lines.append("    return o")
     return "\n".join(lines) + "\n"
 
 
@@ -247,7 +250,7 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
 
     Args:
         order: Wire keys ``to_dict`` writes first, in this order (the rest follow in field order).
-        fast: Build objects with :func:`rxllm._fastnew.positional_new` (the class must be made
+        fast: Build objects through :func:`rxllm._fastnew.mutable_sibling` (the class must be made
             with :func:`rxllm._fastnew.slotted_base`); otherwise with the class itself.
 
     Returns:
@@ -264,9 +267,10 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
             "_EMPTY": EMPTY,
             "_known": known,
             "_dumps": orjson.dumps,
-            "_new": positional_new(cls) if fast else cls,
+            "_new": mutable_sibling(cls) if fast else cls,
+            "_cls": cls,
         }
-        body = _decode_source(cls, rows, ns)
+        body = _decode_source(cls, rows, ns, fast)
         # the same body twice: a plain function for nested decoding, a classmethod for users
         source = f"def decode(d):\n{body}\ndef from_dict(cls, d):\n{body}\n" + _encode_source(cls, rows, order)
         exec(compile(source, f"<rxllm.wire {cls.__name__}>", "exec"), ns)  # noqa: S102
