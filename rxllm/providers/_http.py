@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_STREAM_TIMEOUT",
     "SSEBody",
+    "Shape",
     "aclose_sessions",
     "api_key_for",
     "bad_json",
@@ -56,6 +57,8 @@ __all__ = [
     "endpoint",
     "error_from_payload",
     "get_session",
+    "shape_error",
+    "shape_problem",
     "sse_events",
 ]
 
@@ -338,6 +341,64 @@ def bad_json(data: str, provider: str, model: str, what: str = "a JSON object") 
     return MalformedStreamError(
         f"a data field in the stream is not {what}: {shown!r}", llm_provider=provider, model=model
     )
+
+
+# --------------------------------------------------------------------------- payload shapes
+
+#: A provider's expected payload shape: dotted paths (``[]`` for each list element) to types.
+Shape = Mapping[str, type | tuple[type, ...]]
+
+_TYPE_NAMES: Final = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number"}
+
+
+def _values_at(data: Any, path: str) -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = [("", data)]
+    for segment in path.split("."):
+        each = segment.endswith("[]")
+        name = segment[:-2] if each else segment
+        nxt: list[tuple[str, Any]] = []
+        for where, value in found:
+            if not isinstance(value, dict) or name not in value:
+                continue
+            inner = value[name]
+            at = f"{where}.{name}" if where else name
+            if each:
+                if isinstance(inner, list):
+                    nxt.extend((f"{at}[{i}]", item) for i, item in enumerate(inner))
+            else:
+                nxt.append((at, inner))
+        found = nxt
+    return found
+
+
+def _fits(value: Any, expected: type | tuple[type, ...]) -> bool:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int) and float in kinds:
+        return True
+    return isinstance(value, kinds)
+
+
+def shape_problem(data: Any, shape: Shape) -> str | None:
+    """The first field of a decoded payload whose type is not the one ``shape`` expects (``null`` passes)."""
+    for path, expected in shape.items():
+        for where, value in _values_at(data, path):
+            if value is not None and not _fits(value, expected):
+                kinds = expected if isinstance(expected, tuple) else (expected,)
+                wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+                shown = repr(value)
+                shown = shown if len(shown) <= 60 else shown[:60] + "..."
+                return f"{where} must be {wanted}, got {type(value).__name__} {shown}"
+    return None
+
+
+def shape_error(data: Any, shape: Shape, exc: Exception, provider: str, model: str) -> MalformedStreamError:
+    """The error for a payload the provider's code could not read: the field at fault, or what broke."""
+    problem = shape_problem(data, shape)
+    if problem is None:
+        problem = f"a field of an unexpected type or shape ({type(exc).__name__}: {scrub(str(exc))})"
+    return MalformedStreamError(f"malformed event from {provider}: {problem}", llm_provider=provider, model=model)
 
 
 # --------------------------------------------------------------------------- requests
