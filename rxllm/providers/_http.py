@@ -26,6 +26,7 @@ import orjson
 import yarl
 
 from rxllm._secrets import register_secret, register_secrets, safe_url, scrub
+from rxllm._validate import chunk_problem
 from rxllm.errors import (
     APIConnectionError,
     APIError,
@@ -44,6 +45,7 @@ from rxllm.errors import (
 from rxllm.loop import on_shutdown
 from rxllm.providers.base import ChatRequest
 from rxllm.sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
+from rxllm.types import ChatCompletionChunk
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -53,6 +55,7 @@ __all__ = [
     "aclose_sessions",
     "api_key_for",
     "bad_json",
+    "checked_chunk",
     "dumps",
     "endpoint",
     "error_from_payload",
@@ -391,6 +394,19 @@ def shape_problem(data: Any, shape: Shape) -> str | None:
                 shown = shown if len(shown) <= 60 else shown[:60] + "..."
                 return f"{where} must be {wanted}, got {type(value).__name__} {shown}"
     return None
+
+
+def checked_chunk(chunk: ChatCompletionChunk, provider: str, model: str) -> ChatCompletionChunk:
+    """``chunk`` when its fields have the data model's types, else a :class:`MalformedStreamError` naming the field.
+
+    The built-in providers call this on every chunk they yield (and say so with
+    ``checks_chunks = True``), so the boundary check costs a function call, not an extra
+    iterator hop (see :class:`rxllm.providers.CheckedStream`).
+    """
+    problem = chunk_problem(chunk)
+    if problem is None:
+        return chunk
+    raise MalformedStreamError(f"malformed chunk from {provider}: {problem}", llm_provider=provider, model=model)
 
 
 def shape_error(data: Any, shape: Shape, exc: Exception, provider: str, model: str) -> MalformedStreamError:

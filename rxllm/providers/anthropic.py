@@ -28,6 +28,7 @@ from rxllm.providers._http import (
     Shape,
     api_key_for,
     bad_json,
+    checked_chunk,
     endpoint,
     error_from_payload,
     request_events,
@@ -302,6 +303,9 @@ _SHAPE: Final[Shape] = {
 class AnthropicProvider:
     """Streams ``POST {api_base}/v1/messages`` and yields OpenAI-style chunks."""
 
+    #: Every chunk is checked as it is built (the provider boundary, without an extra hop).
+    checks_chunks = True
+
     def __init__(self, name: str = "anthropic") -> None:
         self.name = name
 
@@ -348,13 +352,14 @@ class AnthropicProvider:
         tool_index: dict[int, int] = {}  # content block index -> tool-call index
 
         def chunk(delta: Delta, finish: str | None = None, usage: Usage | None = None) -> ChatCompletionChunk:
-            return ChatCompletionChunk(
+            built = ChatCompletionChunk(
                 id=chunk_id,
                 choices=(StreamChoice(index=0, delta=delta, finish_reason=finish),),
                 created=created,
                 model=model,
                 usage=usage,
             )
+            return checked_chunk(built, self.name, model_name)
 
         async with aclosing(events):
             async for batch in events:

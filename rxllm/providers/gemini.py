@@ -26,7 +26,15 @@ from urllib.parse import quote
 import orjson
 
 from rxllm.errors import APIConnectionError, APIError, AuthenticationError
-from rxllm.providers._http import Shape, api_key_for, bad_json, error_from_payload, request_events, shape_error
+from rxllm.providers._http import (
+    Shape,
+    api_key_for,
+    bad_json,
+    checked_chunk,
+    error_from_payload,
+    request_events,
+    shape_error,
+)
 from rxllm.providers.base import ChatRequest
 from rxllm.types import (
     ChatCompletionChunk,
@@ -260,6 +268,9 @@ _SHAPE: Final[Shape] = {
 class GeminiProvider:
     """Streams ``POST {api_base}/v1beta/models/{model}:streamGenerateContent?alt=sse``."""
 
+    #: Every chunk is checked as it is built (the provider boundary, without an extra hop).
+    checks_chunks = True
+
     def __init__(self, name: str = "gemini") -> None:
         self.name = name
 
@@ -357,7 +368,10 @@ class GeminiProvider:
                                 )
                             )
                         if choices:
-                            yield ChatCompletionChunk(id=chunk_id, choices=tuple(choices), created=created, model=model)
+                            built = ChatCompletionChunk(
+                                id=chunk_id, choices=tuple(choices), created=created, model=model
+                            )
+                            yield checked_chunk(built, self.name, model_name)
                     except APIError:
                         raise
                     except Exception as exc:  # a payload field of the wrong type or shape: name it
@@ -384,7 +398,8 @@ class GeminiProvider:
                 usage = _usage(usage_meta)
             except Exception as exc:
                 raise shape_error({"usageMetadata": usage_meta}, _SHAPE, exc, self.name, model_name) from None
-            yield ChatCompletionChunk(id=chunk_id, choices=(), created=created, model=model, usage=usage)
+            built = ChatCompletionChunk(id=chunk_id, choices=(), created=created, model=model, usage=usage)
+            yield checked_chunk(built, self.name, model_name)
 
     @staticmethod
     def _delta(candidate: Mapping[str, Any], index: int, calls_made: dict[int, int], started: set[int]) -> Delta | None:

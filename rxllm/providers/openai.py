@@ -31,6 +31,7 @@ from rxllm.providers._http import (
     Shape,
     api_key_for,
     bad_json,
+    checked_chunk,
     endpoint,
     error_from_payload,
     request_events,
@@ -221,6 +222,9 @@ class OpenAICompatibleProvider:
         config: Its default endpoint and key variables.
     """
 
+    #: Every chunk is checked as it is built (the provider boundary, without an extra hop).
+    checks_chunks = True
+
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
         self.config = config
@@ -275,6 +279,8 @@ class OpenAICompatibleProvider:
             MalformedStreamError: For invalid JSON in a data field or a body that is not SSE.
         """
         url, headers, body = self.prepare(request)
+        name = self.name
+        checked = checked_chunk
         normalizer: _Normalizer | None = None
         from_dict = ChatCompletionChunk.from_dict
         loads = orjson.loads
@@ -325,7 +331,7 @@ class OpenAICompatibleProvider:
                         chunk = from_dict(d)
                     except (AttributeError, TypeError, KeyError, ValueError) as exc:
                         raise shape_error(d, _SHAPE, exc, self.name, model_name) from None
-                    yield chunk
+                    yield checked(chunk, name, model_name)
         # the body ended without [DONE]
         tail = state.decoder.flush()
         if tail is not None and tail.data == _DONE:
