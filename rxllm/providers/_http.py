@@ -26,6 +26,7 @@ import orjson
 import yarl
 
 from rxllm._secrets import register_secret, register_secrets, safe_url, scrub
+from rxllm._validate import chunk_problem
 from rxllm.errors import (
     APIConnectionError,
     APIError,
@@ -44,18 +45,23 @@ from rxllm.errors import (
 from rxllm.loop import on_shutdown
 from rxllm.providers.base import ChatRequest
 from rxllm.sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
+from rxllm.types import ChatCompletionChunk
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_STREAM_TIMEOUT",
     "SSEBody",
+    "Shape",
     "aclose_sessions",
     "api_key_for",
     "bad_json",
+    "checked_chunk",
     "dumps",
     "endpoint",
     "error_from_payload",
     "get_session",
+    "shape_error",
+    "shape_problem",
     "sse_events",
 ]
 
@@ -338,6 +344,77 @@ def bad_json(data: str, provider: str, model: str, what: str = "a JSON object") 
     return MalformedStreamError(
         f"a data field in the stream is not {what}: {shown!r}", llm_provider=provider, model=model
     )
+
+
+# --------------------------------------------------------------------------- payload shapes
+
+#: A provider's expected payload shape: dotted paths (``[]`` for each list element) to types.
+Shape = Mapping[str, type | tuple[type, ...]]
+
+_TYPE_NAMES: Final = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number"}
+
+
+def _values_at(data: Any, path: str) -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = [("", data)]
+    for segment in path.split("."):
+        each = segment.endswith("[]")
+        name = segment[:-2] if each else segment
+        nxt: list[tuple[str, Any]] = []
+        for where, value in found:
+            if not isinstance(value, dict) or name not in value:
+                continue
+            inner = value[name]
+            at = f"{where}.{name}" if where else name
+            if each:
+                if isinstance(inner, list):
+                    nxt.extend((f"{at}[{i}]", item) for i, item in enumerate(inner))
+            else:
+                nxt.append((at, inner))
+        found = nxt
+    return found
+
+
+def _fits(value: Any, expected: type | tuple[type, ...]) -> bool:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int) and float in kinds:
+        return True
+    return isinstance(value, kinds)
+
+
+def shape_problem(data: Any, shape: Shape) -> str | None:
+    """The first field of a decoded payload whose type is not the one ``shape`` expects (``null`` passes)."""
+    for path, expected in shape.items():
+        for where, value in _values_at(data, path):
+            if value is not None and not _fits(value, expected):
+                kinds = expected if isinstance(expected, tuple) else (expected,)
+                wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+                shown = repr(value)
+                shown = shown if len(shown) <= 60 else shown[:60] + "..."
+                return f"{where} must be {wanted}, got {type(value).__name__} {shown}"
+    return None
+
+
+def checked_chunk(chunk: ChatCompletionChunk, provider: str, model: str) -> ChatCompletionChunk:
+    """``chunk`` when its fields have the data model's types, else a :class:`MalformedStreamError` naming the field.
+
+    The built-in providers call this on every chunk they yield (and say so with
+    ``checks_chunks = True``), so the boundary check costs a function call, not an extra
+    iterator hop (see :class:`rxllm.providers.CheckedStream`).
+    """
+    problem = chunk_problem(chunk)
+    if problem is None:
+        return chunk
+    raise MalformedStreamError(f"malformed chunk from {provider}: {problem}", llm_provider=provider, model=model)
+
+
+def shape_error(data: Any, shape: Shape, exc: Exception, provider: str, model: str) -> MalformedStreamError:
+    """The error for a payload the provider's code could not read: the field at fault, or what broke."""
+    problem = shape_problem(data, shape)
+    if problem is None:
+        problem = f"a field of an unexpected type or shape ({type(exc).__name__}: {scrub(str(exc))})"
+    return MalformedStreamError(f"malformed event from {provider}: {problem}", llm_provider=provider, model=model)
 
 
 # --------------------------------------------------------------------------- requests

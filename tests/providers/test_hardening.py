@@ -522,3 +522,50 @@ class TestPipelineErrors:
         run(main())
 
         assert len(got) == 1 and isinstance(got[0], rxllm.APIError)
+
+
+def _event(name: str, data: str) -> bytes:
+    return f"event: {name}\ndata: {data}\n\n".encode()
+
+
+_START = _event("message_start", '{"type":"message_start","message":{"id":"m","usage":{"input_tokens":1}}}')
+
+#: (model, body, the field the error must name): the issue's examples, one per provider shape.
+MALFORMED = [
+    ("openai/gpt-4o", b'data: {"id":"x","choices":5}\n\n', "choices"),
+    ("openai/gpt-4o", b'data: {"id":"x","choices":[{"index":0,"delta":[1]}]}\n\n', "choices[0].delta"),
+    ("openai/gpt-4o", b'data: {"id":"x","choices":[{"index":0,"delta":{"tool_calls":5}}]}\n\n', "tool_calls"),
+    ("openai/gpt-4o", b'data: {"id":"x","choices":[{"index":[1],"delta":{"content":"a"}}]}\n\n', "index"),
+    ("openai/gpt-4o", b'data: {"id":"x","choices":[],"usage":{"prompt_tokens":"3"}}\n\n', "usage.prompt_tokens"),
+    ("openai/gpt-4o", b'data: {"id":"x","choices":[{"index":0,"delta":{"content":5}}]}\n\n', "delta.content"),
+    (
+        "anthropic/claude-sonnet-4-5",
+        _START + _event("content_block_delta", '{"type":"content_block_delta","index":0,"delta":[1]}'),
+        "delta",
+    ),
+    ("anthropic/claude-sonnet-4-5", _event("message_start", '{"type":"message_start","message":"hi"}'), "message"),
+    (
+        "anthropic/claude-sonnet-4-5",
+        _START + _event("message_delta", '{"type":"message_delta","delta":{},"usage":{"output_tokens":"5"}}'),
+        "usage.output_tokens",
+    ),
+    ("gemini/gemini-2.5-flash", b'data: {"candidates":["x"]}\n\n', "candidates[0]"),
+    ("gemini/gemini-2.5-flash", b'data: {"candidates":[{"content":{"parts":[5]}}]}\n\n', "parts[0]"),
+    (
+        "gemini/gemini-2.5-flash",
+        b'data: {"candidates":[{"content":{"parts":[{"text":"a"}]},"finishReason":"STOP"}],"usageMetadata":"x"}\n\n',
+        "usageMetadata",
+    ),
+]
+
+
+class TestMalformedFields:
+    @pytest.mark.parametrize(("model", "body", "field"), MALFORMED)
+    def test_a_malformed_field_is_named(self, srv: ThreadedServer, model: str, body: bytes, field: str) -> None:
+        """A payload field of the wrong type: MalformedStreamError naming the field and the provider."""
+        srv.answer = Answer(body=body)
+
+        exc = error_of(lambda: rxllm.completion(model, MESSAGES, api_base=srv.url, api_key=KEY))
+
+        assert isinstance(exc, rxllm.MalformedStreamError)
+        assert field in exc.message and exc.llm_provider == model.split("/")[0]
