@@ -356,6 +356,11 @@ class Delta(_Wire):
             out["annotations"] = list(self.annotations)
         return _put_extra(out, self.extra)
 
+    @property
+    def thinking_blocks(self) -> Any:
+        """LiteLLM's ``delta.thinking_blocks`` (signatures, redacted blocks), kept in ``extra``; or None."""
+        return self.extra.get("thinking_blocks")
+
 
 _EMPTY_DELTA = Delta()
 
