@@ -169,6 +169,7 @@ class TestReasoningEffort:
             ("gemini-2.5-flash", "none", {"includeThoughts": False, "thinkingBudget": 0}),
             ("gemini-3-pro-preview", "medium", {"includeThoughts": True, "thinkingLevel": "high"}),
             ("gemini-3-pro-preview", "minimal", {"includeThoughts": True, "thinkingLevel": "low"}),
+            ("gemini-3-pro-preview", "none", {"includeThoughts": False, "thinkingLevel": "low"}),
         ],
     )
     def test_gemini_thinking_config(self, model: str, effort: str, config: dict[str, Any]) -> None:
