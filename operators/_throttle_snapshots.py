@@ -46,7 +46,7 @@ def throttle_snapshots(
     if seconds <= 0:
         raise ValueError(f"throttle_snapshots: interval must be positive, got {interval!r}")
 
-    def _throttle(source: Observable[_T]) -> Observable[_T]:
+    def _throttle_snapshots(source: Observable[_T]) -> Observable[_T]:
         def subscribe(
             observer: abc.ObserverBase[_T], scheduler_: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
@@ -89,4 +89,4 @@ def throttle_snapshots(
 
         return Observable(subscribe)
 
-    return _throttle
+    return _throttle_snapshots

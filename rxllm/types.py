@@ -177,6 +177,11 @@ class Delta(_Wire):
     annotations: tuple[Any, ...] | None = wire(None, kind=Kind.TUPLE, hash=False)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)
 
+    @property
+    def thinking_blocks(self) -> Any:
+        """LiteLLM's ``delta.thinking_blocks`` (signatures, redacted blocks), kept in ``extra``; or None."""
+        return self.extra.get("thinking_blocks")
+
 
 _EMPTY_DELTA = Delta()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import reactivex
@@ -196,6 +197,49 @@ class TestSplitIndependence:
             calls = [(c.id, c.function.name, c.function.arguments) for c in choice.message.tool_calls or ()]
             assert [t[1:] for t in s.get(f"tools{i}", [])] == calls
             assert s[f"finish{i}"] == choice.finish_reason
+
+
+def _sse_events(body: bytes, cuts: list[int]) -> list[Any]:
+    """Events for an OpenAI-format SSE body fed to the SSE decoder in the given pieces."""
+    from rxllm.sse import SSEDecoder
+
+    decoder = SSEDecoder()
+    points = sorted({c % (len(body) + 1) for c in cuts})
+    bounds = [0, *points, len(body)]
+    chunks = []
+    for a, b in itertools.pairwise(bounds):
+        for event in decoder.feed(body[a:b]):
+            if event.data != "[DONE]":
+                chunks.append(ChatCompletionChunk.from_json(event.data))
+    return run(chunks)
+
+
+def _view(events: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for e in events:
+        out.append(e)
+        if isinstance(e, ToolCallArgumentsDelta):
+            out.append((e.arguments, e.partial))
+        elif isinstance(e, (TextDelta, ReasoningDelta)):
+            out.append(e.snapshot)
+    return out
+
+
+class TestByteSplits:
+    @settings(max_examples=30, deadline=None)
+    @given(
+        st.sampled_from(
+            ["openai/tool_calls_parallel_2.sse", "openai/n3_choices.sse", "deepseek/reasoner_tool_call.sse"]
+        ),
+        st.lists(st.integers(0, 20_000), max_size=40),
+    )
+    def test_events_and_partials_do_not_depend_on_byte_splits(self, name: str, cuts: list[int]) -> None:
+        """A recorded body cut at any bytes gives the same events, snapshots and partial values."""
+        from support import fixture_path
+
+        body = fixture_path(name).read_bytes()
+
+        assert _view(_sse_events(body, cuts)) == _view(_sse_events(body, []))
 
 
 class TestArbitraryChunks:

@@ -83,13 +83,16 @@ def thinking_config_for_effort(effort: Any, model: str = "") -> dict[str, Any]:
 
     Gemini 2.5 takes a token budget (:data:`THINKING_BUDGETS`; ``"none"`` → budget 0, thoughts
     off); Gemini 3 models take a ``thinkingLevel`` (``"low"`` for minimal/low, ``"high"`` for
-    medium/high). Thought summaries are requested whenever thinking is on.
+    medium/high; ``"none"`` → ``"low"`` with thoughts hidden, as Gemini 3 always thinks).
+    Thought summaries are requested whenever thinking is on.
 
     Raises:
         BadRequestError: For a value other than none/minimal/low/medium/high.
     """
     level = str(effort).lower()
     if level in ("none", "disable", "disabled"):
+        if "gemini-3" in model:  # Gemini 3 cannot switch thinking off: the least of it, unshown
+            return {"includeThoughts": False, "thinkingLevel": "low"}
         return {"includeThoughts": False, "thinkingBudget": 0}
     if level not in THINKING_BUDGETS:
         raise BadRequestError(f"reasoning_effort must be one of none/minimal/low/medium/high, got {effort!r}")

@@ -90,6 +90,18 @@ class TestThinkingBlocksRoundTrip:
         assert sent[:2] == [dict(b) for b in blocks]
         assert sent[2] == {"type": "text", "text": message.content}
 
+    def test_delta_thinking_blocks_reads_like_litellm(self) -> None:
+        """A chunk's delta.thinking_blocks is readable as an attribute, as on LiteLLM's deltas."""
+        chunk = rxllm.ChatCompletionChunk.from_dict(
+            {"choices": [{"index": 0, "delta": {"thinking_blocks": [{"type": "redacted_thinking", "data": "x"}]}}]}
+        )
+
+        assert chunk.choices[0].delta.thinking_blocks == [{"type": "redacted_thinking", "data": "x"}]
+        assert rxllm.Delta(content="hi").thinking_blocks is None
+        assert chunk.to_dict()["choices"][0]["delta"] == {
+            "thinking_blocks": [{"type": "redacted_thinking", "data": "x"}]
+        }
+
     def test_unsigned_thinking_is_not_sent(self) -> None:
         """A thinking block without a signature is dropped from the request (the API would reject it)."""
         message = {
@@ -157,6 +169,7 @@ class TestReasoningEffort:
             ("gemini-2.5-flash", "none", {"includeThoughts": False, "thinkingBudget": 0}),
             ("gemini-3-pro-preview", "medium", {"includeThoughts": True, "thinkingLevel": "high"}),
             ("gemini-3-pro-preview", "minimal", {"includeThoughts": True, "thinkingLevel": "low"}),
+            ("gemini-3-pro-preview", "none", {"includeThoughts": False, "thinkingLevel": "low"}),
         ],
     )
     def test_gemini_thinking_config(self, model: str, effort: str, config: dict[str, Any]) -> None:
