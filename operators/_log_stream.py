@@ -106,7 +106,7 @@ def log_stream(
         An operator ``Observable[ChatCompletionChunk] -> Observable[ChatCompletionChunk]``.
     """
 
-    def operator(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
+    def _log_stream(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
         def subscribe(
             observer: abc.ObserverBase[ChatCompletionChunk], scheduler_: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
@@ -142,13 +142,13 @@ def log_stream(
 
         return Observable(subscribe)
 
-    return operator
+    return _log_stream
 
 
 def _tap(
     fn: Callable[[ChatCompletionChunk], None],
 ) -> Callable[[Observable[ChatCompletionChunk]], Observable[ChatCompletionChunk]]:
-    def operator(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
+    def _tap(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
         def subscribe(
             observer: abc.ObserverBase[ChatCompletionChunk], scheduler_: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
@@ -160,4 +160,4 @@ def _tap(
 
         return Observable(subscribe)
 
-    return operator
+    return _tap

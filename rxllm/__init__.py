@@ -40,7 +40,7 @@ from rxllm.errors import (
     Timeout,
     UnprocessableEntityError,
 )
-from rxllm.providers import known_providers, register_provider
+from rxllm.providers import ChatRequest, Provider, known_providers, register_provider
 from rxllm.settings import settings as _settings
 from rxllm.streams import from_async_iterable
 from rxllm.types import (
@@ -59,6 +59,7 @@ from rxllm.types import (
 
 if TYPE_CHECKING:
     import rxllm.operators as operators
+    from rxllm.builder import ResponseSnapshot as ResponseSnapshot
     from rxllm.builder import stream_chunk_builder as stream_chunk_builder
     from rxllm.pricing import PriceNotFoundError as PriceNotFoundError
     from rxllm.pricing import completion_cost as completion_cost
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from rxllm.pricing import get_model_info as get_model_info
     from rxllm.pricing import model_cost as model_cost
     from rxllm.pricing import register_model as register_model
+    from rxllm.retry_policy import exponential_backoff as exponential_backoff
 
 __version__ = "0.1.0"
 
@@ -108,6 +110,8 @@ sys.modules[__name__].__class__ = _Package
 _LAZY = {
     "operators": ("rxllm.operators", None),
     "stream_chunk_builder": ("rxllm.builder", "stream_chunk_builder"),
+    "ResponseSnapshot": ("rxllm.builder", "ResponseSnapshot"),
+    "exponential_backoff": ("rxllm.retry_policy", "exponential_backoff"),
     "completion_cost": ("rxllm.pricing", "completion_cost"),
     "cost_per_token": ("rxllm.pricing", "cost_per_token"),
     "get_model_info": ("rxllm.pricing", "get_model_info"),
@@ -128,6 +132,11 @@ def __getattr__(name: str) -> Any:
     return module if attribute is None else getattr(module, attribute)
 
 
+def __dir__() -> list[str]:
+    # The public API, not this module's imports and helpers.
+    return sorted(__all__)
+
+
 __all__ = [
     "REPEATED_STREAMING_CHUNK_LIMIT",
     "APIConnectionError",
@@ -137,6 +146,7 @@ __all__ = [
     "BadGatewayError",
     "BadRequestError",
     "ChatCompletionChunk",
+    "ChatRequest",
     "Choice",
     "CompletionStream",
     "ContentPolicyViolationError",
@@ -152,8 +162,10 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "PriceNotFoundError",
+    "Provider",
     "RateLimitError",
     "RequestTooLargeError",
+    "ResponseSnapshot",
     "ServiceUnavailableError",
     "StreamChoice",
     "Timeout",
@@ -165,6 +177,7 @@ __all__ = [
     "completion",
     "completion_cost",
     "cost_per_token",
+    "exponential_backoff",
     "failure_callback",
     "from_async_iterable",
     "get_model_info",

@@ -20,6 +20,7 @@ from rxllm._instrument import CallInfo, instrument
 from rxllm.adapters import AsyncStreamIterator, BlockingStreamIterator, to_async_iterator, to_iterator
 from rxllm.errors import BadRequestError
 from rxllm.providers import ChatRequest, claimed_provider, get_provider, resolve_model, validate_request
+from rxllm.retry_policy import exponential_backoff
 from rxllm.streams import from_async_iterable
 from rxllm.types import ChatCompletionChunk, ModelResponse
 
@@ -153,7 +154,7 @@ def _pipeline(
     if num_retries:
         if isinstance(num_retries, bool) or not isinstance(num_retries, int) or num_retries < 0:
             raise BadRequestError(f"num_retries must be a non-negative integer, got {num_retries!r}", model=model)
-        backoff = ops.exponential_backoff() if retry_backoff is None else retry_backoff
+        backoff = exponential_backoff() if retry_backoff is None else retry_backoff
         source = source.pipe(ops.retry_stream(num_retries + 1, backoff=backoff))
     if fallbacks:
         alternatives = [

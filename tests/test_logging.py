@@ -44,7 +44,8 @@ class TestSilentByDefault:
 
     def test_failing_callback_reaches_configured_logging(self) -> None:
         """With logging.basicConfig, the callback failure is one warning on the 'rxllm' logger."""
-        script = "import logging; logging.basicConfig(format='%(name)s|%(levelname)s|%(message)s')\n" + _FAILING_CALLBACK
+        configure = "import logging; logging.basicConfig(format='%(name)s|%(levelname)s|%(message)s')\n"
+        script = configure + _FAILING_CALLBACK
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
 
         assert done.returncode == 0, done.stderr
@@ -100,3 +101,14 @@ class TestStructlogWhenConfigured:
             get_logger("rxllm.test").info("rxllm.test.event", answer=42)
 
         assert logs == [{"event": "rxllm.test.event", "answer": 42, "log_level": "info"}]
+
+
+class TestImportCost:
+    def test_import_rxllm_does_not_import_structlog(self) -> None:
+        """``import rxllm`` leaves structlog (and rich behind it) unimported: it is only looked up."""
+        done = subprocess.run(
+            [sys.executable, "-c", "import sys, rxllm; print('structlog' in sys.modules, 'rich' in sys.modules)"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+
+        assert done.stdout.split() == ["False", "False"]

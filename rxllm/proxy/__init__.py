@@ -12,7 +12,7 @@ from rxllm.proxy.app import PROXY_STATE, ProxyState, create_app, serve
 from rxllm.proxy.auth import KeyChecker, is_loopback
 from rxllm.proxy.config import ENV_MASTER_KEY, ConfigError, Deployment, ProxyConfig, load_config, parse_config
 from rxllm.proxy.dialect import Call, Context, Dialect, ErrorInfo, StreamEncoder
-from rxllm.proxy.errors import ProxyError, error_body
+from rxllm.proxy.errors import ProxyError
 from rxllm.proxy.exchange import OUTCOME, Outcome
 from rxllm.proxy.router import Router
 
@@ -34,7 +34,6 @@ __all__ = [
     "Router",
     "StreamEncoder",
     "create_app",
-    "error_body",
     "is_loopback",
     "load_config",
     "parse_config",

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from rxllm.errors import APIError, RateLimitError, error_body, error_status
 from rxllm.proxy.dialect import ErrorInfo
 
-__all__ = ["ProxyError", "error_body", "error_info", "error_status", "retry_after"]
+__all__ = ["ProxyError", "error_info", "error_status", "retry_after"]
 
 
 class ProxyError(APIError):
