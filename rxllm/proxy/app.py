@@ -314,7 +314,8 @@ def make_runner(app: web.Application, **overrides: Any) -> web.AppRunner:
     is no access log (the proxy logs each request itself), and the keepalive timeout is the
     config's ``header_timeout``: aiohttp closes a connection that has not sent a complete
     request's headers within it (from connect, or from the end of the previous response), so
-    a client dripping its headers is cut off. Bind it with ``web.TCPSite(runner, host, port,
+    a client dripping its headers is cut off; the unread rest of a body answered early is
+    drained for at most 2 s. Bind it with ``web.TCPSite(runner, host, port,
     backlog=config.listen_backlog)``.
 
     Args:
@@ -327,6 +328,8 @@ def make_runner(app: web.Application, **overrides: Any) -> web.AppRunner:
         "access_log": None,
         "shutdown_timeout": config.shutdown_grace_period + 5.0,
         "keepalive_timeout": config.header_timeout,
+        # after an early answer (401, 408, 413) the unread rest of a body is drained this long
+        "lingering_time": 2.0,
     }
     kwargs.update(overrides)
     return web.AppRunner(app, **kwargs)

@@ -107,6 +107,7 @@ class Upstream:
         self.fail_after: int | None = None
         self.fail_message: str | None = None
         self.first_delay = 0.0
+        self.fail_headers: dict[str, str] = {}
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
         self.disconnected = asyncio.Event()
@@ -126,7 +127,7 @@ class Upstream:
         if self.fail_status is not None:
             message = self.fail_message or f"upstream says {self.fail_status}"
             body = {"error": {"message": message, "type": "server_error"}}
-            return web.json_response(body, status=self.fail_status)
+            return web.json_response(body, status=self.fail_status, headers=self.fail_headers)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         try:
