@@ -325,6 +325,11 @@ class _Feed:
         self.drained()
 
     def on_error(self, error: Exception) -> None:
+        if not isinstance(error, APIError):
+            # the library should only ever send typed errors; whatever slipped through came
+            # from reading the upstream's stream, so the client is told so (502), typed
+            _log.warning("rxllm.proxy.untyped_stream_error", error=type(error).__name__)
+            error = MalformedStreamError(f"the upstream's stream could not be read ({type(error).__name__})")
         self.fail(error)
 
     def on_completed(self) -> None:
