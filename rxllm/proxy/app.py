@@ -7,8 +7,13 @@ Routes:
 
 - every dialect's POST routes, e.g. ``POST /v1/chat/completions`` (and ``/chat/completions``):
   ``stream: true`` answers ``text/event-stream``; otherwise one JSON answer;
-- ``GET /v1/models`` (and ``/models``): the configured model names;
+- ``GET /v1/models`` (and ``/models``): the configured model names; ``GET /v1/models/{id}``;
 - ``GET /health/liveliness``, ``GET /health/readiness``: never need a key.
+
+Every request passes the middleware first: a web page's ``Origin`` that is not allowed
+(:mod:`rxllm.proxy.cors`) is refused with 403 before anything else; allowed preflights are
+answered; then the master key is checked (``Authorization: Bearer``, ``x-api-key`` or
+``api-key``, see :mod:`rxllm.proxy.auth`).
 
 Failures before the first chunk answer with their HTTP status and the dialect's error body,
 after trying the model's other deployments (see :mod:`rxllm.proxy.router`); after the first
