@@ -370,8 +370,9 @@ def make_runner(app: web.Application, **overrides: Any) -> web.AppRunner:
 
     ``handler_cancellation`` is on (a client that leaves cancels its upstream at once), there
     is no access log (the proxy logs each request itself), and the keepalive timeout is the
-    config's ``header_timeout``: aiohttp closes a connection that has not sent a complete
-    request's headers within it (from connect, or from the end of the previous response), so
+    config's ``header_timeout``: aiohttp (3.14, the version rxllm is tested with, starts that
+    timer when a connection opens) closes a connection that has not sent a complete request's
+    headers within it (from connect, or from the end of the previous response), so
     a client dripping its headers is cut off; the unread rest of a body answered early is
     drained for at most 2 s. Bind it with ``web.TCPSite(runner, host, port,
     backlog=config.listen_backlog)``.
