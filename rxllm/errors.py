@@ -30,12 +30,15 @@ __all__ = [
     "AuthenticationError",
     "BadGatewayError",
     "BadRequestError",
+    "BudgetExceededError",
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
     "InternalServerError",
     "InvalidToolArgumentsError",
+    "JSONSchemaValidationError",
     "MalformedStreamError",
     "NotFoundError",
+    "PartialJSONError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
@@ -252,6 +255,84 @@ class MalformedStreamError(APIError):
     default_status_code = 502
 
 
+class BudgetExceededError(APIError):
+    """A stream crossed a budget set with ``ops.limit`` and was cut off (HTTP 400).
+
+    The upstream was disposed the moment the budget was crossed; ``partial_response`` holds
+    everything received until then (the chunk that crossed included).
+
+    Args:
+        message: What was exceeded.
+        budget: Which budget: ``"max_output_tokens"``, ``"max_reasoning_tokens"`` or ``"max_cost"``.
+        limit: The budget's value.
+        used: How much had been used when the stream was cut (tokens, or USD for ``max_cost``).
+        cost: The cost in USD of the partial response, when the model's price is known.
+        **kwargs: The :class:`APIError` keywords (``llm_provider``, ``model``, ``partial_response``).
+    """
+
+    default_status_code = 400
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        budget: str = "",
+        limit: float = 0,
+        used: float = 0,
+        cost: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.budget = budget
+        self.limit = limit
+        self.used = used
+        self.cost = cost
+
+    @property
+    def current_cost(self) -> float | None:
+        """The cost so far (LiteLLM's ``BudgetExceededError`` attribute name)."""
+        return self.cost
+
+    @property
+    def max_budget(self) -> float:
+        """The limit that was crossed (LiteLLM's attribute name)."""
+        return self.limit
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "budget": self.budget, "limit": self.limit, "used": self.used, "cost": self.cost}
+
+
+class JSONSchemaValidationError(APIError):
+    """A model's structured output is not valid JSON or does not match its schema (HTTP 500).
+
+    Args:
+        message: What did not validate.
+        raw_response: The raw text the model produced.
+        schema: The schema (or model class name) it was checked against.
+        errors: One line per problem found.
+        **kwargs: The :class:`APIError` keywords.
+    """
+
+    default_status_code = 500
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        raw_response: str = "",
+        schema: Any = None,
+        errors: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.raw_response = raw_response
+        self.schema = schema
+        self.errors = tuple(errors)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "raw_response": self.raw_response, "schema": self.schema, "errors": self.errors}
+
+
 class InvalidToolArgumentsError(ValueError):
     """A tool call's arguments are not valid JSON.
 
@@ -270,6 +351,23 @@ class InvalidToolArgumentsError(ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.name, self.arguments, self.reason))
+
+
+class PartialJSONError(ValueError):
+    """A JSON text fed to the incremental parser is not valid JSON, or ended too early.
+
+    Args:
+        reason: What was wrong.
+        position: The character offset in the whole text where it was noticed.
+    """
+
+    def __init__(self, reason: str, position: int) -> None:
+        super().__init__(f"invalid JSON at character {position}: {reason}")
+        self.reason = reason
+        self.position = position
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason, self.position))
 
 
 _BY_STATUS: dict[int, type[APIError]] = {

@@ -2,7 +2,10 @@
 
 Request: system messages become ``system``, tool results become ``tool_result`` blocks in a
 user turn, image parts become ``image`` blocks, tools get ``input_schema``, ``max_tokens``
-(required by the API) defaults to :data:`DEFAULT_MAX_TOKENS`.
+(required by the API) defaults to :data:`DEFAULT_MAX_TOKENS`. An assistant message's
+``thinking_blocks`` (as rebuilt from a stream) go back first, as signed ``thinking`` and
+``redacted_thinking`` blocks, so a tool-use loop with extended thinking continues;
+``reasoning_effort`` becomes a ``thinking`` budget (:data:`THINKING_BUDGETS`).
 
 Stream: ``message_start`` gives id, model and input usage; ``text_delta`` → ``content``,
 ``thinking_delta`` → ``reasoning_content``; each ``tool_use`` block gets the next tool-call
@@ -23,7 +26,7 @@ from typing import Any, Final
 
 import orjson
 
-from rxllm.errors import APIConnectionError, APIError, AuthenticationError
+from rxllm.errors import APIConnectionError, APIError, AuthenticationError, BadRequestError
 from rxllm.providers._http import (
     Shape,
     api_key_for,
@@ -46,7 +49,14 @@ from rxllm.types import (
     Usage,
 )
 
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider", "get_provider", "translate_request"]
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "THINKING_BUDGETS",
+    "AnthropicProvider",
+    "get_provider",
+    "thinking_for_effort",
+    "translate_request",
+]
 
 #: ``max_tokens`` sent when the caller gives none (the API requires one).
 DEFAULT_MAX_TOKENS: Final = 4096
@@ -64,6 +74,26 @@ _FINISH: Final = {
 }
 
 _PASSED: Final = ("temperature", "top_p", "top_k", "thinking", "service_tier")
+
+#: ``reasoning_effort`` as an extended-thinking budget (LiteLLM's defaults; the API's minimum is 1024).
+THINKING_BUDGETS: Final = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
+
+
+def thinking_for_effort(effort: Any) -> dict[str, Any] | None:
+    """The ``thinking`` parameter for an OpenAI-style ``reasoning_effort`` (None: thinking off).
+
+    ``"minimal"``/``"low"`` → 1024 budget tokens, ``"medium"`` → 2048, ``"high"`` → 4096;
+    ``"none"``/``"disable"`` → no thinking.
+
+    Raises:
+        BadRequestError: For any other value.
+    """
+    if effort in (None, "none", "disable", "disabled"):
+        return None
+    budget = THINKING_BUDGETS.get(str(effort).lower())
+    if budget is None:
+        raise BadRequestError(f"reasoning_effort must be one of none/minimal/low/medium/high, got {effort!r}")
+    return {"type": "enabled", "budget_tokens": budget}
 
 
 # --------------------------------------------------------------------------- request
@@ -121,10 +151,28 @@ def _arguments(raw: Any) -> Any:
     return raw if raw is not None else {}
 
 
+def _thinking_block(block: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A ``thinking_blocks`` entry (LiteLLM's shape) as the Anthropic block to send back.
+
+    Signed thinking keeps its text and signature; redacted blocks keep their data; an
+    unsigned thinking block is dropped (the API rejects thinking it cannot verify).
+    """
+    kind = block.get("type")
+    if kind == "redacted_thinking":
+        return {"type": "redacted_thinking", "data": block.get("data") or ""}
+    if kind == "thinking":
+        signature = block.get("signature") or block.get("signature_delta")
+        if not signature:
+            return None
+        return {"type": "thinking", "thinking": block.get("thinking") or "", "signature": signature}
+    return dict(block)
+
+
 def _assistant_blocks(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    for block in message.get("thinking_blocks") or ():
-        blocks.append(dict(block))
+    for entry in message.get("thinking_blocks") or ():
+        if isinstance(entry, Mapping) and (block := _thinking_block(entry)) is not None:
+            blocks.append(block)
     blocks.extend(_content_blocks(message.get("content")))
     for call in message.get("tool_calls") or ():
         fn = call.get("function") or {}
@@ -177,6 +225,10 @@ def translate_request(request: ChatRequest) -> dict[str, Any]:
         body["system"] = system[0]["text"] if len(system) == 1 and len(system[0]) == 2 else system
     max_tokens = params.get("max_tokens") or params.get("max_completion_tokens") or DEFAULT_MAX_TOKENS
     thinking = params.get("thinking")
+    if thinking is None and params.get("reasoning_effort") is not None:
+        thinking = thinking_for_effort(params["reasoning_effort"])
+        if thinking is not None:
+            body["thinking"] = thinking
     if isinstance(thinking, Mapping) and isinstance(thinking.get("budget_tokens"), int):
         max_tokens = max(max_tokens, thinking["budget_tokens"] + 1)
     body["max_tokens"] = max_tokens

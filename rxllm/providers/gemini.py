@@ -3,7 +3,8 @@
 Request: system messages become ``systemInstruction``, assistant turns role ``model`` with
 ``functionCall`` parts, tool results ``functionResponse`` parts (named after the call they
 answer), image parts ``inlineData``/``fileData``; tools become ``functionDeclarations``;
-sampling parameters go into ``generationConfig``.
+sampling parameters go into ``generationConfig``; ``reasoning_effort`` becomes its
+``thinkingConfig`` (:func:`thinking_config_for_effort`).
 
 Stream: each event is a whole ``GenerateContentResponse``. Text parts → ``content``,
 ``thought: true`` parts → ``reasoning_content``, each ``functionCall`` → one complete tool-call
@@ -25,7 +26,7 @@ from urllib.parse import quote
 
 import orjson
 
-from rxllm.errors import APIConnectionError, APIError, AuthenticationError
+from rxllm.errors import APIConnectionError, APIError, AuthenticationError, BadRequestError
 from rxllm.providers._http import (
     Shape,
     api_key_for,
@@ -47,7 +48,7 @@ from rxllm.types import (
     Usage,
 )
 
-__all__ = ["GeminiProvider", "get_provider", "translate_request"]
+__all__ = ["THINKING_BUDGETS", "GeminiProvider", "get_provider", "thinking_config_for_effort", "translate_request"]
 
 DEFAULT_BASE: Final = "https://generativelanguage.googleapis.com"
 
@@ -72,6 +73,33 @@ _GENERATION: Final = {
     "frequency_penalty": "frequencyPenalty",
     "seed": "seed",
 }
+
+#: ``reasoning_effort`` as a Gemini 2.5 ``thinkingBudget`` (LiteLLM's defaults).
+THINKING_BUDGETS: Final = {"minimal": 128, "low": 1024, "medium": 2048, "high": 4096}
+
+
+def thinking_config_for_effort(effort: Any, model: str = "") -> dict[str, Any]:
+    """The ``generationConfig.thinkingConfig`` for an OpenAI-style ``reasoning_effort``.
+
+    Gemini 2.5 takes a token budget (:data:`THINKING_BUDGETS`; ``"none"`` → budget 0, thoughts
+    off); Gemini 3 models take a ``thinkingLevel`` (``"low"`` for minimal/low, ``"high"`` for
+    medium/high; ``"none"`` → ``"low"`` with thoughts hidden, as Gemini 3 always thinks).
+    Thought summaries are requested whenever thinking is on.
+
+    Raises:
+        BadRequestError: For a value other than none/minimal/low/medium/high.
+    """
+    level = str(effort).lower()
+    if level in ("none", "disable", "disabled"):
+        if "gemini-3" in model:  # Gemini 3 cannot switch thinking off: the least of it, unshown
+            return {"includeThoughts": False, "thinkingLevel": "low"}
+        return {"includeThoughts": False, "thinkingBudget": 0}
+    if level not in THINKING_BUDGETS:
+        raise BadRequestError(f"reasoning_effort must be one of none/minimal/low/medium/high, got {effort!r}")
+    if "gemini-3" in model:
+        return {"includeThoughts": True, "thinkingLevel": "low" if level in ("minimal", "low") else "high"}
+    return {"includeThoughts": True, "thinkingBudget": THINKING_BUDGETS[level]}
+
 
 #: JSON-schema keys the Gemini ``parameters`` schema rejects.
 _SCHEMA_DROP: Final = frozenset({"additionalProperties", "$schema", "strict"})
@@ -191,6 +219,8 @@ def translate_request(request: ChatRequest) -> dict[str, Any]:
         config["thinkingConfig"] = {"includeThoughts": enabled, "thinkingBudget": budget if enabled else 0}
         if enabled and budget is None:
             del config["thinkingConfig"]["thinkingBudget"]
+    elif params.get("reasoning_effort") is not None:
+        config["thinkingConfig"] = thinking_config_for_effort(params["reasoning_effort"], request.model)
     if config:
         body["generationConfig"] = config
     tools = params.get("tools")

@@ -64,7 +64,12 @@ ENV_MASTER_KEY: Final = "RXLLM_MASTER_KEY"
 _ENV_PREFIX: Final = "os.environ/"
 
 #: litellm_params the proxy interprets itself; everything else is passed to rxllm.stream().
-_TRANSPORT: Final = frozenset({"model", "api_base", "base_url", "api_key", "rpm", "timeout", "stream_timeout"})
+_TRANSPORT: Final = frozenset(
+    {"model", "api_base", "base_url", "api_key", "rpm", "timeout", "stream_timeout", "split_think_tags"}
+)
+
+#: The keyword arguments ``split_think_tags`` accepts in a deployment's ``litellm_params``.
+_THINK_TAG_KEYS: Final = frozenset({"open_tag", "close_tag", "implicit_open"})
 
 _GENERAL_KEYS: Final = frozenset(
     {
@@ -129,6 +134,9 @@ class Deployment:
         stream_timeout: Seconds allowed between chunks once streaming.
         params: The other ``litellm_params`` (``mock_response``, ``temperature``...), passed on
             (its repr hides ``extra_headers`` values and key-like entries).
+        think_tags: ``ops.split_think_tags`` keyword arguments when the deployment's model
+            thinks inline in ``<think>`` tags (``split_think_tags: true`` or a mapping of
+            ``open_tag``/``close_tag``/``implicit_open``), else ``None``.
     """
 
     id: str
@@ -140,6 +148,7 @@ class Deployment:
     timeout: float | None = None
     stream_timeout: float | None = None
     params: Mapping[str, Any] = attrs.field(factory=dict, repr=_redacted)
+    think_tags: Mapping[str, Any] | None = None
 
     @property
     def is_mock_model(self) -> bool:
@@ -386,6 +395,7 @@ def _deployment(entry: Any, i: int, env: Mapping[str, str]) -> Deployment:
     timeout = None if timeout is None else _number(timeout, f"{where_p}.timeout")
     stream_timeout = params.get("stream_timeout")
     stream_timeout = None if stream_timeout is None else _number(stream_timeout, f"{where_p}.stream_timeout")
+    think_tags = _think_tags(params.get("split_think_tags"), f"{where_p}.split_think_tags")
     rest = {k: _resolve(v, f"{where_p}.{k}", env) for k, v in params.items() if k not in _TRANSPORT}
     info = entry.get("model_info") or {}
     if not isinstance(info, Mapping):
@@ -403,7 +413,24 @@ def _deployment(entry: Any, i: int, env: Mapping[str, str]) -> Deployment:
         timeout=timeout,
         stream_timeout=stream_timeout,
         params=rest,
+        think_tags=think_tags,
     )
+
+
+def _think_tags(value: Any, where: str) -> Mapping[str, Any] | None:
+    """``split_think_tags`` in litellm_params: false/absent, true, or the operator's keywords."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, Mapping) and set(value) <= _THINK_TAG_KEYS:
+        tags = {k: value[k] for k in ("open_tag", "close_tag") if k in value}
+        if not all(isinstance(t, str) and t for t in tags.values()):
+            raise ConfigError(f"{where}: open_tag and close_tag must be non-empty strings")
+        if "implicit_open" in value and not isinstance(value["implicit_open"], bool):
+            raise ConfigError(f"{where}.implicit_open must be true or false")
+        return dict(value)
+    raise ConfigError(f"{where} must be true, false or a mapping of {sorted(_THINK_TAG_KEYS)}")
 
 
 def _resolve(value: Any, where: str, env: Mapping[str, str]) -> Any:

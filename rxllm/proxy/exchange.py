@@ -42,7 +42,7 @@ import rxllm
 from rxllm._log import get_logger
 from rxllm.builder import ResponseBuilder
 from rxllm.errors import APIError, BadRequestError, MalformedStreamError, Timeout
-from rxllm.operators import CostReport, detect_repeated_chunks, tap_cost
+from rxllm.operators import CostReport, detect_repeated_chunks, split_think_tags, tap_cost
 from rxllm.proxy.auth import KeyChecker
 from rxllm.proxy.config import Deployment, ProxyConfig
 from rxllm.proxy.cors import CorsPolicy
@@ -555,6 +555,7 @@ class Exchange:
             outcome.report = report
 
         return rxllm.stream(deployment.model, call.messages, **params).pipe(
+            split_think_tags(**deployment.think_tags) if deployment.think_tags is not None else (lambda source: source),
             detect_repeated_chunks(partial_response=False),
             tap_cost(on_report, model=deployment.model, messages=call.messages),
         )
