@@ -44,7 +44,10 @@ from ._log_stream import log_stream
 from ._retry import DEFAULT_RETRY_ON, StreamRestart, exponential_backoff, fallback, retry_stream
 from ._tap_cost import CostReport, tap_cost
 from ._timeouts import carries_data, deadline, first_chunk_timeout, stall_timeout
+from ._to_messages_sse import to_messages_sse
+from ._to_responses_sse import to_responses_sse
 from ._to_sse import error_payload, to_sse
+from ._to_ui_message_stream import to_ui_message_stream
 
 __all__ = [
     *__all__,
@@ -61,7 +64,10 @@ __all__ = [
     "retry_stream",
     "stall_timeout",
     "tap_cost",
+    "to_messages_sse",
+    "to_responses_sse",
     "to_sse",
+    "to_ui_message_stream",
 ]
 
 __all__.sort()
