@@ -16,13 +16,24 @@ Event names follow one scheme, ``rxllm.<area>.<what>`` (``rxllm.stream``,
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
-
-import structlog
 
 __all__ = ["Logger", "get_logger"]
 
 logging.getLogger("rxllm").addHandler(logging.NullHandler())
+
+
+def _structlog() -> Any:
+    """structlog, if the application configured it (it cannot have without importing it).
+
+    Looking in ``sys.modules`` instead of importing keeps ``import rxllm`` from importing
+    structlog (and, through it, ``rich`` where that is installed).
+    """
+    module = sys.modules.get("structlog")
+    if module is not None and module.is_configured():
+        return module
+    return None
 
 
 def _format(event: str, fields: dict[str, Any]) -> str:
@@ -51,7 +62,8 @@ class Logger:
 
     def is_enabled_for(self, level: int) -> bool:
         """Whether an event at ``level`` would go anywhere (cheap: check before building fields)."""
-        if structlog.is_configured():
+        structlog = _structlog()
+        if structlog is not None:
             logger = structlog.get_logger(self.name)
             check = getattr(logger, "is_enabled_for", None)
             try:
@@ -60,14 +72,21 @@ class Logger:
                 return True
         return self._std.isEnabledFor(level)
 
-    def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
+    def _emit(self, level: int, event: str, fields: dict[str, Any], exc_info: bool = False) -> None:
         if self._bound:
             fields = {**self._bound, **fields}
-        if structlog.is_configured():
-            getattr(structlog.get_logger(self.name), logging.getLevelName(level).lower())(event, **fields)
+        structlog = _structlog()
+        if structlog is not None:
+            logger = structlog.get_logger(self.name)
+            if exc_info:
+                logger.exception(event, **fields)
+            else:
+                getattr(logger, logging.getLevelName(level).lower())(event, **fields)
             return
         if self._std.isEnabledFor(level):
-            self._std.log(level, "%s", _format(event, fields), extra={"rxllm": {"event": event, **fields}})
+            self._std.log(
+                level, "%s", _format(event, fields), exc_info=exc_info, extra={"rxllm": {"event": event, **fields}}
+            )
 
     def debug(self, event: str, **fields: Any) -> None:
         """Log ``event`` at debug level."""
@@ -84,6 +103,10 @@ class Logger:
     def error(self, event: str, **fields: Any) -> None:
         """Log ``event`` at error level."""
         self._emit(logging.ERROR, event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        """Log ``event`` at error level with the exception being handled."""
+        self._emit(logging.ERROR, event, fields, exc_info=True)
 
 
 def get_logger(name: str = "rxllm") -> Logger:
