@@ -20,6 +20,7 @@ from rxllm.types import (
     ModelResponse,
     StreamChoice,
     ToolCallDelta,
+    Usage,
 )
 
 __all__ = [
@@ -99,8 +100,8 @@ class Encoder(Protocol):
         """The frames one chunk adds."""
         ...
 
-    def close(self) -> bytes:
-        """The frames that end a successful stream."""
+    def close(self, usage: Usage | None = None) -> bytes:
+        """The frames that end a successful stream (``usage``: reported when chunks carried none)."""
         ...
 
     def fail(self, error: BaseException) -> bytes:

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from rxllm.errors import error_body, error_status
 from rxllm.sse import SSE_DONE, encode_json
-from rxllm.types import ChatCompletionChunk
+from rxllm.types import ChatCompletionChunk, Usage
 
 from ._common import SSE_HEADERS
 
@@ -47,8 +47,8 @@ class ChatEncoder:
             d["model"] = self._model
         return encode_json(d)
 
-    def close(self) -> bytes:
-        """``data: [DONE]\\n\\n``."""
+    def close(self, usage: Usage | None = None) -> bytes:
+        """``data: [DONE]\\n\\n`` (``usage`` is not sent: the chunks carry it)."""
         return SSE_DONE
 
     def fail(self, error: BaseException) -> bytes:

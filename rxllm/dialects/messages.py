@@ -632,10 +632,16 @@ class MessagesEncoder:
         text = "".join("".join(b.pieces) for b in self._blocks)
         return self._usage.result(completion_text=text)
 
-    def close(self) -> bytes:
-        """Close the open block, then ``message_delta`` (stop reason, usage) and ``message_stop``."""
+    def close(self, usage: Usage | None = None) -> bytes:
+        """Close the open block, then ``message_delta`` (stop reason, usage) and ``message_stop``.
+
+        Args:
+            usage: The usage to report when no chunk carried any (an estimate, say).
+        """
         if self.finished:
             return b""
+        if usage is not None and not self._usage.reported:
+            self._usage.add(usage)
         if not self._started:
             self._start(None)
         self._end()
@@ -647,11 +653,16 @@ class MessagesEncoder:
 
     def fail(self, error: BaseException) -> bytes:
         """One ``error`` event in Anthropic's shape (no ``message_stop``)."""
+        message = openai_error_body(error, self._secrets)["error"]["message"]
+        return self.fail_with(error_status(error), message)
+
+    def fail_with(self, status: int, message: str) -> bytes:
+        """:meth:`fail` for an error already described (its HTTP status and a safe message)."""
         if self.finished:
             return b""
         self.finished = True
         self._out = []
-        self._event("error", error_body(error, self._secrets))
+        self._event("error", {"type": "error", "error": {"type": error_type(status), "message": message}})
         return self._flush()
 
     def keepalive(self) -> bytes:

@@ -877,10 +877,16 @@ class ResponsesEncoder:
                         item.signature = str(block["signature"])
                         break
 
-    def close(self) -> bytes:
-        """Close every open item, then ``response.completed`` (or ``response.incomplete``)."""
+    def close(self, usage: Usage | None = None) -> bytes:
+        """Close every open item, then ``response.completed`` (or ``response.incomplete``).
+
+        Args:
+            usage: The usage to report when no chunk carried any (an estimate, say).
+        """
         if self.finished:
             return b""
+        if usage is not None and not self._usage.reported:
+            self._usage.add(usage)
         if not self._started:
             self._start(None)
         self._close_open()
@@ -892,19 +898,20 @@ class ResponsesEncoder:
 
     def fail(self, error: BaseException) -> bytes:
         """An ``error`` event, then ``response.failed`` carrying the error (no completion)."""
+        body = error_body(error, self._secrets)["error"]
+        return self.fail_with(error_status(error), body["message"], code=body.get("code"), param=body.get("param"))
+
+    def fail_with(self, status: int, message: str, *, code: str | None = None, param: str | None = None) -> bytes:
+        """:meth:`fail` for an error already described (its HTTP status and a safe message)."""
         if self.finished:
             return b""
         if not self._started:
             self._start(None)
         self.finished = True
-        body = error_body(error, self._secrets)["error"]
-        code = _error_code(error_status(error))
-        self._event(
-            "error",
-            {"type": "error", "code": body.get("code") or code, "message": body["message"], "param": body.get("param")},
-        )
+        kind = _error_code(status)
+        self._event("error", {"type": "error", "code": code or kind, "message": message, "param": param})
         response = self.response("failed")
-        response["error"] = {"code": code, "message": body["message"]}
+        response["error"] = {"code": kind, "message": message}
         self._event("response.failed", {"type": "response.failed", "response": response})
         return self._flush()
 

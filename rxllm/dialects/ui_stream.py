@@ -22,7 +22,7 @@ from typing import Any, Final
 import orjson
 
 from rxllm.errors import error_body, error_status
-from rxllm.types import ChatCompletionChunk
+from rxllm.types import ChatCompletionChunk, Usage
 
 from ._common import RequestFieldError, TranslatedRequest, check_types, json_type, new_id, require_object
 
@@ -328,8 +328,8 @@ class UIMessageStreamEncoder:
                         self._part({"type": "tool-input-delta", "toolCallId": tool.id, "inputTextDelta": args})
         return self._flush()
 
-    def close(self) -> bytes:
-        """Close open parts, then ``finish-step``, ``finish`` and ``[DONE]``."""
+    def close(self, usage: Usage | None = None) -> bytes:
+        """Close open parts, then ``finish-step``, ``finish`` and ``[DONE]`` (``usage`` is not sent)."""
         if self.finished:
             return b""
         if not self._started:
@@ -344,12 +344,15 @@ class UIMessageStreamEncoder:
 
     def fail(self, error: BaseException) -> bytes:
         """An ``error`` part (scrubbed message), then ``[DONE]``; no ``finish``."""
+        return self.fail_with(error_status(error), error_body(error, self._secrets)["error"]["message"])
+
+    def fail_with(self, status: int, message: str) -> bytes:
+        """:meth:`fail` for an error already described (its HTTP status and a safe message)."""
         if self.finished:
             return b""
         self.finished = True
         if not self._started:
             self._start()
-        message = error_body(error, self._secrets)["error"]["message"]
         self._part({"type": "error", "errorText": message})
         self._out.append(_DONE)
         return self._flush()
