@@ -261,10 +261,10 @@ class TestMessages:
         async with (
             upstream(count=200, delay=0.05) as up,
             running(config(upstream_entry("slow", up))) as server,
-            claude(server).messages.stream(model="slow", max_tokens=50, messages=USER) as stream,
         ):
-            async for _ in stream.text_stream:
-                break
+            async with claude(server).messages.stream(model="slow", max_tokens=50, messages=USER) as stream:
+                async for _ in stream.text_stream:
+                    break
             await asyncio.wait_for(up.disconnected.wait(), timeout=30.0)  # a hang guard, not a timing bound
 
         assert up.sent < 200
