@@ -3,7 +3,7 @@
     python -m benchmarks            # full run, a few minutes (2 cores)
     python -m benchmarks --quick    # about a minute
     python -m benchmarks --smoke    # seconds: CI's check that the benchmarks still run
-    python -m benchmarks --only client|proxy|import|memory
+    python -m benchmarks --only client|proxy|import|memory|dialects
 
 Peers (``openai``, ``litellm`` with its proxy) come from the ``bench`` extra; install them in a
 separate virtual environment (``pip install -e ".[bench]"``). A peer that is not installed gets
@@ -20,11 +20,11 @@ import sys
 import time
 from typing import Any
 
-from benchmarks import _client, _proxy, _startup
+from benchmarks import _client, _proxy, _startup, bench_dialects
 from benchmarks._common import apply_offline_env, fmt, machine, raise_fd_limit, table
 from benchmarks._upstream import Upstream
 
-SECTIONS = ("client", "proxy", "import", "memory")
+SECTIONS = ("client", "proxy", "import", "memory", "dialects")
 
 #: size -> (client cases, repeats, settle s, import runs, memory streams)
 SIZES: dict[str, dict[str, Any]] = {
@@ -34,6 +34,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "settle": 0.0,
         "import_runs": 1,
         "memory_streams": 100,
+        "dialect_chunks": 300,
+        "dialect_repeats": 3,
     },
     "quick": {
         "cases": [("text", "bulk", 2000), ("tools", "bulk", 2000), ("text", "p0.5", 200)],
@@ -41,6 +43,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "settle": 0.02,
         "import_runs": 3,
         "memory_streams": 300,
+        "dialect_chunks": 2000,
+        "dialect_repeats": 15,
     },
     "full": {
         "cases": [("text", "bulk", 5000), ("tools", "bulk", 5000), ("text", "p0.5", 500)],
@@ -48,6 +52,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "settle": 0.05,
         "import_runs": 5,
         "memory_streams": 1000,
+        "dialect_chunks": 2000,
+        "dialect_repeats": 30,
     },
 }
 
@@ -181,6 +187,21 @@ def memory_section(upstream: Upstream, size: dict[str, Any], failures: list[str]
     return f"### Memory per open stream\n\n{table(header, rows)}\n\n{notes}\n"
 
 
+def dialects_section(size: dict[str, Any], failures: list[str]) -> str:
+    try:
+        text = bench_dialects.table(size["dialect_chunks"], size["dialect_repeats"])
+    except Exception as exc:  # a broken encoder is a failing rxllm row
+        failures.append(f"dialects: {type(exc).__name__}: {exc}")
+        text = f"failed: {type(exc).__name__}"
+    notes = (
+        "Each dialect's event encoder over the same pre-parsed chunks, one whole stream per sample "
+        "(start and end events included), median CPU µs per chunk; *x chat* is the ratio to chat "
+        "completions SSE, what the proxy's chat dialect writes. The proxy's dialect modules call "
+        "these encoders directly (`python -m benchmarks.bench_dialects` runs this section alone)."
+    )
+    return f"### Dialects: encoder CPU per chunk\n\n{text}\n\n{notes}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     size_group = parser.add_mutually_exclusive_group()
@@ -212,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             out.append(import_section(size, failures))
         if "memory" in sections:
             out.append(memory_section(upstream, size, failures))
+        if "dialects" in sections:
+            out.append(dialects_section(size, failures))
     out.append(f"_Run took {time.perf_counter() - started:.0f} s._\n")
     print("\n".join(out))
     if failures:
