@@ -14,6 +14,6 @@ service use the same code; the ``rxllm.operators`` ``to_sse``, ``to_responses_ss
 
 from __future__ import annotations
 
-from ._common import SSE_HEADERS, Encoder, RequestFieldError, TranslatedRequest, chunk_of_response
+from ._common import SSE_HEADERS, Encoder, RequestFieldError, TranslatedRequest, chunks_of_response
 
-__all__ = ["SSE_HEADERS", "Encoder", "RequestFieldError", "TranslatedRequest", "chunk_of_response"]
+__all__ = ["SSE_HEADERS", "Encoder", "RequestFieldError", "TranslatedRequest", "chunks_of_response"]

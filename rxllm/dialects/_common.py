@@ -29,7 +29,7 @@ __all__ = [
     "RequestFieldError",
     "TranslatedRequest",
     "check_types",
-    "chunk_of_response",
+    "chunks_of_response",
     "json_type",
     "new_id",
     "now",
@@ -200,16 +200,44 @@ def now() -> int:
     return int(time.time())
 
 
-def chunk_of_response(response: ModelResponse) -> ChatCompletionChunk:
-    """A complete ``chat.completion`` as one chunk, so encoders can render non-streaming answers.
+def chunks_of_response(response: ModelResponse) -> list[ChatCompletionChunk]:
+    """A complete ``chat.completion`` as chunks, so encoders can render non-streaming answers.
 
-    Each choice becomes one delta with all its content, reasoning, refusal and whole tool
-    calls, its ``finish_reason``, and the response's usage. Message keys rxllm does not model
-    (``thinking_blocks``) travel in the delta's ``extra``.
+    Per choice: one chunk per reasoning block when the message has ``thinking_blocks`` (its
+    text and signature, or a redacted block; otherwise one chunk with all the reasoning),
+    then one chunk with the content, refusal and whole tool calls and the
+    ``finish_reason``; the last chunk carries the response's usage.
     """
-    choices: list[StreamChoice] = []
+    chunks: list[ChatCompletionChunk] = []
+
+    def add(index: int, delta: Delta, finish: str | None = None) -> None:
+        chunks.append(
+            ChatCompletionChunk(
+                id=response.id,
+                choices=(StreamChoice(index, delta, finish),),
+                created=response.created,
+                model=response.model,
+            )
+        )
+
     for choice in response.choices:
         message = choice.message
+        blocks = getattr(message, "thinking_blocks", None) or message.extra.get("thinking_blocks")
+        if isinstance(blocks, Sequence) and blocks and not isinstance(blocks, str):
+            for block in blocks:
+                if not isinstance(block, Mapping):
+                    continue
+                if block.get("type") == "redacted_thinking":
+                    entry = {"type": "redacted_thinking", "data": block.get("data", "")}
+                    add(choice.index, Delta(extra={"thinking_blocks": [entry]}))
+                    continue
+                text = block.get("thinking")
+                add(choice.index, Delta(reasoning_content=text if isinstance(text, str) and text else None))
+                if block.get("signature"):
+                    entry = {"type": "thinking", "signature": block["signature"]}
+                    add(choice.index, Delta(extra={"thinking_blocks": [entry]}))
+        elif message.reasoning_content:
+            add(choice.index, Delta(reasoning_content=message.reasoning_content))
         calls = None
         if message.tool_calls:
             calls = tuple(
@@ -218,22 +246,12 @@ def chunk_of_response(response: ModelResponse) -> ChatCompletionChunk:
                 )
                 for i, call in enumerate(message.tool_calls)
             )
-        delta = Delta(
-            role=message.role,
-            content=message.content,
-            tool_calls=calls,
-            reasoning_content=message.reasoning_content,
-            refusal=message.refusal,
-            extra=message.extra,
-        )
-        choices.append(StreamChoice(choice.index, delta, choice.finish_reason))
-    return ChatCompletionChunk(
-        id=response.id,
-        choices=tuple(choices),
-        created=response.created,
-        model=response.model,
-        usage=response.usage,
+        delta = Delta(role=message.role, content=message.content, tool_calls=calls, refusal=message.refusal)
+        add(choice.index, delta, choice.finish_reason)
+    chunks.append(
+        ChatCompletionChunk(id=response.id, created=response.created, model=response.model, usage=response.usage)
     )
+    return chunks
 
 
 def as_sequence(value: Any) -> Sequence[Any]:

@@ -34,7 +34,7 @@ from ._common import (
     RequestFieldError,
     TranslatedRequest,
     check_types,
-    chunk_of_response,
+    chunks_of_response,
     json_type,
     new_id,
     require_model,
@@ -550,7 +550,7 @@ class MessagesEncoder:
             text = d.reasoning_content
             if text:
                 block = self._open
-                if block is None or block.kind != _THINKING:
+                if block is None or block.kind != _THINKING or block.signature:
                     block = self._begin(_THINKING)
                     self._announce(block)
                 block.pieces.append(text)
@@ -613,11 +613,11 @@ class MessagesEncoder:
                 self._end()
             elif item.get("signature"):
                 current = self._open
-                if current is None or current.kind != _THINKING:
+                if current is None or current.kind != _THINKING or current.signature:
                     current = self._begin(_THINKING)
                     self._announce(current)
                 block = current
-                block.signature += str(item["signature"])
+                block.signature = str(item["signature"])
                 self._delta(block, {"type": "signature_delta", "signature": str(item["signature"])})
 
     def _stop_reason(self) -> str:
@@ -702,7 +702,7 @@ def message_object(
         The ``message`` object.
     """
     encoder = MessagesEncoder(model=model, message_id=message_id, emit=False)
-    chunks = (chunk_of_response(source),) if isinstance(source, ModelResponse) else source
+    chunks = chunks_of_response(source) if isinstance(source, ModelResponse) else source
     for chunk in chunks:
         encoder.encode(chunk)
     encoder.close()

@@ -35,7 +35,7 @@ from ._common import (
     TranslatedRequest,
     as_sequence,
     check_types,
-    chunk_of_response,
+    chunks_of_response,
     json_type,
     new_id,
     now,
@@ -767,7 +767,7 @@ class ResponsesEncoder:
             text = d.reasoning_content
             if text:
                 item = self._open[-1] if self._open else None
-                if item is None or item.kind != _REASONING:
+                if item is None or item.kind != _REASONING or item.signature:
                     item = self._reasoning_item()
                 item.texts.append(text)
                 if emit:
@@ -940,7 +940,7 @@ def response_object(
         The ``response`` object (``status`` ``completed``, or ``incomplete`` at a token limit).
     """
     encoder = ResponsesEncoder(model=model, response_id=response_id, options=options, emit=False)
-    chunks = (chunk_of_response(source),) if isinstance(source, ModelResponse) else source
+    chunks = chunks_of_response(source) if isinstance(source, ModelResponse) else source
     for chunk in chunks:
         encoder.encode(chunk)
     encoder.close()

@@ -282,3 +282,43 @@ class TestEncoderProperties:
         blocks = encoder.message()["content"]
         assert [joined[i] for i in starts] == [b.get("text", b.get("thinking")) for b in blocks]
         assert blocks[-1] == {"type": "text", "text": "".join(text)}
+
+
+class TestNonStreaming:
+    def test_a_rebuilt_response_keeps_each_thinking_block_and_signature(self) -> None:
+        """message_object() of a ModelResponse renders each thinking_blocks entry as its own signed block."""
+        from rxllm.types import ModelResponse
+
+        response = ModelResponse.from_dict(
+            {
+                "id": "chatcmpl-1",
+                "model": "claude",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {
+                            "role": "assistant",
+                            "content": "done",
+                            "reasoning_content": "ab",
+                            "thinking_blocks": [
+                                {"type": "thinking", "thinking": "a", "signature": "s1"},
+                                {"type": "redacted_thinking", "data": "xyz"},
+                                {"type": "thinking", "thinking": "b", "signature": "s2"},
+                            ],
+                        },
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+            }
+        )
+        message = message_object(response)
+
+        assert message["content"] == [
+            {"type": "thinking", "thinking": "a", "signature": "s1"},
+            {"type": "redacted_thinking", "data": "xyz"},
+            {"type": "thinking", "thinking": "b", "signature": "s2"},
+            {"type": "text", "text": "done"},
+        ]
+        assert message["usage"]["output_tokens"] == 2
+        Message.model_validate(message)
