@@ -36,6 +36,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "memory_streams": 100,
         "dialect_chunks": 300,
         "dialect_repeats": 3,
+        "dialect_streams": 2,
+        "dialect_rounds": 2,
     },
     "quick": {
         "cases": [("text", "bulk", 2000), ("tools", "bulk", 2000), ("text", "p0.5", 200)],
@@ -45,6 +47,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "memory_streams": 300,
         "dialect_chunks": 2000,
         "dialect_repeats": 15,
+        "dialect_streams": 4,
+        "dialect_rounds": 3,
     },
     "full": {
         "cases": [("text", "bulk", 5000), ("tools", "bulk", 5000), ("text", "p0.5", 500)],
@@ -54,6 +58,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "memory_streams": 1000,
         "dialect_chunks": 2000,
         "dialect_repeats": 30,
+        "dialect_streams": 4,
+        "dialect_rounds": 5,
     },
 }
 
@@ -187,19 +193,26 @@ def memory_section(upstream: Upstream, size: dict[str, Any], failures: list[str]
     return f"### Memory per open stream\n\n{table(header, rows)}\n\n{notes}\n"
 
 
-def dialects_section(size: dict[str, Any], failures: list[str]) -> str:
-    try:
-        text = bench_dialects.table(size["dialect_chunks"], size["dialect_repeats"])
-    except Exception as exc:  # a broken encoder is a failing rxllm row
-        failures.append(f"dialects: {type(exc).__name__}: {exc}")
-        text = f"failed: {type(exc).__name__}"
+def dialects_section(upstream: Upstream, size: dict[str, Any], failures: list[str]) -> str:
+    n, repeats, rounds = size["dialect_chunks"], size["dialect_repeats"], size["dialect_rounds"]
+    parts = []
+    for what, make in (
+        ("encoders", lambda: bench_dialects.table(n, repeats)),
+        ("proxy", lambda: bench_dialects.proxy_table(upstream, n, size["dialect_streams"], rounds)),
+    ):
+        try:
+            parts.append(make())
+        except Exception as exc:  # a broken dialect is a failing rxllm row
+            failures.append(f"dialects ({what}): {type(exc).__name__}: {exc}")
+            parts.append(f"dialects ({what}) failed: {type(exc).__name__}")
     notes = (
-        "Each dialect's event encoder over the same pre-parsed chunks, one whole stream per sample "
-        "(start and end events included), median CPU µs per chunk; *x chat* is the ratio to chat "
-        "completions SSE, what the proxy's chat dialect writes. The proxy's dialect modules call "
-        "these encoders directly (`python -m benchmarks.bench_dialects` runs this section alone)."
+        "First table: each dialect's event encoder over the same pre-parsed chunks, one whole stream "
+        "per sample (start and end events included), median CPU µs per chunk. Second: `rxllm serve` "
+        "in front of the local upstream, the same text stream read through each dialect's route; the "
+        "proxy process's CPU per upstream chunk, median of rounds with the routes alternating. *x chat* "
+        "is the ratio to chat completions (`python -m benchmarks.bench_dialects` runs this section alone)."
     )
-    return f"### Dialects: encoder CPU per chunk\n\n{text}\n\n{notes}\n"
+    return f"### Dialects: CPU per chunk, encoder and proxy\n\n{parts[0]}\n\n{parts[1]}\n\n{notes}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         if "memory" in sections:
             out.append(memory_section(upstream, size, failures))
         if "dialects" in sections:
-            out.append(dialects_section(size, failures))
+            out.append(dialects_section(upstream, size, failures))
     out.append(f"_Run took {time.perf_counter() - started:.0f} s._\n")
     print("\n".join(out))
     if failures:

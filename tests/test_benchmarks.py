@@ -44,7 +44,9 @@ def test_smoke_run_prints_rxllm_rows_with_numbers(tmp_path: Path) -> None:
     assert re.search(r"\| `import rxllm` \| [0-9,]+ \|", out)
     assert re.search(r"\| rxllm `acompletion\(stream=True\)` \| " + _NUMBER, out)
     # dialects: every encoder has a number and a ratio to chat completions
-    for prefix in ("chat completions SSE", "Responses events", "Messages events", "UI message stream"):
+    for prefix in ("chat completions SSE", "Responses events", "Messages events", "UI message stream ("):
+        assert re.search(_NUMBER + r" \| " + _NUMBER + "x", _row(out, prefix))
+    for prefix in ("chat completions (`", "Responses (`", "Messages (`", "UI message stream (`/api"):
         assert re.search(_NUMBER + r" \| " + _NUMBER + "x", _row(out, prefix))
     # a peer is either measured or says why not, never silently missing
     litellm = _row(out, "litellm `acompletion")
