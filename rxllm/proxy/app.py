@@ -35,14 +35,16 @@ import orjson
 from aiohttp import web
 
 from rxllm._log import get_logger
+from rxllm._secrets import register_secrets
 from rxllm.errors import APIError
 from rxllm.providers._http import aclose_sessions
 from rxllm.proxy.auth import KeyChecker
 from rxllm.proxy.config import ProxyConfig
+from rxllm.proxy.cors import CorsPolicy
 from rxllm.proxy.dialect import Dialect
 from rxllm.proxy.dialects import load_dialects
 from rxllm.proxy.dialects.chat import openai_error_body
-from rxllm.proxy.errors import ProxyError
+from rxllm.proxy.errors import ProxyError, retry_after_header
 from rxllm.proxy.exchange import (
     OUTCOME,
     PROXY_STATE,
@@ -54,11 +56,12 @@ from rxllm.proxy.exchange import (
 )
 from rxllm.proxy.router import Router
 
-__all__ = ["PROXY_STATE", "WATCH_INTERVAL", "ProxyState", "create_app", "serve"]
+__all__ = ["PROXY_STATE", "WATCH_INTERVAL", "ProxyState", "create_app", "make_runner", "serve"]
 
 _log = get_logger("rxllm.proxy")
 
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_ORIGIN: Final = web.RequestKey("rxllm.proxy.origin", str)
 
 
 def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect] | None = None) -> web.Application:
@@ -83,7 +86,9 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
         router=Router(config),
         checker=KeyChecker(config.master_key) if config.master_key else None,
         secrets=config.secrets(),
+        cors=CorsPolicy(config.cors_allowed_origins),
     )
+    register_secrets(state.secrets)  # every message and log line rxllm writes is scrubbed of them
     app = web.Application(client_max_size=config.max_request_size, middlewares=[_middleware])
     app[PROXY_STATE] = state
     for dialect in load_dialects() if dialects is None else dialects:
@@ -100,9 +105,12 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
             app.router.add_routes(dialect.extra_routes)
     for path in ("/v1/models", "/models"):
         app.router.add_get(path, _models)
+    for path in ("/v1/models/{model:.+}", "/models/{model:.+}"):
+        app.router.add_get(path, _model)
     app.router.add_get("/health/liveliness", _liveliness)
     app.router.add_get("/health/liveness", _liveliness)
     app.router.add_get("/health/readiness", _readiness)
+    app.on_response_prepare.append(_add_cors_headers)
     app.on_startup.append(_start_watchdog)
     app.on_shutdown.append(_drain)
     app.on_cleanup.append(_cleanup)
@@ -131,6 +139,20 @@ async def _middleware(
     request[OUTCOME] = outcome
     is_health = request.path.startswith("/health/")
     try:
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            # before the body, the key or any upstream: a page elsewhere must not run requests
+            if not state.cors.allows(origin, f"{request.scheme}://{request.host}"):
+                raise ProxyError(
+                    f"requests from web pages on {_shown_origin(origin)} are not allowed by this proxy "
+                    "(general_settings.cors_allowed_origins)",
+                    status_code=403,
+                    code="origin_not_allowed",
+                )
+            request[_ORIGIN] = origin
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                outcome.status = 204
+                return web.Response(status=204, headers=state.cors.preflight_headers(origin, request.headers))
         if state.checker is not None and not is_health:
             state.checker.check(request.headers)
         response = await handler(request)
@@ -169,15 +191,39 @@ async def _middleware(
             _finish(outcome, state)
 
 
+def _shown_origin(origin: str) -> str:
+    """An Origin header for a message: printable and short."""
+    shown = "".join(c if c.isprintable() else "?" for c in origin[:100])
+    return repr(shown)
+
+
+async def _add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: allowed pages may read every answer, streamed ones included."""
+    origin = request.get(_ORIGIN)
+    if origin is not None:
+        response.headers.update(request.app[PROXY_STATE].cors.response_headers(origin))
+
+
 def _error_response(exc: BaseException, request: web.Request, state: ProxyState, outcome: Outcome) -> web.Response:
-    info = state.describe(exc)
-    outcome.status = info.status
+    """The dialect's JSON error body; never aiohttp's plain-text 500, whatever the error holds."""
     headers = {"X-Request-Id": outcome.request_id}
-    if info.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(info.retry_after)))
-    dialect = state.route_dialects.get(request.path)
-    body = dialect.error_body(info) if dialect is not None else openai_error_body(info)
-    return web.Response(body=orjson.dumps(body), status=info.status, content_type="application/json", headers=headers)
+    try:
+        info = state.describe(exc)
+        if info.retry_after is not None:
+            headers["Retry-After"] = retry_after_header(info.retry_after)
+        dialect = state.route_dialects.get(request.path)
+        body = orjson.dumps(dialect.error_body(info) if dialect is not None else openai_error_body(info))
+        status = info.status
+    except Exception as failure:  # a bug in describing the error: still a JSON answer
+        _log.error("rxllm.proxy.error_body_failed", error=type(failure).__name__)
+        status = 500
+        headers.pop("Retry-After", None)
+        body = orjson.dumps({"error": {"message": "internal error", "type": "server_error"}})
+    outcome.status = status
+    response = web.Response(body=body, status=status, content_type="application/json", headers=headers)
+    if status == 408:
+        response.force_close()  # the rest of a dripping body is not worth waiting for
+    return response
 
 
 def _finish(outcome: Outcome, state: ProxyState) -> None:
@@ -221,11 +267,31 @@ def _finish(outcome: Outcome, state: ProxyState) -> None:
 # --------------------------------------------------------------------------- simple routes
 
 
+def _model_object(state: ProxyState, name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": state.created, "owned_by": "rxllm"}
+
+
 async def _models(request: web.Request) -> web.Response:
     state = request.app[PROXY_STATE]
     names = state.router.model_names or (["mock/echo"] if state.config.allow_mock_models else [])
-    data = [{"id": name, "object": "model", "created": state.created, "owned_by": "rxllm"} for name in names]
+    data = [_model_object(state, name) for name in names]
     return web.json_response({"object": "list", "data": data}, dumps=_dumps)
+
+
+async def _model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}``: one model (configured, or any ``mock/*`` when mocks are allowed)."""
+    state = request.app[PROXY_STATE]
+    name = request.match_info["model"]
+    known = name in state.router.model_names
+    if not known and not (state.config.allow_mock_models and name.startswith("mock/") and len(name) > 5):
+        listed = ", ".join(state.router.model_names) or "none configured"
+        raise ProxyError(
+            f"the model {name!r} does not exist on this proxy; available models: {listed}",
+            status_code=404,
+            param="model",
+            code="model_not_found",
+        )
+    return web.json_response(_model_object(state, name), dumps=_dumps)
 
 
 async def _liveliness(request: web.Request) -> web.Response:
@@ -294,6 +360,34 @@ async def _cleanup(app: web.Application) -> None:
 # --------------------------------------------------------------------------- running
 
 
+def make_runner(app: web.Application, **overrides: Any) -> web.AppRunner:
+    """An :class:`aiohttp.web.AppRunner` for the proxy app with the proxy's connection limits.
+
+    ``handler_cancellation`` is on (a client that leaves cancels its upstream at once), there
+    is no access log (the proxy logs each request itself), and the keepalive timeout is the
+    config's ``header_timeout``: aiohttp closes a connection that has not sent a complete
+    request's headers within it (from connect, or from the end of the previous response), so
+    a client dripping its headers is cut off; the unread rest of a body answered early is
+    drained for at most 2 s. Bind it with ``web.TCPSite(runner, host, port,
+    backlog=config.listen_backlog)``.
+
+    Args:
+        app: The app from :func:`create_app`.
+        **overrides: Other ``AppRunner`` arguments (they win).
+    """
+    config = app[PROXY_STATE].config
+    kwargs: dict[str, Any] = {
+        "handler_cancellation": True,
+        "access_log": None,
+        "shutdown_timeout": config.shutdown_grace_period + 5.0,
+        "keepalive_timeout": config.header_timeout,
+        # after an early answer (401, 408, 413) the unread rest of a body is drained this long
+        "lingering_time": 2.0,
+    }
+    kwargs.update(overrides)
+    return web.AppRunner(app, **kwargs)
+
+
 async def serve(
     config: ProxyConfig,
     host: str = "127.0.0.1",
@@ -312,12 +406,7 @@ async def serve(
         stop: An event that ends the server when set (signals set it too).
     """
     app = create_app(config)
-    runner = web.AppRunner(
-        app,
-        handler_cancellation=True,
-        access_log=None,
-        shutdown_timeout=config.shutdown_grace_period + 5.0,
-    )
+    runner = make_runner(app)
     await runner.setup()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -327,7 +416,7 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, backlog=config.listen_backlog)
         await site.start()
         bound = port
         for address in runner.addresses:
