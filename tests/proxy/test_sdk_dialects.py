@@ -19,6 +19,7 @@ from providers.provider_support import ReplayServer
 
 from rxllm.providers._http import aclose_sessions
 from tests.proxy.proxy_support import (
+    MASTER_KEY,
     ProxyServer,
     client,
     config,
@@ -318,3 +319,84 @@ class TestUIMessageStream:
         decoded = [orjson.loads(p) for p in parts[:-1]]
         assert [p["type"] for p in decoded][:3] == ["start", "start-step", "text-start"]
         assert decoded[-1] == {"type": "finish"}
+
+
+class TestKeepalivesAndAuth:
+    async def test_messages_keepalives_are_ping_events_the_sdk_skips(self) -> None:
+        """A silent Messages stream gets Anthropic ping events; the SDK still reads the whole answer."""
+        cfg = config(mock_entry("claude", mock_response="a b c", mock_delay=0.7), keepalive_interval=0.25)
+        body = {"model": "claude", "max_tokens": 50, "messages": USER, "stream": True}
+        async with running(cfg) as server:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(server.make_url("/v1/messages"), json=body) as r,
+            ):
+                raw = await r.read()
+            async with claude(server).messages.stream(model="claude", max_tokens=50, messages=USER) as stream:
+                text = "".join([t async for t in stream.text_stream])
+
+        assert raw.count(b'event: ping\ndata: {"type":"ping"}\n\n') >= 2  # one after message_start, then keepalives
+        assert b": ping" not in raw.split(b"\n")  # no SSE comments: Anthropic's dialect uses its ping event
+        assert text == "a b c"
+
+    async def test_responses_keepalives_are_comments_the_sdk_ignores(self) -> None:
+        """A silent Responses stream gets ': ping' comments; the SDK still accumulates the response."""
+        cfg = config(mock_entry("m", mock_response="a b c", mock_delay=0.7), keepalive_interval=0.25)
+        body = {"model": "m", "input": "hi", "stream": True}
+        async with running(cfg) as server:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(server.make_url("/v1/responses"), json=body) as r,
+            ):
+                raw = await r.read()
+            async with client(server).responses.stream(model="m", input="hi") as stream:
+                final = await stream.get_final_response()
+
+        assert b": ping\n\n" in raw
+        assert final.output_text == "a b c"
+
+    async def test_the_anthropic_sdk_authenticates_with_its_x_api_key_header(self) -> None:
+        """With a master key, the Anthropic SDK's x-api-key is accepted; a wrong key is Anthropic's 401."""
+        async with running(config(mock_entry("claude", mock_response="ok"), master_key=MASTER_KEY)) as server:
+            good = anthropic.AsyncAnthropic(base_url=server.make_url(""), api_key=MASTER_KEY, max_retries=0)
+            message = await good.messages.create(model="claude", max_tokens=5, messages=USER)
+            bad = anthropic.AsyncAnthropic(base_url=server.make_url(""), api_key="sk-wrong", max_retries=0)
+            with pytest.raises(anthropic.AuthenticationError) as info:
+                await bad.messages.create(model="claude", max_tokens=5, messages=USER)
+
+        assert message.content[0].type == "text"
+        assert isinstance(info.value.body, dict)
+        assert info.value.body["type"] == "error"
+        assert info.value.body["error"]["type"] == "authentication_error"
+        assert MASTER_KEY not in str(info.value.body)
+
+
+class TestUIMessageStreamErrors:
+    async def test_a_mid_stream_failure_is_an_error_part_without_finish(self) -> None:
+        """An upstream failure after the first chunk ends with an error part and [DONE], no finish."""
+        cfg = config(mock_entry("m", mock_response="w " * 20, mock_fail_after=3))
+        body = {"model": "m", "messages": [{"id": "1", "role": "user", "parts": [{"type": "text", "text": "x"}]}]}
+        async with (
+            running(cfg) as server,
+            aiohttp.ClientSession() as session,
+            session.post(server.make_url("/api/chat"), json=body) as resp,
+        ):
+            raw = (await resp.read()).decode()
+
+        parts = [block[len("data: ") :] for block in raw.split("\n\n") if block.startswith("data: ")]
+        assert parts[-1] == "[DONE]"
+        assert orjson.loads(parts[-2])["type"] == "error"
+        assert all(orjson.loads(p)["type"] != "finish" for p in parts[:-1])
+
+    async def test_a_request_without_a_model_is_a_400_naming_it(self) -> None:
+        """No model in the body and no ?model= is a 400 whose param is model."""
+        body = {"messages": [{"id": "1", "role": "user", "parts": [{"type": "text", "text": "x"}]}]}
+        async with (
+            running(config(mock_entry("m"))) as server,
+            aiohttp.ClientSession() as session,
+            session.post(server.make_url("/api/chat"), json=body) as resp,
+        ):
+            status, error = resp.status, await resp.json()
+
+        assert status == 400
+        assert error["error"]["param"] == "model"
