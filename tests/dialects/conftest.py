@@ -22,6 +22,8 @@ async def body_server(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> A
     server = await aiohttp_server(app)
     bodies.url = str(server.make_url("")).rstrip("/")
     yield bodies
+    for made in bodies.clients:
+        await made.close()
 
 
 @pytest.fixture

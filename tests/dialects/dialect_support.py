@@ -40,6 +40,8 @@ class BodyServer:
         self.bodies: list[tuple[bytes, str]] = []
         self.requests: list[Any] = []
         self.url = ""
+        #: SDK clients made here, closed by the fixture
+        self.clients: list[Any] = []
 
     def queue(self, body: bytes, content_type: str = "text/event-stream") -> None:
         """Answer the next request with ``body``."""
@@ -53,8 +55,12 @@ class BodyServer:
 
     def openai(self) -> openai.AsyncOpenAI:
         """The official OpenAI client pointed here."""
-        return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0, timeout=10)
+        made = openai.AsyncOpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0, timeout=10)
+        self.clients.append(made)
+        return made
 
     def anthropic(self) -> anthropic.AsyncAnthropic:
         """The official Anthropic client pointed here."""
-        return anthropic.AsyncAnthropic(base_url=self.url, api_key="unused", max_retries=0, timeout=10)
+        made = anthropic.AsyncAnthropic(base_url=self.url, api_key="unused", max_retries=0, timeout=10)
+        self.clients.append(made)
+        return made

@@ -35,9 +35,29 @@ TOOLS_MESSAGES = [{"name": "get_weather", "input_schema": {"type": "object", "pr
 USER = [{"role": "user", "content": "hello proxy"}]
 
 
-def claude(server: ProxyServer) -> anthropic.AsyncAnthropic:
-    """The official Anthropic client pointed at the proxy, with retries off."""
-    return anthropic.AsyncAnthropic(base_url=server.make_url(""), api_key="unused", max_retries=0, timeout=10)
+_CLIENTS: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    """Close every SDK client a test made (an unclosed one is closed later, on a dead loop)."""
+    yield
+    while _CLIENTS:
+        await _CLIENTS.pop().close()
+
+
+def gpt(server: ProxyServer) -> openai.AsyncOpenAI:
+    """The official OpenAI client pointed at the proxy (closed after the test)."""
+    made = client(server)
+    _CLIENTS.append(made)
+    return made
+
+
+def claude(server: ProxyServer, api_key: str = "unused") -> anthropic.AsyncAnthropic:
+    """The official Anthropic client pointed at the proxy, with retries off (closed after the test)."""
+    made = anthropic.AsyncAnthropic(base_url=server.make_url(""), api_key=api_key, max_retries=0, timeout=10)
+    _CLIENTS.append(made)
+    return made
 
 
 @asynccontextmanager
@@ -79,7 +99,7 @@ class TestResponses:
     async def test_create_without_stream_returns_the_response_object(self) -> None:
         """responses.create() answers one response with the text and the client's model name."""
         async with running(config(mock_entry("m", mock_response="one two three"))) as server:
-            response = await client(server).responses.create(model="m", input="hi")
+            response = await gpt(server).responses.create(model="m", input="hi")
 
         assert response.output_text == "one two three"
         assert response.model == "m"
@@ -89,7 +109,7 @@ class TestResponses:
     async def test_create_with_stream_yields_typed_events(self) -> None:
         """responses.create(stream=True) yields the Responses events, numbered in order."""
         async with running(config(mock_entry("m", mock_response="a b c"))) as server:
-            stream = await client(server).responses.create(model="m", input="hi", stream=True)
+            stream = await gpt(server).responses.create(model="m", input="hi", stream=True)
             seen = [event async for event in stream]
 
         assert seen[0].type == "response.created"
@@ -101,7 +121,7 @@ class TestResponses:
         """responses.stream() and get_final_response() work against the proxy."""
         async with (
             running(config(mock_entry("m", mock_response="streamed words"))) as server,
-            client(server).responses.stream(model="m", input="hi", instructions="x") as stream,
+            gpt(server).responses.stream(model="m", input="hi", instructions="x") as stream,
         ):
             final = await stream.get_final_response()
 
@@ -113,14 +133,14 @@ class TestResponses:
         async with upstream(count=2) as up:
             cfg = config(mock_entry("tools", mock_tool_calls=TOOL_CALLS, mock_response=""), upstream_entry("up", up))
             async with running(cfg) as server:
-                first = await client(server).responses.create(model="tools", input="weather?", tools=TOOLS_RESPONSES)
+                first = await gpt(server).responses.create(model="tools", input="weather?", tools=TOOLS_RESPONSES)
                 call = next(item for item in first.output if item.type == "function_call")
                 items: list[Any] = [
                     {"role": "user", "content": "weather?"},
                     {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
                     {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
                 ]
-                second = await client(server).responses.create(model="up", input=items, tools=TOOLS_RESPONSES)
+                second = await gpt(server).responses.create(model="up", input=items, tools=TOOLS_RESPONSES)
 
         assert (call.name, json.loads(call.arguments)) == ("get_weather", {"city": "Paris"})
         sent = up.requests[0]["messages"]
@@ -133,7 +153,7 @@ class TestResponses:
         """previous_response_id is refused (no store) with OpenAI's error shape naming the field."""
         async with running(config(mock_entry("m"))) as server:
             with pytest.raises(openai.BadRequestError) as info:
-                await client(server).responses.create(model="m", input="hi", previous_response_id="resp_1")
+                await gpt(server).responses.create(model="m", input="hi", previous_response_id="resp_1")
 
         assert info.value.status_code == 400
         assert isinstance(info.value.body, dict)
@@ -142,7 +162,7 @@ class TestResponses:
     async def test_a_mid_stream_failure_ends_with_response_failed(self) -> None:
         """An upstream failure after the first chunk ends with error and response.failed, never completed."""
         async with running(config(mock_entry("m", mock_response="w " * 20, mock_fail_after=3))) as server:
-            stream = await client(server).responses.create(model="m", input="hi", stream=True)
+            stream = await gpt(server).responses.create(model="m", input="hi", stream=True)
             kinds = [event.type async for event in stream]
 
         assert kinds[-2:] == ["error", "response.failed"]
@@ -151,7 +171,7 @@ class TestResponses:
     async def test_client_leaving_disposes_the_upstream(self) -> None:
         """Closing a Responses stream mid-way closes the upstream request."""
         async with upstream(count=200, delay=0.05) as up, running(config(upstream_entry("slow", up))) as server:
-            stream = await client(server).responses.create(model="slow", input="hi", stream=True)
+            stream = await gpt(server).responses.create(model="slow", input="hi", stream=True)
             async for event in stream:
                 if event.type == "response.output_text.delta":
                     break
@@ -166,7 +186,7 @@ class TestResponses:
         async with (
             replaying(name) as replay,
             running(config(recorded_entry("rec", provider, replay))) as server,
-            client(server).responses.stream(model="rec", input="hi") as stream,
+            gpt(server).responses.stream(model="rec", input="hi") as stream,
         ):
             final = await stream.get_final_response()
 
@@ -349,7 +369,7 @@ class TestKeepalivesAndAuth:
                 session.post(server.make_url("/v1/responses"), json=body) as r,
             ):
                 raw = await r.read()
-            async with client(server).responses.stream(model="m", input="hi") as stream:
+            async with gpt(server).responses.stream(model="m", input="hi") as stream:
                 final = await stream.get_final_response()
 
         assert b": ping\n\n" in raw
@@ -358,9 +378,8 @@ class TestKeepalivesAndAuth:
     async def test_the_anthropic_sdk_authenticates_with_its_x_api_key_header(self) -> None:
         """With a master key, the Anthropic SDK's x-api-key is accepted; a wrong key is Anthropic's 401."""
         async with running(config(mock_entry("claude", mock_response="ok"), master_key=MASTER_KEY)) as server:
-            good = anthropic.AsyncAnthropic(base_url=server.make_url(""), api_key=MASTER_KEY, max_retries=0)
-            message = await good.messages.create(model="claude", max_tokens=5, messages=USER)
-            bad = anthropic.AsyncAnthropic(base_url=server.make_url(""), api_key="sk-wrong", max_retries=0)
+            message = await claude(server, MASTER_KEY).messages.create(model="claude", max_tokens=5, messages=USER)
+            bad = claude(server, "sk-wrong")
             with pytest.raises(anthropic.AuthenticationError) as info:
                 await bad.messages.create(model="claude", max_tokens=5, messages=USER)
 
