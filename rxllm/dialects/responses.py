@@ -5,8 +5,8 @@ Request (``POST /v1/responses``): ``input`` as a string or a list of items (mess
 ``function_call_output`` items, ``reasoning`` items), ``instructions`` (a leading system
 message), function ``tools`` in the Responses shape, ``tool_choice``, ``max_output_tokens``,
 ``reasoning.effort``, ``text.format``, ``temperature``/``top_p``/``parallel_tool_calls``/
-``user``, ``stream``. ``previous_response_id`` needs a store of earlier responses: without
-one (``lookup=None``) it is refused with a clear 400.
+``user``, ``stream``. ``previous_response_id`` and ``item_reference`` items need a store of
+earlier responses (:class:`ResponseStore`): without one they are refused with a clear 400.
 
 Stream: ``response.created`` and ``response.in_progress``; one output item per reasoning run
 (``response.reasoning_summary_text.delta``), per message (``response.output_text.delta``,
@@ -20,8 +20,9 @@ model hit its token limit or a content filter) with usage. A failure ends the st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -47,7 +48,8 @@ from ._common import (
 __all__ = [
     "HEADERS",
     "KEEPALIVE",
-    "ResponseLookup",
+    "ResponseHistory",
+    "ResponseStore",
     "ResponsesEncoder",
     "error_body",
     "error_status",
@@ -61,8 +63,67 @@ HEADERS: Final = SSE_HEADERS
 #: An SSE comment for idle periods (OpenAI's clients skip comments).
 KEEPALIVE: Final = b": ping\n\n"
 
-#: Finds the conversation (chat-format messages, the answer included) of an earlier response.
-ResponseLookup = Callable[[str], Sequence[Mapping[str, Any]] | None]
+
+class ResponseHistory(Protocol):
+    """Where earlier responses are found: what ``previous_response_id`` and ``item_reference`` need."""
+
+    def conversation(self, response_id: str) -> Sequence[Mapping[str, Any]] | None:
+        """The chat-format messages of an earlier response (its input and its answer), or None."""
+        ...
+
+    def item(self, item_id: str) -> Mapping[str, Any] | None:
+        """An earlier output item (``msg_…``, ``fc_…``, ``rs_…``) as the API showed it, or None."""
+        ...
+
+
+class ResponseStore:
+    """A bounded in-memory :class:`ResponseHistory`: the last ``max_responses`` responses saved.
+
+    One process only (a restart forgets everything); the oldest response goes first.
+
+    Args:
+        max_responses: How many responses to keep (at least 1).
+    """
+
+    def __init__(self, max_responses: int = 1000) -> None:
+        self.max_responses = max(1, max_responses)
+        self._responses: OrderedDict[str, tuple[dict[str, Any], tuple[Mapping[str, Any], ...]]] = OrderedDict()
+        self._items: dict[str, tuple[str, Mapping[str, Any]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._responses)
+
+    def save(self, response: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> None:
+        """Keep a finished response object and the chat-format ``messages`` of its request."""
+        response_id = str(response["id"])
+        output = [item for item in response.get("output") or () if isinstance(item, Mapping)]
+        conversation = (*messages, *_input_messages(list(output)))
+        self._responses[response_id] = (dict(response), conversation)
+        self._responses.move_to_end(response_id)
+        for item in output:
+            if isinstance(item.get("id"), str):
+                self._items[item["id"]] = (response_id, item)
+        while len(self._responses) > self.max_responses:
+            old_id, (old, _) = self._responses.popitem(last=False)
+            for item in old.get("output") or ():
+                if isinstance(item, Mapping) and self._items.get(str(item.get("id")), ("",))[0] == old_id:
+                    del self._items[str(item["id"])]
+
+    def get(self, response_id: str) -> dict[str, Any] | None:
+        """The saved response object, or None."""
+        found = self._responses.get(response_id)
+        return found[0] if found is not None else None
+
+    def conversation(self, response_id: str) -> Sequence[Mapping[str, Any]] | None:
+        """The request's messages followed by the response's answer, or None."""
+        found = self._responses.get(response_id)
+        return found[1] if found is not None else None
+
+    def item(self, item_id: str) -> Mapping[str, Any] | None:
+        """A saved output item, or None."""
+        found = self._items.get(item_id)
+        return found[1] if found is not None else None
+
 
 # --------------------------------------------------------------------------- request
 
@@ -98,16 +159,17 @@ _ECHOED: Final = (
     "user",
     "metadata",
     "previous_response_id",
+    "store",
 )
 
 
-def translate_request(body: Any, *, lookup: ResponseLookup | None = None) -> TranslatedRequest:
+def translate_request(body: Any, *, store: ResponseHistory | None = None) -> TranslatedRequest:
     """Translate a Responses API request body into an rxllm call (no I/O).
 
     Args:
         body: The decoded JSON body.
-        lookup: Where earlier responses' conversations are kept, for
-            ``previous_response_id``; ``None`` refuses such requests.
+        store: Where earlier responses are kept, for ``previous_response_id`` and
+            ``item_reference`` items; ``None`` refuses such requests.
 
     Returns:
         The call: chat-format messages and parameters; ``options`` holds the fields the
@@ -130,13 +192,13 @@ def translate_request(body: Any, *, lookup: ResponseLookup | None = None) -> Tra
     messages: list[dict[str, Any]] = []
     previous = body.get("previous_response_id")
     if previous is not None:
-        if lookup is None:
+        if store is None:
             raise RequestFieldError(
                 "previous_response_id is not supported: this server stores no responses "
                 "(send the whole conversation in input, or configure a response store)",
                 param="previous_response_id",
             )
-        history = lookup(previous)
+        history = store.conversation(previous)
         if history is None:
             raise RequestFieldError(
                 f"previous response {previous!r} not found", param="previous_response_id", code="not_found"
@@ -151,7 +213,7 @@ def translate_request(body: Any, *, lookup: ResponseLookup | None = None) -> Tra
     if isinstance(raw_input, str):
         messages.append({"role": "user", "content": raw_input})
     elif isinstance(raw_input, list):
-        messages.extend(_input_messages(raw_input))
+        messages.extend(_input_messages(raw_input, store))
     else:
         raise RequestFieldError(
             f"input must be a string or an array of items, got {json_type(raw_input)}", param="input"
@@ -236,8 +298,9 @@ def _text_parts(content: Any, where: str, *, assistant: bool) -> str | list[dict
     return parts
 
 
-def _input_messages(items: list[Any]) -> list[dict[str, Any]]:
-    """The chat-format messages for a list of Responses input items."""
+def _input_messages(items: list[Any], store: ResponseHistory | None = None) -> list[dict[str, Any]]:
+    """The chat-format messages for a list of Responses input items (references resolved in ``store``)."""
+    items = [_resolve(item, f"input[{i}]", store) for i, item in enumerate(items)]
     messages: list[dict[str, Any]] = []
     reasoning: list[str] = []
     signature: str | None = None
@@ -317,14 +380,21 @@ def _input_messages(items: list[Any]) -> list[dict[str, Any]]:
             encrypted = item.get("encrypted_content")
             if isinstance(encrypted, str) and encrypted:
                 signature = encrypted
-        elif kind == "item_reference":
-            raise RequestFieldError(
-                f"{where}: item_reference needs stored responses, which this server does not keep",
-                param=f"{where}.type",
-            )
         else:
             raise RequestFieldError(f"{where}.type {kind!r} is not a supported input item", param=f"{where}.type")
     return messages
+
+
+def _resolve(item: Any, where: str, store: ResponseHistory | None) -> Any:
+    """An ``item_reference`` replaced by the stored item it names (other items as they are)."""
+    if not isinstance(item, dict) or item.get("type") != "item_reference":
+        return item
+    ref = item.get("id")
+    found = store.item(ref) if store is not None and isinstance(ref, str) else None
+    if found is None:
+        why = "was not found" if store is not None else "needs stored responses, which this server does not keep"
+        raise RequestFieldError(f"{where}: item_reference {ref!r} {why}", param=f"{where}.id")
+    return dict(found)
 
 
 def _tool(tool: Any, i: int) -> dict[str, Any]:
@@ -572,7 +642,7 @@ class ResponsesEncoder:
             "previous_response_id": self._options.get("previous_response_id"),
             "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
             "service_tier": "default",
-            "store": False,
+            "store": bool(self._options.get("store", False)),
             "temperature": self._options.get("temperature"),
             "text": self._options.get("text") or {"format": {"type": "text"}},
             "tool_choice": self._options.get("tool_choice") or "auto",

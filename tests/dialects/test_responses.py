@@ -13,7 +13,7 @@ from openai.types.responses import Response
 from strategies import content_chunk, finish_chunk, make_chunk, tool_chunk, tool_fragment
 
 from rxllm.dialects import RequestFieldError
-from rxllm.dialects.responses import ResponsesEncoder, response_object, translate_request
+from rxllm.dialects.responses import ResponsesEncoder, ResponseStore, response_object, translate_request
 from rxllm.errors import BadRequestError, RateLimitError
 from rxllm.types import ChatCompletionChunk
 from tests.dialects.dialect_support import BodyServer, encode_all, events
@@ -116,13 +116,46 @@ class TestTranslateRequest:
         assert "store" in info.value.message
 
     def test_previous_response_id_with_a_store_prepends_the_history(self) -> None:
-        """With a lookup, the earlier conversation comes before the new input."""
-        history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-        call = translate_request(
-            {"model": "m", "input": "c", "previous_response_id": "resp_1"}, lookup={"resp_1": history}.get
-        )
+        """With a store, the earlier request and its answer come before the new input."""
+        store = ResponseStore()
+        first = translate_request({"model": "m", "input": "a"})
+        store.save(response_object(text_stream("b"), response_id="resp_1"), first.messages)
+        call = translate_request({"model": "m", "input": "c", "previous_response_id": "resp_1"}, store=store)
 
-        assert [m["content"] for m in call.messages] == ["a", "b", "c"]
+        assert [(m["role"], m["content"]) for m in call.messages] == [("user", "a"), ("assistant", "b"), ("user", "c")]
+
+    def test_item_references_resolve_in_the_store(self) -> None:
+        """item_reference items (what the AI SDK sends with store on) become the stored items again."""
+        store = ResponseStore()
+        answer = response_object(tool_stream(), response_id="resp_1")
+        store.save(answer, ())
+        message, call_a, _ = answer["output"]
+        items = [
+            {"role": "user", "content": "weather?"},
+            {"type": "item_reference", "id": message["id"]},
+            {"type": "item_reference", "id": call_a["id"]},
+            {"type": "function_call_output", "call_id": "call_a", "output": "sunny"},
+        ]
+        call = translate_request({"model": "m", "input": items}, store=store)
+
+        assert call.messages[1]["content"] == "Let me look."
+        assert call.messages[1]["tool_calls"][0]["id"] == "call_a"
+        assert call.messages[2] == {"role": "tool", "tool_call_id": "call_a", "content": "sunny"}
+        with pytest.raises(RequestFieldError) as info:
+            translate_request({"model": "m", "input": [{"type": "item_reference", "id": "msg_gone"}]}, store=store)
+        assert info.value.param == "input[0].id"
+
+    def test_the_store_keeps_only_the_latest_responses(self) -> None:
+        """A full store forgets its oldest response and that response's items."""
+        store = ResponseStore(max_responses=2)
+        for n in range(3):
+            store.save(response_object(text_stream(str(n)), response_id=f"resp_{n}"), ())
+
+        assert len(store) == 2
+        assert store.get("resp_0") is None and store.conversation("resp_0") is None
+        assert store.get("resp_2") is not None
+        oldest = response_object(text_stream("x"), response_id="resp_x")
+        assert store.item(oldest["output"][0]["id"]) is None
 
     @pytest.mark.parametrize(
         ("body", "param"),
@@ -136,6 +169,7 @@ class TestTranslateRequest:
             ({"model": "m", "input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),
             ({"model": "m", "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
             ({"model": "m", "input": [{"type": "web_search_call"}]}, "input[0].type"),
+            ({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].id"),
             ({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
             ({"model": "m", "input": "x", "tool_choice": "always"}, "tool_choice"),
             ({"model": "m", "input": "x", "reasoning": {"effort": 3}}, "reasoning.effort"),

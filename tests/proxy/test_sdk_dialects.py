@@ -432,3 +432,54 @@ class TestUIMessageStreamErrors:
 
         assert b'"type":"start"' in first
         assert up.sent < 200
+
+
+class TestResponseStore:
+    async def test_previous_response_id_continues_a_stored_conversation(self) -> None:
+        """With responses_store_size, previous_response_id sends the earlier turn upstream again."""
+        async with (
+            upstream(count=2) as up,
+            running(config(upstream_entry("up", up), responses_store_size=10)) as server,
+        ):
+            first = await gpt(server).responses.create(model="up", input="first question")
+            second = await gpt(server).responses.create(model="up", input="second", previous_response_id=first.id)
+            fetched = await gpt(server).responses.retrieve(first.id)
+
+        sent = up.requests[1]["messages"]
+        assert [(m["role"], m["content"]) for m in sent] == [
+            ("user", "first question"),
+            ("assistant", "tok0 tok1 "),
+            ("user", "second"),
+        ]
+        assert first.store is True
+        assert second.previous_response_id == first.id
+        assert fetched.id == first.id and fetched.output_text == "tok0 tok1 "
+
+    async def test_streamed_answers_are_stored_and_item_references_resolve(self) -> None:
+        """A streamed answer is kept too; an item_reference to its message resolves upstream."""
+        async with (
+            upstream(count=1) as up,
+            running(config(upstream_entry("up", up), responses_store_size=10)) as server,
+        ):
+            async with gpt(server).responses.stream(model="up", input="q") as stream:
+                first = await stream.get_final_response()
+            items: list[Any] = [
+                {"role": "user", "content": "q"},
+                {"type": "item_reference", "id": first.output[0].id},
+                {"role": "user", "content": "again"},
+            ]
+            await gpt(server).responses.create(model="up", input=items)
+
+        assert [m["content"] for m in up.requests[1]["messages"]] == ["q", "tok0 ", "again"]
+
+    async def test_store_false_is_not_kept_and_unknown_ids_are_404(self) -> None:
+        """store: false answers are not kept; GET of an unknown id is OpenAI's 404."""
+        async with running(config(mock_entry("m", mock_response="x"), responses_store_size=10)) as server:
+            answer = await gpt(server).responses.create(model="m", input="hi", store=False)
+            with pytest.raises(openai.NotFoundError):
+                await gpt(server).responses.retrieve(answer.id)
+            with pytest.raises(openai.BadRequestError) as info:
+                await gpt(server).responses.create(model="m", input="hi", previous_response_id=answer.id)
+
+        assert answer.store is False
+        assert isinstance(info.value.body, dict) and info.value.body["param"] == "previous_response_id"
