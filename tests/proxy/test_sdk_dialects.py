@@ -20,6 +20,7 @@ from providers.provider_support import ReplayServer
 from rxllm.providers._http import aclose_sessions
 from tests.proxy.proxy_support import (
     MASTER_KEY,
+    UPSTREAM_KEY,
     ProxyServer,
     client,
     config,
@@ -483,3 +484,43 @@ class TestResponseStore:
 
         assert answer.store is False
         assert isinstance(info.value.body, dict) and info.value.body["param"] == "previous_response_id"
+
+
+class TestFailover:
+    async def test_responses_stream_fails_over_before_its_first_chunk(self) -> None:
+        """A deployment answering 500 is skipped: the Responses stream comes from the next one."""
+        async with upstream() as broken, upstream(count=2) as healthy:
+            broken.fail_status = 500
+            cfg = config(upstream_entry("gpt", broken), upstream_entry("gpt", healthy))
+            async with running(cfg) as server, gpt(server).responses.stream(model="gpt", input="hi") as stream:
+                final = await stream.get_final_response()
+
+        assert final.output_text == "tok0 tok1 "
+        assert (len(broken.requests), len(healthy.requests)) == (1, 1)
+
+    async def test_messages_stream_fails_over_before_its_first_chunk(self) -> None:
+        """A deployment answering 500 is skipped: the Messages stream comes from the next one."""
+        async with upstream() as broken, upstream(count=2) as healthy:
+            broken.fail_status = 500
+            cfg = config(upstream_entry("c", broken), upstream_entry("c", healthy))
+            async with (
+                running(cfg) as server,
+                claude(server).messages.stream(model="c", max_tokens=50, messages=USER) as stream,
+            ):
+                final = await stream.get_final_message()
+
+        assert final.content[0].type == "text" and final.content[0].text == "tok0 tok1 "
+        assert (len(broken.requests), len(healthy.requests)) == (1, 1)
+
+    async def test_when_every_deployment_fails_messages_get_anthropics_error_shape(self) -> None:
+        """With no healthy deployment the Anthropic SDK raises the upstream's status in Anthropic's shape."""
+        async with upstream() as up:
+            up.fail_status = 503
+            async with running(config(upstream_entry("c", up))) as server:
+                with pytest.raises(anthropic.APIStatusError) as info:
+                    await claude(server).messages.create(model="c", max_tokens=50, messages=USER)
+
+        assert info.value.status_code == 503
+        assert isinstance(info.value.body, dict)
+        assert info.value.body["error"]["type"] == "overloaded_error"
+        assert UPSTREAM_KEY not in str(info.value.body)
