@@ -293,7 +293,6 @@ def _message(message: Any, where: str) -> list[dict[str, Any]]:
 def _assistant(content: list[Any], where: str) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    thinking: list[str] = []
     blocks: list[dict[str, Any]] = []
     for j, block in enumerate(content):
         at = f"{where}.content.{j}"
@@ -313,7 +312,6 @@ def _assistant(content: list[Any], where: str) -> dict[str, Any]:
             calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": args}})
         elif kind == "thinking":
             text = str(block.get("thinking", ""))
-            thinking.append(text)
             blocks.append({"type": "thinking", "thinking": text, "signature": str(block.get("signature", ""))})
         elif kind == "redacted_thinking":
             blocks.append({"type": "redacted_thinking", "data": str(block.get("data", ""))})
@@ -322,8 +320,6 @@ def _assistant(content: list[Any], where: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
-    if thinking:
-        message["reasoning_content"] = "".join(thinking)
     if blocks:
         message["thinking_blocks"] = blocks
     return message

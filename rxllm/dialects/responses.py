@@ -302,22 +302,20 @@ def _input_messages(items: list[Any], store: ResponseHistory | None = None) -> l
     """The chat-format messages for a list of Responses input items (references resolved in ``store``)."""
     items = [_resolve(item, f"input[{i}]", store) for i, item in enumerate(items)]
     messages: list[dict[str, Any]] = []
-    reasoning: list[str] = []
-    signature: str | None = None
+    # signed reasoning (from an Anthropic upstream, its signature in encrypted_content) goes
+    # back as thinking_blocks on the next assistant message; unsigned reasoning is not sent
+    # upstream again (providers need none, and some refuse it)
+    blocks: list[dict[str, Any]] = []
 
     def assistant() -> dict[str, Any]:
         """The assistant message to extend: the last one, if nothing came after it."""
-        nonlocal signature
         last = messages[-1] if messages else None
         if last is None or last.get("role") != "assistant":
             last = {"role": "assistant", "content": None}
             messages.append(last)
-        if reasoning:
-            last["reasoning_content"] = "".join(reasoning)
-            if signature:
-                last["thinking_blocks"] = [{"type": "thinking", "thinking": "".join(reasoning), "signature": signature}]
-            reasoning.clear()
-            signature = None
+        if blocks:
+            last.setdefault("thinking_blocks", []).extend(blocks)
+            blocks.clear()
         return last
 
     for i, item in enumerate(items):
@@ -371,15 +369,12 @@ def _input_messages(items: list[Any], store: ResponseHistory | None = None) -> l
                     output = orjson.dumps(output).decode()
             messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
         elif kind == "reasoning":
-            for part in as_sequence(item.get("summary")):
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    reasoning.append(part["text"])
-            for part in as_sequence(item.get("content")):
-                if isinstance(part, dict) and isinstance(part.get("text"), str) and not item.get("summary"):
-                    reasoning.append(part["text"])
             encrypted = item.get("encrypted_content")
             if isinstance(encrypted, str) and encrypted:
-                signature = encrypted
+                texts = [p["text"] for p in as_sequence(item.get("summary")) if isinstance(p, dict)]
+                texts = texts or [p["text"] for p in as_sequence(item.get("content")) if isinstance(p, dict)]
+                text = "".join(t for t in texts if isinstance(t, str))
+                blocks.append({"type": "thinking", "thinking": text, "signature": encrypted})
         else:
             raise RequestFieldError(f"{where}.type {kind!r} is not a supported input item", param=f"{where}.type")
     return messages

@@ -131,7 +131,7 @@ def _ui_message(message: Any, where: str) -> list[dict[str, Any]]:
 
     def flush() -> None:
         nonlocal current, results
-        if current.get("content") is not None or current.get("tool_calls") or current.get("reasoning_content"):
+        if current.get("content") is not None or current.get("tool_calls"):
             out.append(current)
         out.extend(results)
         current = {"role": "assistant", "content": None}
@@ -150,8 +150,7 @@ def _ui_message(message: Any, where: str) -> list[dict[str, Any]]:
             if current.get("tool_calls"):
                 flush()
             current["content"] = (current.get("content") or "") + str(part.get("text", ""))
-        elif kind == "reasoning":
-            current["reasoning_content"] = (current.get("reasoning_content") or "") + str(part.get("text", ""))
+        # reasoning parts are not sent upstream again: providers need none, and some refuse it
         elif kind.startswith("tool-") or kind == "dynamic-tool":
             name = part.get("toolName") if kind == "dynamic-tool" else kind[5:]
             call_id = part.get("toolCallId")

@@ -75,6 +75,36 @@ class TestTranslateRequest:
             {"role": "tool", "tool_call_id": "call_2", "content": "noon"},
         )
 
+    def test_signed_reasoning_round_trips_as_thinking_blocks(self) -> None:
+        """A reasoning item carrying a signature goes back as thinking_blocks; unsigned reasoning is not resent."""
+        signed = make_chunk(
+            {
+                "index": 0,
+                "delta": {"thinking_blocks": [{"type": "thinking", "signature": "sig=="}]},
+                "finish_reason": None,
+            }
+        )
+        answer = response_object([reasoning_chunk("hmm"), signed, *tool_stream()], response_id="r")
+        reasoning_item = answer["output"][0]
+        items = [{"role": "user", "content": "q"}, *answer["output"]]
+        call = translate_request({"model": "m", "input": items})
+        plain = translate_request(
+            {
+                "model": "m",
+                "input": [
+                    {"type": "reasoning", "summary": [{"type": "summary_text", "text": "x"}]},
+                    *answer["output"][1:],
+                ],
+            }
+        )
+
+        assert reasoning_item["encrypted_content"] == "sig=="
+        assistant = call.messages[1]
+        assert assistant["thinking_blocks"] == [{"type": "thinking", "thinking": "hmm", "signature": "sig=="}]
+        assert assistant["content"] == "Let me look." and len(assistant["tool_calls"]) == 2
+        assert "reasoning_content" not in assistant
+        assert all("thinking_blocks" not in m and "reasoning_content" not in m for m in plain.messages)
+
     def test_parameters_map_to_chat_completions(self) -> None:
         """Tools, tool_choice, max_output_tokens, reasoning.effort and text.format take their chat names."""
         body = {
