@@ -408,11 +408,24 @@ class TestUIMessageStreamErrors:
         assert orjson.loads(parts[-2])["type"] == "error"
         assert all(orjson.loads(p)["type"] != "finish" for p in parts[:-1])
 
+    async def test_without_a_model_the_only_configured_one_answers(self) -> None:
+        """With no model in the body or the query, a proxy serving one model uses it."""
+        body = {"messages": [{"id": "1", "role": "user", "parts": [{"type": "text", "text": "only one"}]}]}
+        async with (
+            running(config(mock_entry("solo", mock_response="from solo"))) as server,
+            aiohttp.ClientSession() as session,
+            session.post(server.make_url("/api/chat"), json=body) as resp,
+        ):
+            raw = await resp.text()
+
+        deltas = [orjson.loads(b[6:]) for b in raw.split("\n\n") if b.startswith('data: {"type":"text-delta"')]
+        assert "".join(d["delta"] for d in deltas) == "from solo"
+
     async def test_a_request_without_a_model_is_a_400_naming_it(self) -> None:
-        """No model in the body and no ?model= is a 400 whose param is model."""
+        """No model in the body or the query, and several models configured: a 400 whose param is model."""
         body = {"messages": [{"id": "1", "role": "user", "parts": [{"type": "text", "text": "x"}]}]}
         async with (
-            running(config(mock_entry("m"))) as server,
+            running(config(mock_entry("m"), mock_entry("n"))) as server,
             aiohttp.ClientSession() as session,
             session.post(server.make_url("/api/chat"), json=body) as resp,
         ):

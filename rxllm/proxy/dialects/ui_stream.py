@@ -2,7 +2,8 @@
 
 The translator and the encoder are :mod:`rxllm.dialects.ui_stream` (also usable in a user's
 own service as ``ops.to_ui_message_stream``). The model comes from the body's ``model``
-(``useChat``'s ``body`` option) or the ``?model=`` query parameter. Always streams; errors
+(``useChat``'s ``body`` option), the ``?model=`` query parameter, or else the proxy's only
+model (``mock/echo`` when none is configured and mock models are allowed). Always streams; errors
 before the stream use OpenAI's ``{"error": {...}}`` shape (``useChat`` shows the text), and
 an ``error`` part after it.
 """
@@ -17,6 +18,7 @@ from aiohttp import web
 from rxllm.dialects.ui_stream import HEADERS, UIMessageStreamEncoder, translate_request
 from rxllm.proxy.dialect import Call, Context, Dialect, ErrorInfo
 from rxllm.proxy.dialects.chat import openai_error_body
+from rxllm.proxy.exchange import PROXY_STATE
 from rxllm.types import ModelResponse, Usage
 
 __all__ = ["DIALECT", "UIStream", "translate"]
@@ -29,6 +31,13 @@ def translate(body: Any, request: web.Request | None = None) -> Call:
         RequestFieldError: 400 naming the first invalid field.
     """
     model = request.query.get("model") if request is not None else None
+    if not model and request is not None:
+        state = request.app[PROXY_STATE]
+        names = state.router.model_names
+        if len(names) == 1:
+            model = names[0]
+        elif not names and state.config.allow_mock_models:
+            model = "mock/echo"
     call = translate_request(body, model=model)
     return Call(call.model, call.messages, True, call.params, options=call.options)
 
