@@ -26,6 +26,7 @@ import orjson
 
 from rxllm.errors import error_body as openai_error_body
 from rxllm.errors import error_status
+from rxllm.sse import encode_json
 from rxllm.types import ChatCompletionChunk, ModelResponse, Usage
 from rxllm.usage import UsageAccumulator
 
@@ -480,7 +481,7 @@ class MessagesEncoder:
 
     def _event(self, kind: str, payload: dict[str, Any]) -> None:
         if self._emit:
-            self._out.append(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + _END)
+            self._out.append(encode_json(payload, event=kind))
 
     def _flush(self) -> bytes:
         out = self._out

@@ -27,6 +27,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from rxllm.errors import error_body, error_status
+from rxllm.sse import encode_json
 from rxllm.types import ChatCompletionChunk, ModelResponse, Usage
 from rxllm.usage import UsageAccumulator
 
@@ -603,7 +604,7 @@ class ResponsesEncoder:
             return
         payload["sequence_number"] = self._seq
         self._seq += 1
-        self._out.append(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + _END)
+        self._out.append(encode_json(payload, event=kind))
 
     def _flush(self) -> bytes:
         out = self._out

@@ -22,6 +22,7 @@ from typing import Any, Final
 import orjson
 
 from rxllm.errors import error_body, error_status
+from rxllm.sse import encode_json
 from rxllm.types import ChatCompletionChunk, Usage
 
 from ._common import RequestFieldError, TranslatedRequest, check_types, json_type, new_id, require_object
@@ -240,7 +241,7 @@ class UIMessageStreamEncoder:
         self.finished = False
 
     def _part(self, payload: dict[str, Any]) -> None:
-        self._out.append(_HEAD + orjson.dumps(payload) + _END)
+        self._out.append(encode_json(payload))
 
     def _flush(self) -> bytes:
         out = self._out
