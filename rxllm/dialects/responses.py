@@ -388,7 +388,12 @@ def _resolve(item: Any, where: str, store: ResponseHistory | None) -> Any:
     ref = item.get("id")
     found = store.item(ref) if store is not None and isinstance(ref, str) else None
     if found is None:
-        why = "was not found" if store is not None else "needs stored responses, which this server does not keep"
+        why = (
+            "was not found"
+            if store is not None
+            else "needs stored responses, which this server does not keep: send the item itself "
+            "(the AI SDK: providerOptions.openai.store = false) or configure a response store"
+        )
         raise RequestFieldError(f"{where}: item_reference {ref!r} {why}", param=f"{where}.id")
     return dict(found)
 
