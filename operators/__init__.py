@@ -28,8 +28,11 @@ from ._tap_cost import CostReport, tap_cost
 from ._text import reasoning, text
 from ._throttle_snapshots import throttle_snapshots
 from ._timeouts import deadline, first_chunk_timeout, stall_timeout
+from ._to_messages_sse import to_messages_sse
 from ._to_response import snapshots, to_response
+from ._to_responses_sse import to_responses_sse
 from ._to_sse import to_sse
+from ._to_ui_message_stream import to_ui_message_stream
 
 # Operators, plus the two value types their output carries (tap_cost's report, the
 # in-stream restart marker). Non-operators live where they belong: rxllm.builder
@@ -57,7 +60,10 @@ __all__ = [
     "tap_cost",
     "text",
     "throttle_snapshots",
+    "to_messages_sse",
     "to_response",
+    "to_responses_sse",
     "to_sse",
+    "to_ui_message_stream",
     "tool_call_snapshots",
 ]

@@ -26,6 +26,7 @@ A config names deployments under public model names and sets server-wide limits:
       body_timeout: 30                      # seconds a client may take to send its body
       listen_backlog: 2048                  # connections the kernel queues before accept()
       cors_allowed_origins: []              # web origins whose pages may call the proxy
+      responses_store_size: 0               # /v1/responses answers kept for previous_response_id (0: none)
 
 Every problem is reported as :class:`ConfigError` naming where it is
 (``model_list[1].litellm_params.rpm``), so a bad file fails at startup, not at the first
@@ -88,6 +89,7 @@ _GENERAL_KEYS: Final = frozenset(
         "mock_max_prompt_chars",
         "mock_max_tokens",
         "cors_allowed_origins",
+        "responses_store_size",
     }
 )
 
@@ -191,6 +193,9 @@ class ProxyConfig:
         cors_allowed_origins: Web origins (``"http://localhost:3000"``) whose pages may call
             the proxy from a browser (``"*"``: any). A request whose ``Origin`` header is not
             among them is refused (403) before anything else happens; default: none.
+        responses_store_size: How many ``/v1/responses`` answers the proxy keeps in memory
+            for ``previous_response_id``, ``item_reference`` and ``GET /v1/responses/{id}``
+            (0, the default: none, and such requests are a 400).
     """
 
     deployments: tuple[Deployment, ...] = ()
@@ -209,6 +214,7 @@ class ProxyConfig:
     mock_max_prompt_chars: int = 256 * 1024
     mock_max_tokens: int = 32768
     cors_allowed_origins: tuple[str, ...] = ()
+    responses_store_size: int = 0
 
     @property
     def model_names(self) -> list[str]:
@@ -322,6 +328,9 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
     mock_prompt = _integer(general.get("mock_max_prompt_chars", 256 * 1024), "general_settings.mock_max_prompt_chars")
     mock_tokens = _integer(general.get("mock_max_tokens", 32768), "general_settings.mock_max_tokens")
     origins = _origins(general.get("cors_allowed_origins"), "general_settings.cors_allowed_origins")
+    store_size = general.get("responses_store_size", 0)
+    if store_size != 0:
+        store_size = _integer(store_size, "general_settings.responses_store_size")
     allow_mock = general.get("allow_mock_models", True)
     if not isinstance(allow_mock, bool):
         raise ConfigError("general_settings.allow_mock_models must be true or false")
@@ -342,6 +351,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
         mock_max_prompt_chars=mock_prompt,
         mock_max_tokens=mock_tokens,
         cors_allowed_origins=origins,
+        responses_store_size=store_size,
     )
 
 
