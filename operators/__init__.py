@@ -64,4 +64,10 @@ __all__ = [
     "to_sse",
 ]
 
+# --- observability integrations (optional dependencies, imported lazily) ---
+
+from ._tap_otel import tap_otel
+
+__all__ = [*__all__, "tap_otel"]
+
 __all__.sort()
