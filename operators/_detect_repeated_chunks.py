@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
 
 from reactivex import Observable, abc
@@ -11,26 +9,10 @@ from reactivex.disposable import Disposable
 
 from rxllm.builder import ResponseBuilder
 from rxllm.errors import InternalServerError
+from rxllm.settings import check_repeated_chunk_limit, settings
 from rxllm.types import ChatCompletionChunk
 
-__all__ = ["DEFAULT_REPEATED_STREAMING_CHUNK_LIMIT", "detect_repeated_chunks"]
-
-#: Used when neither ``rxllm.REPEATED_STREAMING_CHUNK_LIMIT`` nor the environment says otherwise.
-DEFAULT_REPEATED_STREAMING_CHUNK_LIMIT = 100
-
-_ENV = "REPEATED_STREAMING_CHUNK_LIMIT"
-
-
-def _module_limit() -> int:
-    """``rxllm.REPEATED_STREAMING_CHUNK_LIMIT`` now, else the env var, else 100 (read per subscription)."""
-    mod = sys.modules.get("rxllm")
-    value = getattr(mod, "REPEATED_STREAMING_CHUNK_LIMIT", None) if mod is not None else None
-    if value is None:
-        value = os.environ.get(_ENV)
-    if value is None:
-        return DEFAULT_REPEATED_STREAMING_CHUNK_LIMIT
-    return int(value)
-
+__all__ = ["detect_repeated_chunks"]
 
 def detect_repeated_chunks(
     limit: int | None = None,
@@ -59,8 +41,8 @@ def detect_repeated_chunks(
 
     Args:
         limit: Most identical chunks allowed in a row. ``None`` reads
-            ``rxllm.REPEATED_STREAMING_CHUNK_LIMIT`` at each subscription (else the
-            ``REPEATED_STREAMING_CHUNK_LIMIT`` environment variable, else 100).
+            ``rxllm.REPEATED_STREAMING_CHUNK_LIMIT`` at each subscription (its default is the
+            ``REPEATED_STREAMING_CHUNK_LIMIT`` environment variable at import, else 100).
         llm_provider: Put on the error, for logs and retry decisions.
         partial_response: Rebuild the chunks that passed (about 0.25 µs a chunk) to attach
             them to the error. Pass ``False`` when an operator downstream attaches it anyway
@@ -80,7 +62,7 @@ def detect_repeated_chunks(
             observer: abc.ObserverBase[ChatCompletionChunk], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
             try:
-                lim = limit if limit is not None else _module_limit()
+                lim = limit if limit is not None else check_repeated_chunk_limit(settings.repeated_chunk_limit)
             except ValueError as exc:
                 observer.on_error(exc)
                 return Disposable()  # never subscribe: that would start a request for nothing

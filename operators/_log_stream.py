@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from reactivex import Observable, abc
 
+from rxllm._log import Logger, get_logger
 from rxllm.errors import APIError
 from rxllm.types import ChatCompletionChunk
 
@@ -18,9 +19,11 @@ __all__ = ["log_stream"]
 
 
 def _debug_enabled(logger: Any) -> bool:
-    # structlog's unconfigured default prints every level to stdout; a library should not
-    # flood an application that never asked for logs, so per-chunk lines also need structlog
-    # to have been configured (by the application, or by capture_logs() in tests).
+    if isinstance(logger, Logger):
+        return logger.is_enabled_for(logging.DEBUG)
+    # A structlog logger passed in: its unconfigured default prints every level to stdout; a
+    # library should not flood an application that never asked for logs, so per-chunk lines
+    # also need structlog to have been configured (by the application, or capture_logs()).
     if not structlog.is_configured():
         return False
     check = getattr(logger, "is_enabled_for", None)
@@ -76,9 +79,9 @@ def log_stream(
 
         source:  --a--b--c--|
         output:  --a--b--c--|
-        log:                L     info "llm.stream" model=... outcome=completed cost_usd=...
+        log:                L     info "rxllm.stream" model=... outcome=completed cost_usd=...
 
-    The line (event ``"llm.stream"``) carries model, provider, outcome (``completed``,
+    The line (event ``"rxllm.stream"``) carries model, provider, outcome (``completed``,
     ``error`` or ``cancelled``), prompt/completion/cached/reasoning/total tokens, whether they
     were estimated, ``cost_usd``, time to first chunk and to first content, duration, chunk
     count and output tokens per second; for errors the error type (and, for rxllm's own
@@ -86,7 +89,7 @@ def log_stream(
     exactly once per subscription, cancellations included. Never logged: prompt text,
     generated text, API keys.
 
-    Per-chunk lines (event ``"llm.stream.chunk"``: sequence number, choice count, characters,
+    Per-chunk lines (event ``"rxllm.stream.chunk"``: sequence number, choice count, characters,
     finish reasons, never text) are emitted at debug level only when the logger has debug
     enabled and structlog has been configured (its unconfigured default prints everything),
     decided once per subscription. rxllm never calls ``structlog.configure()``.
@@ -103,15 +106,15 @@ def log_stream(
         An operator ``Observable[ChatCompletionChunk] -> Observable[ChatCompletionChunk]``.
     """
 
-    def operator(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
+    def _log_stream(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
         def subscribe(
             observer: abc.ObserverBase[ChatCompletionChunk], scheduler_: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            log = logger if logger is not None else structlog.get_logger("rxllm")
+            log = logger if logger is not None else get_logger("rxllm")
             per_chunk = _debug_enabled(log) if log_chunks is None else log_chunks
 
             def report(r: CostReport) -> None:
-                log.info("llm.stream", **_fields(r))
+                log.info("rxllm.stream", **_fields(r))
 
             counted = source
             if per_chunk:
@@ -122,7 +125,7 @@ def log_stream(
                     seq += 1
                     try:
                         log.debug(
-                            "llm.stream.chunk",
+                            "rxllm.stream.chunk",
                             seq=seq,
                             choices=len(chunk.choices),
                             chars=sum(len(c.delta.content or "") for c in chunk.choices),
@@ -139,13 +142,13 @@ def log_stream(
 
         return Observable(subscribe)
 
-    return operator
+    return _log_stream
 
 
 def _tap(
     fn: Callable[[ChatCompletionChunk], None],
 ) -> Callable[[Observable[ChatCompletionChunk]], Observable[ChatCompletionChunk]]:
-    def operator(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
+    def _tap(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
         def subscribe(
             observer: abc.ObserverBase[ChatCompletionChunk], scheduler_: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
@@ -157,4 +160,4 @@ def _tap(
 
         return Observable(subscribe)
 
-    return operator
+    return _tap

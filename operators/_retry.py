@@ -11,7 +11,6 @@ and reaches every edge: iterators, ``subscribe``, SSE.)
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, overload
 
@@ -20,30 +19,17 @@ from reactivex import Observable, abc
 from reactivex.disposable import SerialDisposable, SingleAssignmentDisposable
 
 from rxllm.errors import (
-    APIConnectionError,
     APIError,
-    InternalServerError,
     RateLimitError,
-    ServiceUnavailableError,
-    Timeout,
 )
+from rxllm.retry_policy import DEFAULT_RETRY_ON, Backoff, exponential_backoff
 
 from ._scheduling import resolve_scheduler
 
-__all__ = ["DEFAULT_RETRY_ON", "StreamRestart", "exponential_backoff", "fallback", "retry_stream"]
+__all__ = ["StreamRestart", "fallback", "retry_stream"]
 
 T = TypeVar("T")
 
-#: The errors worth another attempt: the provider or the network failed, not the request.
-DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (
-    InternalServerError,
-    ServiceUnavailableError,
-    RateLimitError,
-    Timeout,
-    APIConnectionError,
-)
-
-Backoff = Callable[[int], float] | float
 
 
 @attrs.frozen
@@ -63,31 +49,6 @@ class StreamRestart:
     attempt: int
     error: BaseException
     discarded_chunks: int
-
-
-def exponential_backoff(
-    initial: float = 0.5, factor: float = 2.0, maximum: float = 8.0, jitter: float = 0.0
-) -> Callable[[int], float]:
-    """A backoff schedule: ``initial * factor ** (retry - 1)`` seconds, capped at ``maximum``.
-
-    Args:
-        initial: The delay before the first retry.
-        factor: The growth per retry.
-        maximum: The cap.
-        jitter: A fraction (0..1) of the delay to randomize away, so many clients that failed
-            together do not retry together (0: deterministic, the default).
-
-    Returns:
-        A function from the retry number (1, 2, ...) to a delay in seconds.
-    """
-
-    def delay(retry: int) -> float:
-        d = min(maximum, initial * factor ** (retry - 1))
-        if jitter:
-            d -= d * jitter * random.random()
-        return d
-
-    return delay
 
 
 _Plan = Callable[[int, Exception], "tuple[Observable[Any], float] | None"]
@@ -232,7 +193,7 @@ def retry_stream(
             d = max(d, error.retry_after)
         return d
 
-    def operator(source: Observable[T]) -> Observable[Any]:
+    def _retry_stream(source: Observable[T]) -> Observable[Any]:
         def plan(number: int, error: Exception) -> tuple[Observable[Any], float] | None:
             if number >= attempts or not isinstance(error, retry_on):
                 return None
@@ -240,7 +201,7 @@ def retry_stream(
 
         return _resilient(source, plan, restart, scheduler, "retry_stream")
 
-    return operator
+    return _retry_stream
 
 
 @overload
@@ -286,7 +247,7 @@ def fallback(
         An operator; the last alternative's error propagates when all have failed.
     """
 
-    def operator(source: Observable[T]) -> Observable[Any]:
+    def _fallback(source: Observable[T]) -> Observable[Any]:
         def plan(number: int, error: Exception) -> tuple[Observable[Any], float] | None:
             if number > len(alternatives) or not isinstance(error, fallback_on):
                 return None
@@ -294,4 +255,4 @@ def fallback(
 
         return _resilient(source, plan, restart, None, "fallback")
 
-    return operator
+    return _fallback

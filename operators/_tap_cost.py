@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
-import structlog
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
+from rxllm._log import get_logger
 from rxllm.pricing import lookup_model_price, usage_cost
 from rxllm.types import ChatCompletionChunk, CompletionTokensDetails, Usage
 from rxllm.usage import UsageAccumulator, estimate_prompt_tokens
@@ -21,7 +21,7 @@ __all__ = ["CostReport", "Outcome", "tap_cost"]
 
 Outcome = Literal["completed", "error", "cancelled"]
 
-_log = structlog.get_logger("rxllm")
+_log = get_logger("rxllm")
 
 
 @attrs.frozen
@@ -295,10 +295,14 @@ def tap_cost(
             add = meter.add
 
             def on_next(chunk: ChatCompletionChunk) -> None:
-                try:
-                    add(chunk)
-                except AttributeError:
-                    pass  # not a chunk (e.g. retry_stream's StreamRestart marker): not metered
+                # Markers that share the stream (retry_stream's StreamRestart) are not metered;
+                # a chunk the meter cannot read is an error, never silently skipped.
+                if isinstance(chunk, ChatCompletionChunk):
+                    try:
+                        add(chunk)
+                    except Exception as exc:
+                        observer.on_error(exc)
+                        return
                 observer.on_next(chunk)
 
             def on_error(error: Exception) -> None:

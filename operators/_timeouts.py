@@ -17,8 +17,9 @@ from typing import Any, Literal
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable, SingleAssignmentDisposable
 
+from rxllm.builder import ResponseBuilder
 from rxllm.errors import Timeout
-from rxllm.types import ChatCompletionChunk, ModelResponse
+from rxllm.types import ChatCompletionChunk, ModelResponse, carries_data
 
 from ._scheduling import clock, resolve_scheduler
 
@@ -26,18 +27,6 @@ __all__ = ["carries_data", "deadline", "first_chunk_timeout", "stall_timeout"]
 
 _Kind = Literal["first_chunk_timeout", "stall_timeout", "deadline"]
 _Operator = Callable[[Observable[ChatCompletionChunk]], Observable[ChatCompletionChunk]]
-
-
-def carries_data(chunk: ChatCompletionChunk) -> bool:
-    """Whether a chunk carries content, reasoning, refusal or tool-call data in any choice.
-
-    Role-only deltas, finish-reason-only chunks, usage chunks and keep-alives do not.
-    """
-    for choice in chunk.choices:
-        d = choice.delta
-        if d.content or d.reasoning_content or d.refusal or d.tool_calls or d.function_call is not None:
-            return True
-    return False
 
 
 class _Partial:
@@ -48,10 +37,6 @@ class _Partial:
     def __init__(self, enabled: bool) -> None:
         self.builder: Any = None
         if enabled:
-            try:
-                from rxllm.builder import ResponseBuilder
-            except ImportError:  # pragma: no cover - the builder ships with rxllm
-                return
             self.builder = ResponseBuilder()
 
     def add(self, chunk: ChatCompletionChunk) -> None:
@@ -75,7 +60,7 @@ def _watchdog(kind: _Kind, seconds: float, scheduler: abc.SchedulerBase | None, 
     if seconds <= 0:
         raise ValueError(f"{kind}: seconds must be positive, got {seconds!r}")
 
-    def operator(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
+    def _watch(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
         def subscribe(
             observer: abc.ObserverBase[ChatCompletionChunk], scheduler_: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
@@ -161,7 +146,7 @@ def _watchdog(kind: _Kind, seconds: float, scheduler: abc.SchedulerBase | None, 
 
         return Observable(subscribe)
 
-    return operator
+    return _watch
 
 
 def first_chunk_timeout(seconds: float, scheduler: abc.SchedulerBase | None = None) -> _Operator:

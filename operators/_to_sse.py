@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from reactivex import Observable, abc
 
@@ -13,12 +12,7 @@ from rxllm.types import ChatCompletionChunk
 
 from ._retry import StreamRestart
 
-__all__ = ["error_payload", "to_sse"]
-
-def error_payload(error: BaseException) -> dict[str, Any]:
-    """The OpenAI-style error object for an exception (see :func:`rxllm.errors.error_body`)."""
-    return error_body(error)
-
+__all__ = ["to_sse"]
 
 def to_sse() -> Callable[[Observable[ChatCompletionChunk]], Observable[bytes]]:
     """Encode chunks as server-sent events, what an aiohttp or FastAPI handler streams out.
@@ -33,7 +27,7 @@ def to_sse() -> Callable[[Observable[ChatCompletionChunk]], Observable[bytes]]:
 
     Each chunk becomes ``data: <its wire JSON>\\n\\n``; completion adds ``data: [DONE]\\n\\n``.
     An error becomes one OpenAI-style error event, ``data: {"error": {"message", "type",
-    "param", "code"}}\\n\\n`` (see :func:`error_payload`), and then the stream *completes*
+    "param", "code"}}\\n\\n`` (see :func:`rxllm.errors.error_body`), and then the stream *completes*
     without ``[DONE]``: the HTTP response is already under way (status 200), so the error
     must travel in the body, and OpenAI's clients raise an ``APIError`` when they read it.
     Disposal is passed upstream (a client leaving cancels the request). A
@@ -45,7 +39,7 @@ def to_sse() -> Callable[[Observable[ChatCompletionChunk]], Observable[bytes]]:
         An operator ``Observable[ChatCompletionChunk] -> Observable[bytes]``.
     """
 
-    def operator(source: Observable[ChatCompletionChunk]) -> Observable[bytes]:
+    def _to_sse(source: Observable[ChatCompletionChunk]) -> Observable[bytes]:
         def subscribe(
             observer: abc.ObserverBase[bytes], scheduler_: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
@@ -64,7 +58,7 @@ def to_sse() -> Callable[[Observable[ChatCompletionChunk]], Observable[bytes]]:
                 observer.on_next(data)
 
             def on_error(error: Exception) -> None:
-                observer.on_next(encode_json(error_payload(error)))
+                observer.on_next(encode_json(error_body(error)))
                 observer.on_completed()
 
             def on_completed() -> None:
@@ -75,4 +69,4 @@ def to_sse() -> Callable[[Observable[ChatCompletionChunk]], Observable[bytes]]:
 
         return Observable(subscribe)
 
-    return operator
+    return _to_sse

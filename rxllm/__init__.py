@@ -15,7 +15,8 @@ Module settings (read when a stream is subscribed):
 
 from __future__ import annotations
 
-import os
+import sys
+from types import ModuleType as _ModuleType
 from typing import TYPE_CHECKING, Any
 
 from rxllm.adapters import to_async_iterator, to_iterator
@@ -39,7 +40,8 @@ from rxllm.errors import (
     Timeout,
     UnprocessableEntityError,
 )
-from rxllm.providers import known_providers, register_provider
+from rxllm.providers import ChatRequest, Provider, known_providers, register_provider
+from rxllm.settings import settings as _settings
 from rxllm.streams import from_async_iterable
 from rxllm.types import (
     ChatCompletionChunk,
@@ -57,6 +59,7 @@ from rxllm.types import (
 
 if TYPE_CHECKING:
     import rxllm.operators as operators
+    from rxllm.builder import ResponseSnapshot as ResponseSnapshot
     from rxllm.builder import stream_chunk_builder as stream_chunk_builder
     from rxllm.pricing import PriceNotFoundError as PriceNotFoundError
     from rxllm.pricing import completion_cost as completion_cost
@@ -64,41 +67,51 @@ if TYPE_CHECKING:
     from rxllm.pricing import get_model_info as get_model_info
     from rxllm.pricing import model_cost as model_cost
     from rxllm.pricing import register_model as register_model
+    from rxllm.retry_policy import exponential_backoff as exponential_backoff
 
 __version__ = "0.1.0"
 
-# The design fixes the operators at the top level (operators/), and setup.cfg's package_dir
-# installs them as rxllm/operators. A script or `python -m rxllm` run from a source checkout
-# imports this directory instead of the installed package: let it find ../operators the
-# same way, so a checkout and an installation behave alike.
-_source_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if not os.path.isdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "operators")) and os.path.isfile(
-    os.path.join(_source_root, "operators", "__init__.py")
-):
-    __path__.append(_source_root)
+
+class _Package(_ModuleType):
+    """The ``rxllm`` module's class: LiteLLM-style settings read and write :mod:`rxllm.settings`.
+
+    ``rxllm.REPEATED_STREAMING_CHUNK_LIMIT = 5`` must reach the operators, which import
+    ``rxllm.settings`` (a lower layer) rather than this package.
+    """
+
+    @property
+    def REPEATED_STREAMING_CHUNK_LIMIT(self) -> int:
+        return _settings.repeated_chunk_limit
+
+    @REPEATED_STREAMING_CHUNK_LIMIT.setter
+    def REPEATED_STREAMING_CHUNK_LIMIT(self, value: int) -> None:
+        _settings.repeated_chunk_limit = value
+
+    @property
+    def success_callback(self) -> list[Any]:
+        return _settings.success_callback
+
+    @success_callback.setter
+    def success_callback(self, value: list[Any]) -> None:
+        _settings.success_callback = value
+
+    @property
+    def failure_callback(self) -> list[Any]:
+        return _settings.failure_callback
+
+    @failure_callback.setter
+    def failure_callback(self, value: list[Any]) -> None:
+        _settings.failure_callback = value
 
 
-def _limit_from_env() -> int:
-    raw = os.environ.get("REPEATED_STREAMING_CHUNK_LIMIT")
-    if raw is None:
-        return 100
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequestError(f"REPEATED_STREAMING_CHUNK_LIMIT must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise BadRequestError(f"REPEATED_STREAMING_CHUNK_LIMIT must be at least 1, got {value}")
-    return value
-
-
-REPEATED_STREAMING_CHUNK_LIMIT: int = _limit_from_env()
-success_callback: list[Any] = []
-failure_callback: list[Any] = []
+sys.modules[__name__].__class__ = _Package
 
 # Imported on first use, so that `import rxllm` stays cheap.
 _LAZY = {
     "operators": ("rxllm.operators", None),
     "stream_chunk_builder": ("rxllm.builder", "stream_chunk_builder"),
+    "ResponseSnapshot": ("rxllm.builder", "ResponseSnapshot"),
+    "exponential_backoff": ("rxllm.retry_policy", "exponential_backoff"),
     "completion_cost": ("rxllm.pricing", "completion_cost"),
     "cost_per_token": ("rxllm.pricing", "cost_per_token"),
     "get_model_info": ("rxllm.pricing", "get_model_info"),
@@ -119,6 +132,11 @@ def __getattr__(name: str) -> Any:
     return module if attribute is None else getattr(module, attribute)
 
 
+def __dir__() -> list[str]:
+    # The public API, not this module's imports and helpers.
+    return sorted(__all__)
+
+
 __all__ = [
     "REPEATED_STREAMING_CHUNK_LIMIT",
     "APIConnectionError",
@@ -128,6 +146,7 @@ __all__ = [
     "BadGatewayError",
     "BadRequestError",
     "ChatCompletionChunk",
+    "ChatRequest",
     "Choice",
     "CompletionStream",
     "ContentPolicyViolationError",
@@ -143,8 +162,10 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "PriceNotFoundError",
+    "Provider",
     "RateLimitError",
     "RequestTooLargeError",
+    "ResponseSnapshot",
     "ServiceUnavailableError",
     "StreamChoice",
     "Timeout",
@@ -156,6 +177,7 @@ __all__ = [
     "completion",
     "completion_cost",
     "cost_per_token",
+    "exponential_backoff",
     "failure_callback",
     "from_async_iterable",
     "get_model_info",

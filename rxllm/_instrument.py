@@ -18,21 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import attrs
-import structlog
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable
 
+from rxllm._log import get_logger
 from rxllm.errors import APIError
+from rxllm.settings import settings
 from rxllm.types import ChatCompletionChunk, ModelResponse
 
 __all__ = ["CallInfo", "instrument"]
 
-_log = structlog.get_logger("rxllm")
+_log = get_logger("rxllm")
 _PENDING: set[asyncio.Task[Any]] = set()  # asyncio keeps only weak references
 
 
@@ -111,9 +111,7 @@ def _fire(
     start: datetime.datetime,
     exception: BaseException | None = None,
 ) -> None:
-    settings = sys.modules.get("rxllm")
-    name = "failure_callback" if outcome == "failure" else "success_callback"
-    callbacks = list(getattr(settings, name, None) or ())
+    callbacks = list((settings.failure_callback if outcome == "failure" else settings.success_callback) or ())
     if not callbacks:
         return
     end = datetime.datetime.now()
@@ -147,7 +145,7 @@ def _call(callback: Any, kwargs: dict[str, Any], response: ModelResponse, start:
     try:
         result = callback(kwargs, response, start, end)
     except Exception as exc:
-        _log.warning("callback_failed", callback=name, error=repr(exc))
+        _log.warning("rxllm.callback_failed", callback=name, error=repr(exc))
         return
     if not asyncio.iscoroutine(result):
         return
@@ -166,4 +164,4 @@ def _call(callback: Any, kwargs: dict[str, Any], response: ModelResponse, start:
 
 def _log_failure(name: str, future: Any) -> None:
     if not future.cancelled() and future.exception() is not None:
-        _log.warning("callback_failed", callback=name, error=repr(future.exception()))
+        _log.warning("rxllm.callback_failed", callback=name, error=repr(future.exception()))

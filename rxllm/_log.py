@@ -60,14 +60,20 @@ class Logger:
                 return True
         return self._std.isEnabledFor(level)
 
-    def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
+    def _emit(self, level: int, event: str, fields: dict[str, Any], exc_info: bool = False) -> None:
         if self._bound:
             fields = {**self._bound, **fields}
         if structlog.is_configured():
-            getattr(structlog.get_logger(self.name), logging.getLevelName(level).lower())(event, **fields)
+            logger = structlog.get_logger(self.name)
+            if exc_info:
+                logger.exception(event, **fields)
+            else:
+                getattr(logger, logging.getLevelName(level).lower())(event, **fields)
             return
         if self._std.isEnabledFor(level):
-            self._std.log(level, "%s", _format(event, fields), extra={"rxllm": {"event": event, **fields}})
+            self._std.log(
+                level, "%s", _format(event, fields), exc_info=exc_info, extra={"rxllm": {"event": event, **fields}}
+            )
 
     def debug(self, event: str, **fields: Any) -> None:
         """Log ``event`` at debug level."""
@@ -84,6 +90,10 @@ class Logger:
     def error(self, event: str, **fields: Any) -> None:
         """Log ``event`` at error level."""
         self._emit(logging.ERROR, event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        """Log ``event`` at error level with the exception being handled."""
+        self._emit(logging.ERROR, event, fields, exc_info=True)
 
 
 def get_logger(name: str = "rxllm") -> Logger:

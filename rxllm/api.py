@@ -23,8 +23,8 @@ from rxllm._instrument import CallInfo, instrument
 from rxllm._log import get_logger
 from rxllm.adapters import AsyncStreamIterator, BlockingStreamIterator, to_async_iterator, to_iterator
 from rxllm.errors import BadRequestError
-from rxllm.providers import ChatRequest, get_provider, split_model
-from rxllm.providers.mock import mock_error
+from rxllm.providers import ChatRequest, claimed_provider, get_provider, resolve_model, validate_request
+from rxllm.retry_policy import exponential_backoff
 from rxllm.streams import from_async_iterable
 from rxllm.types import ChatCompletionChunk, ModelResponse
 
@@ -40,7 +40,6 @@ __all__ = [
 _log = get_logger("rxllm.api")
 
 _VALID_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-_MOCK_PARAMS = ("mock_response", "mock_tool_calls", "mock_fail_after", "mock_fail_with")
 
 
 def build_request(model: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> ChatRequest:
@@ -56,10 +55,7 @@ def build_request(model: str, messages: Sequence[Mapping[str, Any]], params: Map
     """
     if not isinstance(model, str) or not model.strip():
         raise BadRequestError(f"model must be a non-empty string like 'openai/gpt-4o', got {model!r}")
-    if _is_mock(params) and not model.startswith("mock/"):
-        provider, provider_model = "mock", model
-    else:
-        provider, provider_model = split_model(model)
+    provider, provider_model = resolve_model(model, params)
     checked = _check_messages(messages, model)
     rest = {k: v for k, v in params.items() if v is not None}
     api_base = rest.pop("api_base", None) or rest.pop("base_url", None)
@@ -87,10 +83,6 @@ def build_request(model: str, messages: Sequence[Mapping[str, Any]], params: Map
         extra_headers=dict(extra_headers),
         original_model=model,
     )
-
-
-def _is_mock(params: Mapping[str, Any]) -> bool:
-    return any(params.get(name) is not None for name in _MOCK_PARAMS)
 
 
 def _seconds(value: Any, name: str, model: str) -> float | None:
@@ -151,19 +143,9 @@ def stream(model: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> 
         APIError: ``mock_response`` given as an error is raised now, too.
     """
     request = build_request(model, messages, params)
-    if request.provider == "mock":
-        error = mock_error(request.params.get("mock_response"), llm_provider=_claimed(model), model=model)
-        if error is not None:
-            raise error
     provider = get_provider(request.provider)
+    validate_request(provider, request)
     return from_async_iterable(lambda: provider.stream(request))
-
-
-def _claimed(model: str) -> str:
-    try:
-        return split_model(model)[0]
-    except BadRequestError:
-        return "mock"
 
 
 def _pipeline(
@@ -178,7 +160,7 @@ def _pipeline(
     if num_retries:
         if isinstance(num_retries, bool) or not isinstance(num_retries, int) or num_retries < 0:
             raise BadRequestError(f"num_retries must be a non-negative integer, got {num_retries!r}", model=model)
-        backoff = ops.exponential_backoff() if retry_backoff is None else retry_backoff
+        backoff = exponential_backoff() if retry_backoff is None else retry_backoff
         source = source.pipe(ops.retry_stream(num_retries + 1, backoff=backoff))
     if fallbacks:
         alternatives = [
@@ -187,7 +169,7 @@ def _pipeline(
         ]
         source = source.pipe(ops.fallback(*alternatives))
     info = CallInfo(model=model, messages=list(messages), params=params, stream=streaming, is_async=is_async)
-    info.llm_provider = _claimed(model)
+    info.llm_provider = claimed_provider(model)
     return source.pipe(instrument(info)), info
 
 
@@ -199,7 +181,7 @@ def _detected(
 
     params = {k: v for k, v in params.items() if k != "model"}
     # partial_response=False: the instrumentation downstream attaches the partial response.
-    detect = ops.detect_repeated_chunks(llm_provider=_claimed(model), partial_response=False)
+    detect = ops.detect_repeated_chunks(llm_provider=claimed_provider(model), partial_response=False)
     if eager:
         return stream(model, messages, **params).pipe(detect)
     return reactivex.defer(lambda _scheduler: stream(model, messages, **params)).pipe(detect)

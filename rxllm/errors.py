@@ -13,10 +13,11 @@ never request headers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-if TYPE_CHECKING:
-    from rxllm.types import ModelResponse
+# The partial response is a rxllm.types.ModelResponse; it is typed loosely here because this
+# module is the lowest layer (rxllm.types raises these errors, so it cannot be imported here).
+PartialResponse = Any
 
 __all__ = [
     "APIConnectionError",
@@ -65,7 +66,7 @@ class APIError(Exception):
         llm_provider: str | None = None,
         model: str | None = None,
         status_code: int | None = None,
-        partial_response: ModelResponse | None = None,
+        partial_response: PartialResponse | None = None,
         response_headers: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> None:
@@ -103,7 +104,7 @@ class APIError(Exception):
             "body": self.body,
         }
 
-    def with_partial_response(self, partial_response: ModelResponse | None) -> APIError:
+    def with_partial_response(self, partial_response: PartialResponse | None) -> APIError:
         """Attach the partial response (once) and return ``self``, for re-raising."""
         if self.partial_response is None:
             self.partial_response = partial_response

@@ -35,6 +35,7 @@ __all__ = [
     "ToolCallDelta",
     "TopLogprob",
     "Usage",
+    "carries_data",
 ]
 
 class _Empty(Mapping[str, Any]):
@@ -833,6 +834,14 @@ class ModelResponse(_Wire):
         return _put_extra(out, self.extra)
 
 
-def evolve(inst: _T, **changes: Any) -> _T:
-    """A modified copy of a frozen object (``attrs.evolve``, re-exported for convenience)."""
-    return attrs.evolve(inst, **changes)  # type: ignore[misc]
+def carries_data(chunk: ChatCompletionChunk) -> bool:
+    """Whether a chunk carries content, reasoning, refusal or tool-call data in any choice.
+
+    Role-only deltas, finish-reason-only chunks, usage chunks and keep-alives do not (the
+    timeout operators watch for data, not for keep-alives).
+    """
+    for choice in chunk.choices:
+        d = choice.delta
+        if d.content or d.reasoning_content or d.refusal or d.tool_calls or d.function_call is not None:
+            return True
+    return False

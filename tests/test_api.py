@@ -281,7 +281,7 @@ class TestCallbacks:
             content = asyncio.run(run())
 
         assert content == "ok"
-        assert any(e["event"] == "callback_failed" and e["callback"] == "bad_callback" for e in logs)
+        assert any(e["event"] == "rxllm.callback_failed" and e["callback"] == "bad_callback" for e in logs)
 
 
 class TestAcompletion:

@@ -218,4 +218,4 @@ class TestObservability:
         assert "6 concurrent streams, 144 tokens" in out
         assert "quickest to first token: snappy | slowest: thinker" in out
         assert "cheapest: " in out and "priciest: " in out
-        assert out.count("llm.stream model=gpt-4o-mini outcome=completed") == 3
+        assert out.count("rxllm.stream model=gpt-4o-mini outcome=completed") == 3

@@ -7,12 +7,24 @@ here exposes ``get_provider(prefix: str) -> Provider``.
 from __future__ import annotations
 
 import importlib
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from rxllm.errors import BadRequestError
 from rxllm.providers.base import ChatRequest, Provider
 
-__all__ = ["ChatRequest", "Provider", "get_provider", "known_providers", "register_provider", "split_model"]
+__all__ = [
+    "MOCK_PARAMS",
+    "ChatRequest",
+    "Provider",
+    "claimed_provider",
+    "get_provider",
+    "known_providers",
+    "register_provider",
+    "resolve_model",
+    "split_model",
+    "validate_request",
+]
 
 _OPENAI: Final = "rxllm.providers.openai"
 
@@ -90,6 +102,41 @@ def split_model(model: str) -> tuple[str, str]:
         f"known providers: {', '.join(known_providers())}",
         model=model,
     )
+
+
+#: Parameters that make any model answer from the mock provider, as in LiteLLM.
+MOCK_PARAMS: Final = ("mock_response", "mock_tool_calls", "mock_fail_after", "mock_fail_with")
+
+
+def resolve_model(model: str, params: Mapping[str, Any]) -> tuple[str, str]:
+    """``(provider prefix, provider's model name)`` for a call.
+
+    A call that carries a mock parameter (:data:`MOCK_PARAMS`) is served by the mock provider
+    whatever its model, which keeps its own name so costs are computed for it.
+
+    Raises:
+        BadRequestError: As :func:`split_model`.
+    """
+    if any(params.get(name) is not None for name in MOCK_PARAMS) and not model.startswith("mock/"):
+        if not isinstance(model, str) or not model.strip():
+            raise BadRequestError(f"model must be a non-empty string like 'openai/gpt-4o', got {model!r}")
+        return "mock", model
+    return split_model(model)
+
+
+def claimed_provider(model: str) -> str:
+    """The provider a model name belongs to (``"mock"`` when none claims it), for errors and logs."""
+    try:
+        return split_model(model)[0]
+    except BadRequestError:
+        return "mock"
+
+
+def validate_request(provider: Provider, request: ChatRequest) -> None:
+    """Run the provider's own checks (an optional ``validate(request)`` method) before any I/O."""
+    validate = getattr(provider, "validate", None)
+    if validate is not None:
+        validate(request)
 
 
 def get_provider(prefix: str) -> Provider:

@@ -51,7 +51,12 @@ class ChatRequest:
 
 
 class Provider(Protocol):
-    """A wire protocol: turns requests into chunk streams."""
+    """A wire protocol: turns requests into chunk streams.
+
+    A provider may also have a ``validate(request) -> None`` method, called before any I/O,
+    that raises an :mod:`rxllm.errors` class for a request it cannot serve (the mock provider
+    raises the error a ``mock_response`` asks for there).
+    """
 
     name: str
 

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from rxllm.errors import APIConnectionError, APIError, BadRequestError, resolve_error_class
+from rxllm.providers import claimed_provider
 from rxllm.providers.base import ChatRequest
 from rxllm.types import (
     ChatCompletionChunk,
@@ -73,6 +74,13 @@ class MockProvider:
     """Streams canned or echoed text as real-looking chunks."""
 
     name = "mock"
+
+    def validate(self, request: ChatRequest) -> None:
+        """Raise the error ``mock_response`` asks for now, as LiteLLM does at call time."""
+        model = request.original_model or request.model
+        error = mock_error(request.params.get("mock_response"), llm_provider=claimed_provider(model), model=model)
+        if error is not None:
+            raise error
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
         """Yield the mock chunks for ``request`` (see the module docstring)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from rxllm.proxy.app import PROXY_STATE, ProxyState, create_app, serve
 from rxllm.proxy.auth import KeyChecker, is_loopback
 from rxllm.proxy.config import ENV_MASTER_KEY, ConfigError, Deployment, ProxyConfig, load_config, parse_config
-from rxllm.proxy.errors import ProxyError, error_body
+from rxllm.proxy.errors import ProxyError
 from rxllm.proxy.router import Router
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "ProxyState",
     "Router",
     "create_app",
-    "error_body",
     "is_loopback",
     "load_config",
     "parse_config",

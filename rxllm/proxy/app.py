@@ -32,25 +32,25 @@ from typing import Any, Final
 
 import attrs
 import orjson
-import structlog
 from aiohttp import web
 from reactivex import Observable
 
 import rxllm
-from rxllm.errors import APIError, BadRequestError, Timeout
+from rxllm._log import get_logger
+from rxllm.errors import APIError, BadRequestError, Timeout, error_body
 from rxllm.operators import CostReport, detect_repeated_chunks, tap_cost
 from rxllm.providers._http import aclose_sessions
 from rxllm.proxy._exchange import Collector, Exchange, Feed, SSEFeed
 from rxllm.proxy.auth import KeyChecker
 from rxllm.proxy.config import Deployment, ProxyConfig
-from rxllm.proxy.errors import ProxyError, error_body, error_status, retry_after
+from rxllm.proxy.errors import ProxyError, error_status, retry_after
 from rxllm.proxy.router import DeploymentState, Router
 from rxllm.sse import SSE_DONE, encode_json
 from rxllm.types import ChatCompletionChunk, Usage
 
 __all__ = ["PROXY_STATE", "ProxyState", "create_app", "serve"]
 
-_log = structlog.get_logger("rxllm")
+_log = get_logger("rxllm.proxy")
 
 #: How often the watchdog looks for clients that left, idle streams and shutdown.
 WATCH_INTERVAL: Final = 0.2

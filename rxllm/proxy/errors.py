@@ -8,9 +8,9 @@ configured secret: an upstream that echoes a key back does not leak it to client
 
 from __future__ import annotations
 
-from rxllm.errors import APIError, RateLimitError, error_body, error_status
+from rxllm.errors import APIError, RateLimitError, error_status
 
-__all__ = ["ProxyError", "error_body", "error_status", "retry_after"]
+__all__ = ["ProxyError", "error_status", "retry_after"]
 
 class ProxyError(APIError):
     """A request the proxy itself refuses, with OpenAI's ``param`` and ``code`` fields.

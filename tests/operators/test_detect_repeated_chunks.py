@@ -188,19 +188,51 @@ class TestLimitSetting:
         reactivex.from_iterable(chunks).pipe(op).subscribe(passed.append)
         assert len(passed) == 5
 
-    def test_environment_variable_when_the_attribute_is_absent(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Without the module attribute, REPEATED_STREAMING_CHUNK_LIMIT in the environment applies."""
-        monkeypatch.delattr(rxllm, "REPEATED_STREAMING_CHUNK_LIMIT", raising=False)
-        monkeypatch.setenv("REPEATED_STREAMING_CHUNK_LIMIT", "2")
+    def test_environment_variable_sets_the_default(self) -> None:
+        """REPEATED_STREAMING_CHUNK_LIMIT in the environment is the setting's starting value."""
+        from rxllm.settings import Settings
 
-        assert outcome([content_chunk(LOOP)] * 3)[0] == 2
+        assert Settings({"REPEATED_STREAMING_CHUNK_LIMIT": "2"}).repeated_chunk_limit == 2
+        assert Settings({"REPEATED_STREAMING_CHUNK_LIMIT": " 7 "}).repeated_chunk_limit == 7
 
-    def test_default_is_100(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Neither attribute nor environment: 100."""
-        monkeypatch.delattr(rxllm, "REPEATED_STREAMING_CHUNK_LIMIT", raising=False)
-        monkeypatch.delenv("REPEATED_STREAMING_CHUNK_LIMIT", raising=False)
+    def test_default_is_100(self) -> None:
+        """Without the environment variable: 100."""
+        from rxllm.settings import Settings
 
-        assert outcome([content_chunk(LOOP)] * 101)[0] == 100
+        assert Settings({}).repeated_chunk_limit == 100
+
+    @pytest.mark.parametrize("raw", ["many", "0", "-3", "1.5", "true"])
+    def test_bad_environment_value_warns_and_uses_the_default(self, raw: str) -> None:
+        """A bad environment value is a warning naming it, and the default: import never fails."""
+        from rxllm.settings import Settings
+
+        with pytest.warns(RuntimeWarning, match="REPEATED_STREAMING_CHUNK_LIMIT"):
+            settings = Settings({"REPEATED_STREAMING_CHUNK_LIMIT": raw})
+
+        assert settings.repeated_chunk_limit == 100
+
+    def test_import_with_a_bad_environment_value_succeeds(self) -> None:
+        """``import rxllm`` with a garbage limit in the environment works and warns once."""
+        import os
+        import subprocess
+        import sys
+
+        env = {**os.environ, "REPEATED_STREAMING_CHUNK_LIMIT": "lots"}
+        done = subprocess.run(
+            [sys.executable, "-c", "import rxllm; print(rxllm.REPEATED_STREAMING_CHUNK_LIMIT)"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )
+
+        assert (done.returncode, done.stdout.strip()) == (0, "100")
+        assert "REPEATED_STREAMING_CHUNK_LIMIT" in done.stderr
+
+    def test_module_attribute_is_the_operators_setting(self) -> None:
+        """Assigning rxllm.REPEATED_STREAMING_CHUNK_LIMIT is what rxllm.settings holds."""
+        from rxllm.settings import settings
+
+        rxllm.REPEATED_STREAMING_CHUNK_LIMIT = 4
+
+        assert settings.repeated_chunk_limit == 4
 
     def test_explicit_limit_wins(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """An explicit limit ignores the module attribute."""

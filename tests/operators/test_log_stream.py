@@ -44,7 +44,7 @@ class TestLogStream:
         assert results.messages == [on_next(204, a), on_next(206, b), on_next(207, u), on_completed(210)]
         assert xs.subscriptions == [subscribe(200, 210)]
         [line] = logs
-        assert line["event"] == "llm.stream" and line["log_level"] == "info"
+        assert line["event"] == "rxllm.stream" and line["log_level"] == "info"
         assert line["model"] == "gpt-4o" and line["provider"] == "openai"
         assert line["outcome"] == "completed"
         assert (line["prompt_tokens"], line["completion_tokens"], line["total_tokens"]) == (10, 5, 15)
@@ -103,13 +103,13 @@ class TestLogStream:
         two = [{"index": 1, "delta": {"content": "abc"}, "finish_reason": "stop"}]
         _, _, logs = run(on_next(204, chunk("x", more=two)), on_next(205, chunk("yz")), on_completed(206))
 
-        debug = [e for e in logs if e["event"] == "llm.stream.chunk"]
+        debug = [e for e in logs if e["event"] == "rxllm.stream.chunk"]
         assert [e["log_level"] for e in debug] == ["debug", "debug"]
         assert [(e["seq"], e["choices"], e["chars"], e["finish_reasons"]) for e in debug] == [
             (1, 2, 4, ["stop"]),
             (2, 1, 2, None),
         ]
-        assert logs[-1]["event"] == "llm.stream"
+        assert logs[-1]["event"] == "rxllm.stream"
 
     def test_no_per_chunk_lines_when_debug_is_filtered(self) -> None:
         """A logger filtering at info gets only the canonical line."""
@@ -118,7 +118,7 @@ class TestLogStream:
         assert not logger.is_enabled_for(logging.DEBUG)
         _, _, logs = run(on_next(204, chunk("x")), on_completed(206), logger=logger)
 
-        assert [e["event"] for e in logs] == ["llm.stream"]
+        assert [e["event"] for e in logs] == ["rxllm.stream"]
 
     def test_unconfigured_structlog_gets_no_per_chunk_lines(self) -> None:
         """With structlog unconfigured (it would print everything), per-chunk lines stay off."""
@@ -138,7 +138,7 @@ class TestLogStream:
 
         scheduler.start(lambda: xs.pipe(ops.log_stream(Spy())))
 
-        assert events == ["llm.stream"]
+        assert events == ["rxllm.stream"]
 
     def test_custom_logger_and_model(self) -> None:
         """A given logger and model name are used."""

@@ -12,6 +12,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 from rxllm import operators as ops
 from rxllm.errors import BadRequestError, InternalServerError, RateLimitError, ServiceUnavailableError, Timeout
 from rxllm.operators import StreamRestart
+from rxllm.retry_policy import exponential_backoff
 
 on_next, on_completed, on_error = ReactiveTest.on_next, ReactiveTest.on_completed, ReactiveTest.on_error
 subscribe = ReactiveTest.subscribe
@@ -142,8 +143,8 @@ class TestRetryStream:
 
     def test_exponential_backoff(self) -> None:
         """The default schedule doubles from 0.5 s up to 8 s; jitter only shortens it."""
-        backoff = ops.exponential_backoff()
-        jittered = ops.exponential_backoff(initial=1, jitter=0.5)
+        backoff = exponential_backoff()
+        jittered = exponential_backoff(initial=1, jitter=0.5)
 
         assert [backoff(n) for n in range(1, 8)] == [0.5, 1, 2, 4, 8, 8, 8]
         assert all(0.5 <= jittered(1) <= 1 for _ in range(50))

@@ -14,6 +14,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 from rxllm import operators as ops
 from rxllm.errors import APIError, Timeout
 from rxllm.operators._scheduling import resolve_scheduler
+from rxllm.types import carries_data
 
 on_next, on_completed, on_error = ReactiveTest.on_next, ReactiveTest.on_completed, ReactiveTest.on_error
 subscribe = ReactiveTest.subscribe
@@ -225,8 +226,8 @@ class TestSchedulers:
 
     def test_carries_data(self) -> None:
         """The predicate behind stall_timeout, on each kind of chunk."""
-        assert ops.carries_data(chunk("x"))
-        assert ops.carries_data(chunk(reasoning="x"))
-        assert not ops.carries_data(chunk(role="assistant"))
-        assert not ops.carries_data(chunk(finish="stop"))
-        assert not ops.carries_data(usage_chunk(1, 1))
+        assert carries_data(chunk("x"))
+        assert carries_data(chunk(reasoning="x"))
+        assert not carries_data(chunk(role="assistant"))
+        assert not carries_data(chunk(finish="stop"))
+        assert not carries_data(usage_chunk(1, 1))

@@ -9,7 +9,7 @@ from _chunks import chunk, usage_chunk
 from reactivex.testing import ReactiveTest, TestScheduler
 
 from rxllm import operators as ops
-from rxllm.errors import InternalServerError, RateLimitError, Timeout
+from rxllm.errors import InternalServerError, RateLimitError, Timeout, error_body
 from rxllm.operators import StreamRestart
 from rxllm.types import ChatCompletionChunk
 
@@ -76,14 +76,14 @@ class TestToSse:
 
     def test_error_types(self) -> None:
         """Status codes map to OpenAI's error types and codes; foreign exceptions are not described."""
-        assert ops.error_payload(Timeout("slow"))["error"]["type"] == "timeout_error"
-        assert ops.error_payload(InternalServerError("x", llm_provider="openai"))["error"] == {
+        assert error_body(Timeout("slow"))["error"]["type"] == "timeout_error"
+        assert error_body(InternalServerError("x", llm_provider="openai"))["error"] == {
             "message": "openai error: x",
             "type": "server_error",
             "param": None,
             "code": None,
         }
-        assert ops.error_payload(KeyError("sk-secret"))["error"] == {
+        assert error_body(KeyError("sk-secret"))["error"] == {
             "message": "internal error (KeyError)",
             "type": "server_error",
             "param": None,
