@@ -65,15 +65,24 @@ def executed(name: str) -> Any:
 
 
 def text_of(nb: Any) -> str:
-    """Everything the notebook printed or displayed as text."""
-    parts: list[str] = []
+    """Everything the notebook printed or displayed as text, independent of output batching.
+
+    The kernel may split one cell's stdout into any number of stream outputs; their texts are
+    concatenated exactly (they carry their own newlines). Each displayed value stands on its
+    own line, and each cell's text ends with a newline.
+    """
+    cells: list[str] = []
     for cell in nb.cells:
+        streams: dict[str, list[str]] = {}
+        shown: list[str] = []
         for out in cell.get("outputs", []):
             if out.output_type == "stream":
-                parts.append(out.text)
+                streams.setdefault(out.name, []).append(out.text)
             elif out.output_type in ("execute_result", "display_data"):
-                parts.append(out.data.get("text/plain", ""))
-    return "\n".join(parts)
+                shown.append(out.data.get("text/plain", ""))
+        parts = ["".join(texts) for texts in streams.values()] + shown
+        cells.extend(part if part.endswith("\n") else part + "\n" for part in parts)
+    return "".join(cells)
 
 
 def images_of(nb: Any) -> list[bytes]:
@@ -125,6 +134,21 @@ def test_notebook_runs_without_errors(name: str) -> None:
 
 
 class TestHarness:
+    def test_text_does_not_depend_on_stream_batching(self) -> None:
+        """The same stdout split into one or many stream outputs reads the same."""
+        one = nbformat.from_dict(
+            {"cells": [{"outputs": [{"output_type": "stream", "name": "stdout", "text": "a\nb\nc\n"}]}]}
+        )
+        many = nbformat.from_dict(
+            {"cells": [{"outputs": [
+                {"output_type": "stream", "name": "stdout", "text": "a\n"},
+                {"output_type": "stream", "name": "stdout", "text": "b\nc"},
+                {"output_type": "stream", "name": "stdout", "text": "\n"},
+            ]}]}
+        )
+
+        assert text_of(one) == text_of(many) == "a\nb\nc\n"
+
     def test_kernel_is_this_interpreter(self) -> None:
         """Notebooks run on the interpreter running the tests, not on some installed kernelspec."""
         nb = execute(new_notebook(cells=[new_code_cell("import sys, rxllm.operators; print(sys.executable)")]))
@@ -181,8 +205,12 @@ class TestOperators:
         out = text_of(executed("02_operators"))
 
         assert "cancelled after" in out
-        assert "first_chunk_timeout: no chunk arrived" in out
-        assert "(stall_timeout)" in out and "(deadline)" in out
+        # the timeouts run in virtual time: exact, whatever the machine is doing
+        assert "first_chunk_timeout: no chunk arrived within 1 s of the request (first_chunk_timeout)\n" in out
+        assert "no content, reasoning or tool-call data for 2 s after 1 chunks (stall_timeout)\n" in out
+        assert "   partial response: 'one'\n" in out
+        assert "the stream did not finish within 7 s; 2 chunks arrived (deadline)\n" in out
+        assert "   partial response: 'one two'\n" in out
         assert "requests made for three consumers: 1" in out
 
 
