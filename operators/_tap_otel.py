@@ -93,6 +93,7 @@ def tap_otel(
     operation: str = "chat",
     messages: Iterable[Mapping[str, Any]] | None = None,
     capture_content: bool | None = None,
+    attributes: Mapping[str, Any] | None = None,
     scheduler: abc.SchedulerBase | None = None,
 ) -> Callable[[Observable[ChatCompletionChunk]], Observable[ChatCompletionChunk]]:
     """Trace each subscription as one OpenTelemetry span and record the GenAI client metrics.
@@ -136,6 +137,7 @@ def tap_otel(
         messages: The prompt: estimates prompt tokens when none are reported, and is the
             recorded input when content capture is on.
         capture_content: Record message content (default: the environment variable above).
+        attributes: Extra span attributes (a tenant, a feature name, a request id).
         scheduler: Where durations are read (a ``TestScheduler`` gives exact virtual times).
 
     Returns:
@@ -145,6 +147,7 @@ def tap_otel(
         ImportError: At subscription, when ``opentelemetry-api`` is not installed.
     """
     prompt = list(messages) if messages is not None else None
+    extra = dict(attributes or {})
     shared: dict[str, Any] = {}
     shared_lock = threading.Lock()
 
@@ -173,7 +176,7 @@ def tap_otel(
             span = tracer.start_span(
                 f"{operation} {model}" if model else operation,
                 kind=SpanKind.CLIENT,
-                attributes={**base, "gen_ai.request.stream": True},
+                attributes={**extra, **base, "gen_ai.request.stream": True},
             )
             state: dict[str, Any] = {"id": None, "model": None, "finish": {}, "last": None, "text": {}}
             lock = threading.Lock()

@@ -129,6 +129,13 @@ class TestSpan:
         assert attrs["rxllm.usage.estimated"] is True
         assert "gen_ai.response.finish_reasons" not in attrs
 
+    def test_extra_attributes(self, otel: Telemetry) -> None:
+        """attributes= adds the caller's own span attributes."""
+        run(otel, on_next(210, chunk("x")), on_completed(220), attributes={"app.tenant": "acme"})
+
+        [span] = otel.spans()
+        assert span.attributes["app.tenant"] == "acme"  # type: ignore[index]
+
     def test_each_subscription_is_its_own_span(self, otel: Telemetry) -> None:
         """Two subscriptions of one pipeline make two spans with their own usage."""
         source = rxllm.stream("mock/echo", [{"role": "user", "content": "a b"}]).pipe(otel.op(model="mock/echo"))
