@@ -16,13 +16,24 @@ Event names follow one scheme, ``rxllm.<area>.<what>`` (``rxllm.stream``,
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
-
-import structlog
 
 __all__ = ["Logger", "get_logger"]
 
 logging.getLogger("rxllm").addHandler(logging.NullHandler())
+
+
+def _structlog() -> Any:
+    """structlog, if the application configured it (it cannot have without importing it).
+
+    Looking in ``sys.modules`` instead of importing keeps ``import rxllm`` from importing
+    structlog (and, through it, ``rich`` where that is installed).
+    """
+    module = sys.modules.get("structlog")
+    if module is not None and module.is_configured():
+        return module
+    return None
 
 
 def _format(event: str, fields: dict[str, Any]) -> str:
@@ -51,7 +62,8 @@ class Logger:
 
     def is_enabled_for(self, level: int) -> bool:
         """Whether an event at ``level`` would go anywhere (cheap: check before building fields)."""
-        if structlog.is_configured():
+        structlog = _structlog()
+        if structlog is not None:
             logger = structlog.get_logger(self.name)
             check = getattr(logger, "is_enabled_for", None)
             try:
@@ -63,7 +75,8 @@ class Logger:
     def _emit(self, level: int, event: str, fields: dict[str, Any], exc_info: bool = False) -> None:
         if self._bound:
             fields = {**self._bound, **fields}
-        if structlog.is_configured():
+        structlog = _structlog()
+        if structlog is not None:
             logger = structlog.get_logger(self.name)
             if exc_info:
                 logger.exception(event, **fields)

@@ -28,6 +28,19 @@ def no_leaks() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _restore_providers() -> Iterator[None]:
+    """register_provider() is global: a test's custom providers must not leak into the next test."""
+    from rxllm import providers
+
+    custom, cache = dict(providers._CUSTOM), dict(providers._CACHE)
+    yield
+    providers._CUSTOM.clear()
+    providers._CUSTOM.update(custom)
+    providers._CACHE.clear()
+    providers._CACHE.update(cache)
+
+
+@pytest.fixture(autouse=True)
 def _reset_settings() -> Iterator[None]:
     """Module-level settings are global: restore them after every test."""
     limit = rxllm.REPEATED_STREAMING_CHUNK_LIMIT

@@ -324,14 +324,16 @@ class TestAcompletion:
         """Cancelling the consuming task cancels the stream and leaves no task behind."""
         before = asyncio.all_tasks()
 
+        streaming = asyncio.Event()
+
         async def consume() -> None:
             response = await rxllm.acompletion("mock/echo", [{"role": "user", "content": "a b c d e f g"}],
                                                stream=True, mock_delay=0.05)
             async for _ in response:
-                pass
+                streaming.set()
 
         task = asyncio.create_task(consume())
-        await asyncio.sleep(0.02)
+        await streaming.wait()  # cancel mid-stream: after the first chunk, not after a guessed delay
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -483,14 +485,16 @@ class TestAcompletionPullsInTheConsumersTask:
         provider = Recording()
         rxllm.register_provider("recording", provider)
 
+        streaming = asyncio.Event()
+
         async def consume() -> None:
             response = await rxllm.acompletion("recording/echo", [{"role": "user", "content": " ".join("w" * 40)}],
                                                stream=True)
             async for _ in response:
-                pass
+                streaming.set()
 
         task = asyncio.create_task(consume())
-        await asyncio.sleep(0.02)
+        await streaming.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -122,12 +121,11 @@ class TestServe:
     @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1"])
     def test_non_loopback_without_master_key_refuses_to_start(self, host: str) -> None:
         """Binding beyond loopback with no master key exits 1 before listening."""
-        start = time.monotonic()
-        result = _rxllm("serve", "--host", host, "--port", "0", timeout=20)
+        result = _rxllm("serve", "--host", host, "--port", "0", timeout=60)
 
         assert result.returncode == 1
         assert "master key" in result.stderr
-        assert time.monotonic() - start < 20
+        assert "listening" not in result.stderr
 
     def test_bad_config_exits_with_the_config_error(self, tmp_path: Path) -> None:
         """An invalid config file is one error line naming the problem."""

@@ -101,3 +101,14 @@ class TestStructlogWhenConfigured:
             get_logger("rxllm.test").info("rxllm.test.event", answer=42)
 
         assert logs == [{"event": "rxllm.test.event", "answer": 42, "log_level": "info"}]
+
+
+class TestImportCost:
+    def test_import_rxllm_does_not_import_structlog(self) -> None:
+        """``import rxllm`` leaves structlog (and rich behind it) unimported: it is only looked up."""
+        done = subprocess.run(
+            [sys.executable, "-c", "import sys, rxllm; print('structlog' in sys.modules, 'rich' in sys.modules)"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+
+        assert done.stdout.split() == ["False", "False"]

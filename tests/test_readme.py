@@ -32,6 +32,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+import structlog
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PROXY_URL = "http://localhost:4000"
@@ -88,6 +89,7 @@ def run_block(block: Block, replacements: dict[str, str] | None = None) -> str:
     for old, new in (replacements or {}).items():
         code = code.replace(old, new)
     namespace = {"__name__": "__main__", "__file__": str(README)}
+    structlog.reset_defaults()  # each example runs as a fresh script would: structlog unconfigured
     buffer = io.StringIO()
     compiled = compile(code, f"README.md:{block.line}", "exec")
     with contextlib.redirect_stdout(buffer):
@@ -194,7 +196,6 @@ def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.
 @pytest.fixture(scope="module")
 def proxy_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``rxllm serve`` on a free local port, as the README starts it (offline: mock models)."""
-    pytest.importorskip("rxllm.cli", reason="rxllm serve (rxllm/cli.py) is not built yet")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "RXLLM_MASTER_KEY"}
     proc = subprocess.Popen(
@@ -229,7 +230,6 @@ def test_proxy_example_runs(block: Block, proxy_url: str) -> None:
 
 def test_readme_first_command_streams_offline(tmp_path: Path) -> None:
     """``rxllm chat "Hello"`` (the README's first command, after install) streams from the mock model."""
-    pytest.importorskip("rxllm.cli", reason="rxllm chat (rxllm/cli.py) is not built yet")
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     result = subprocess.run(
         [sys.executable, "-m", "rxllm", "chat", "Hello"],

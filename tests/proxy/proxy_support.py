@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -93,7 +92,8 @@ class Upstream:
     Attributes:
         requests: Request bodies received.
         auth: Authorization headers received.
-        disconnected_at: ``time.monotonic()`` when a client left mid-stream.
+        disconnected: Set when a client left mid-stream.
+        sent: Content chunks written so far.
         fail_status: Answer with this HTTP status and an OpenAI error body instead.
         fail_after: Send an error event after this many chunks.
     """
@@ -107,7 +107,7 @@ class Upstream:
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
         self.disconnected = asyncio.Event()
-        self.disconnected_at: float | None = None
+        self.sent = 0  # content chunks written
         self.server: TestServer | None = None
 
     @property
@@ -133,6 +133,7 @@ class Upstream:
                 if self.delay and i:
                     await asyncio.sleep(self.delay)
                 await response.write(sse_chunk(i, content=f"tok{i} "))
+                self.sent += 1
             await response.write(sse_chunk(self.count, finish="stop"))
             usage = {
                 "id": "chatcmpl-up",
@@ -144,7 +145,6 @@ class Upstream:
             }
             await response.write(b"data: " + orjson.dumps(usage) + b"\n\ndata: [DONE]\n\n")
         except (ConnectionError, asyncio.CancelledError):
-            self.disconnected_at = time.monotonic()
             self.disconnected.set()
             raise
         return response

@@ -181,7 +181,13 @@ class TestLimits:
             with pytest.raises(openai.RateLimitError) as info:
                 await api.chat.completions.create(model="mock/echo", messages=USER)
             await stream.close()
-            await asyncio.sleep(0.3)  # bounded: the watchdog period is 0.2 s
+            state = server.app[PROXY_STATE]
+
+            async def released() -> None:
+                while state.in_flight:
+                    await asyncio.sleep(0)
+
+            await asyncio.wait_for(released(), 30)  # a hang guard: the slot is freed when the proxy sees the close
             after = await api.chat.completions.create(model="mock/echo", messages=USER)
 
         assert info.value.status_code == 429
@@ -232,7 +238,12 @@ class TestLogging:
                 )
                 async for _ in stream:
                     pass
-                await asyncio.sleep(0.05)
+
+                async def logged() -> None:
+                    while not request_logs(logs):
+                        await asyncio.sleep(0)
+
+                await asyncio.wait_for(logged(), 30)  # the line is written when the handler ends
 
         lines = request_logs(logs)
         assert len(lines) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import openai
 import pytest
@@ -22,11 +21,14 @@ from tests.proxy.proxy_support import (
 )
 
 
-async def _log_line(logs: list[dict[str, object]], timeout: float = 2.0) -> dict[str, object]:
-    """Wait (bounded) for the proxy's request log line: it is written when the handler ends."""
-    deadline = time.monotonic() + timeout
-    while not request_logs(logs) and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+async def _log_line(logs: list[dict[str, object]], timeout: float = 30.0) -> dict[str, object]:
+    """Wait for the proxy's request log line (written when the handler ends); ``timeout`` guards a hang."""
+
+    async def written() -> None:
+        while not request_logs(logs):
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(written(), timeout)
     lines = request_logs(logs)
     assert len(lines) == 1, lines
     return lines[0]
@@ -108,17 +110,18 @@ class TestThroughUpstream:
 
     async def test_stream_timeout_ends_an_idle_stream(self) -> None:
         """A deployment's stream_timeout ends a stream whose upstream goes quiet, with an error event."""
-        async with upstream(count=3, delay=5.0) as up:
+        async with upstream(count=3, delay=30.0) as up:
             cfg = config(upstream_entry("gpt", up, stream_timeout=0.3))
             async with running(cfg) as server:
-                start = time.monotonic()
                 stream = await client(server).chat.completions.create(model="gpt", messages=USER, stream=True)
-                with pytest.raises(openai.APIError):
-                    async for _ in stream:
-                        pass
-                elapsed = time.monotonic() - start
+                texts = []
+                with pytest.raises(openai.APIError) as info:
+                    async for chunk in stream:
+                        texts.append(chunk.choices[0].delta.content)
 
-        assert elapsed < 2.0
+        # the upstream's second chunk comes 30 s after the first: only the timeout can end it
+        assert texts == ["tok0 "]
+        assert "0.3" in str(info.value)
 
 
 class TestDisconnect:
@@ -146,12 +149,11 @@ class TestDisconnect:
                         if received == (3 if delay < 1 else 1):
                             break
                     await stream.close()
-                    closed_at = time.monotonic()
-                    await asyncio.wait_for(up.disconnected.wait(), timeout=2.0)
+                    await asyncio.wait_for(up.disconnected.wait(), timeout=30.0)  # a hang guard, not a timing bound
                     line = await _log_line(logs)
 
-        assert up.disconnected_at is not None
-        assert up.disconnected_at - closed_at < 1.0
+        assert up.disconnected.is_set()
+        assert up.sent < 200  # the upstream was stopped, not read to its end
         assert line["outcome"] == "cancelled"
         assert line["model"] == "slow"
         assert line["completion_tokens"] >= 1
@@ -168,4 +170,4 @@ class TestDisconnect:
                 line = await _log_line(logs)
 
         assert line["outcome"] == "cancelled"
-        assert line["duration"] < 2.0
+        assert line["completion_tokens"] < 100  # the mock stopped producing: 100 words were asked for
