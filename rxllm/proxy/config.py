@@ -19,6 +19,8 @@ A config names deployments under public model names and sets server-wide limits:
       global_max_parallel_requests: 1000
       shutdown_grace_period: 10
       allow_mock_models: true
+      keepalive_interval: 15                # seconds of silence before an SSE keepalive (0: off)
+      stream_buffer_kb: 256                 # bytes held per stream for a slow client
 
 Every problem is reported as :class:`ConfigError` naming where it is
 (``model_list[1].litellm_params.rpm``), so a bad file fails at startup, not at the first
@@ -60,6 +62,8 @@ _GENERAL_KEYS: Final = frozenset(
         "shutdown_grace_period",
         "allow_mock_models",
         "cooldown_time",
+        "keepalive_interval",
+        "stream_buffer_kb",
     }
 )
 
@@ -116,6 +120,10 @@ class ProxyConfig:
         shutdown_grace_period: Seconds in-flight streams get to finish at shutdown.
         allow_mock_models: Serve ``mock/*`` models not in ``model_list`` (offline use, tests).
         cooldown_time: Seconds a deployment that failed is tried last.
+        keepalive_interval: Seconds without a write before a stream gets a keepalive (the
+            dialect's: ``: ping`` comments, Anthropic's ``ping`` event); ``None``: never.
+        stream_buffer_size: Bytes of encoded events held per stream for a client that reads
+            slowly; past it the proxy stops reading the upstream until the client catches up.
     """
 
     deployments: tuple[Deployment, ...] = ()
@@ -125,6 +133,8 @@ class ProxyConfig:
     shutdown_grace_period: float = 10.0
     allow_mock_models: bool = True
     cooldown_time: float = 5.0
+    keepalive_interval: float | None = 15.0
+    stream_buffer_size: int = 256 * 1024
 
     @property
     def model_names(self) -> list[str]:
@@ -204,6 +214,8 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
     )
     grace = _number(general.get("shutdown_grace_period", 10.0), "general_settings.shutdown_grace_period", zero=True)
     cooldown = _number(general.get("cooldown_time", 5.0), "general_settings.cooldown_time", zero=True)
+    keepalive = _number(general.get("keepalive_interval", 15.0), "general_settings.keepalive_interval", zero=True)
+    buffer_kb = _number(general.get("stream_buffer_kb", 256), "general_settings.stream_buffer_kb")
     allow_mock = general.get("allow_mock_models", True)
     if not isinstance(allow_mock, bool):
         raise ConfigError("general_settings.allow_mock_models must be true or false")
@@ -215,6 +227,8 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
         shutdown_grace_period=grace,
         allow_mock_models=allow_mock,
         cooldown_time=cooldown,
+        keepalive_interval=keepalive or None,
+        stream_buffer_size=max(1024, int(buffer_kb * 1024)),
     )
 
 

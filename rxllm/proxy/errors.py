@@ -8,9 +8,13 @@ configured secret: an upstream that echoes a key back does not leak it to client
 
 from __future__ import annotations
 
-from rxllm.errors import APIError, RateLimitError, error_status
+from collections.abc import Iterable
 
-__all__ = ["ProxyError", "error_status", "retry_after"]
+from rxllm.errors import APIError, RateLimitError, error_body, error_status
+from rxllm.proxy.dialect import ErrorInfo
+
+__all__ = ["ProxyError", "error_info", "error_status", "retry_after"]
+
 
 class ProxyError(APIError):
     """A request the proxy itself refuses, with OpenAI's ``param`` and ``code`` fields.
@@ -47,3 +51,21 @@ def retry_after(exc: BaseException) -> float | None:
         value = exc.retry_after
         return value if isinstance(value, int | float) and value >= 0 else None
     return None
+
+
+def error_info(exc: BaseException, secrets: Iterable[str] = ()) -> ErrorInfo:
+    """Describe ``exc`` for a dialect's error shape, with every secret scrubbed from the message.
+
+    Only rxllm's own errors, whose messages are built to be safe, are described; any other
+    exception becomes a generic internal error naming only its class.
+    """
+    body = error_body(exc, secrets)["error"]
+    return ErrorInfo(
+        status=error_status(exc),
+        type=body["type"],
+        message=body["message"],
+        param=body.get("param"),
+        code=body.get("code"),
+        retry_after=retry_after(exc),
+        error_type=type(exc).__name__,
+    )

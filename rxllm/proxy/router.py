@@ -17,7 +17,7 @@ from collections.abc import Callable
 from rxllm.proxy.config import Deployment, ProxyConfig
 from rxllm.proxy.errors import ProxyError
 
-__all__ = ["DeploymentState", "Router"]
+__all__ = ["DeploymentState", "Lease", "Router"]
 
 _WINDOW = 60.0
 
@@ -48,6 +48,37 @@ class DeploymentState:
         """Whether one more request fits under the rpm limit."""
         rpm = self.deployment.rpm
         return rpm is None or self.rpm_used(now) < rpm
+
+
+class Lease:
+    """One attempt's claim on a deployment: released exactly once, whatever happens.
+
+    :meth:`Router.acquire` counts the attempt (in flight, rpm); :meth:`release` undoes the
+    in-flight count and records the outcome. Releasing twice is a no-op, so every exit path
+    (success, failure, timeout, cancellation, a client leaving) may call it safely.
+    """
+
+    __slots__ = ("_router", "released", "state")
+
+    def __init__(self, router: Router, state: DeploymentState) -> None:
+        self._router = router
+        self.state = state
+        self.released = False
+
+    def __repr__(self) -> str:
+        return f"Lease({self.state.deployment.id!r}, released={self.released})"
+
+    @property
+    def deployment(self) -> Deployment:
+        """The deployment this attempt runs on."""
+        return self.state.deployment
+
+    def release(self, *, failed: bool) -> None:
+        """End the attempt (idempotent); ``failed`` puts the deployment in cooldown."""
+        if self.released:
+            return
+        self.released = True
+        self._router.finish(self.state, failed=failed)
 
 
 class Router:
@@ -128,6 +159,14 @@ class Router:
             state.starts.append(now)
         state.in_flight += 1
         return True
+
+    def acquire(self, state: DeploymentState) -> Lease | None:
+        """:meth:`start` as a :class:`Lease` to release once; ``None`` if at the rpm limit."""
+        return Lease(self, state) if self.start(state) else None
+
+    def in_flight(self) -> dict[str, int]:
+        """Attempts in flight per configured deployment id (leak checks, metrics)."""
+        return {s.deployment.id: s.in_flight for group in self._groups.values() for s in group}
 
     def finish(self, state: DeploymentState, *, failed: bool) -> None:
         """An attempt on ``state`` ended; a failure puts it in cooldown."""

@@ -96,6 +96,7 @@ class Upstream:
         sent: Content chunks written so far.
         fail_status: Answer with this HTTP status and an OpenAI error body instead.
         fail_after: Send an error event after this many chunks.
+        first_delay: Seconds to wait before answering at all (a model thinking).
     """
 
     def __init__(self, count: int = 3, delay: float = 0.0) -> None:
@@ -104,6 +105,7 @@ class Upstream:
         self.fail_status: int | None = None
         self.fail_after: int | None = None
         self.fail_message: str | None = None
+        self.first_delay = 0.0
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
         self.disconnected = asyncio.Event()
@@ -118,6 +120,8 @@ class Upstream:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(await request.json())
         self.auth.append(request.headers.get("Authorization"))
+        if self.first_delay:
+            await asyncio.sleep(self.first_delay)
         if self.fail_status is not None:
             message = self.fail_message or f"upstream says {self.fail_status}"
             body = {"error": {"message": message, "type": "server_error"}}
