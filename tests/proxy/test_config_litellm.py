@@ -242,3 +242,29 @@ class TestProxyTracing:
         assert len(found) == 1
         assert found[0].name == "chat mock/x"
         assert found[0].attributes["gen_ai.usage.output_tokens"] > 0  # type: ignore[operator]
+
+
+class TestReadmeReference:
+    def test_every_key_the_config_reads_is_in_the_readme_reference(self) -> None:
+        """The README's configuration reference names every key config.py supports, refuses or warns about."""
+        from rxllm.proxy import config as cfg
+
+        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+        start = readme.index("### Configuration reference")
+        section = readme[start : readme.index("\n### ", start + 10)]
+        keys = {
+            *cfg._TOP_LEVEL,
+            *cfg._TOP_LEVEL_REFUSED,
+            *cfg._GENERAL_KEYS,
+            *cfg._GENERAL_REFUSED,
+            *cfg._GENERAL_IGNORED,
+            *cfg._SUPPORTED_SETTINGS,
+            *cfg._REFUSED_SETTINGS,
+            *cfg._IGNORED_SETTINGS,
+            *cfg._PARAMS_IGNORED,
+            *cfg._PRICE_KEYS,
+            *cfg.MOCK_PARAMS,
+            *(k for k in cfg._TRANSPORT if k != "base_url"),
+        }
+
+        assert sorted(k for k in keys if f"`{k}`" not in section) == []
