@@ -228,7 +228,7 @@ def stream_turn(
                         renderer.add(text, "".join(pieces) if markdown else "")
                     for call in choice.delta.tool_calls or ():
                         fn = call.function
-                        parts = calls.setdefault(call.index, ["", ""])
+                        parts = calls.setdefault(call.index or 0, ["", ""])
                         if fn is not None:
                             parts[0] += fn.name or ""
                             parts[1] += fn.arguments or ""

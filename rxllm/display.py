@@ -314,8 +314,9 @@ class _IPythonTarget:
         self.handle: Any = None
 
     def show(self, frame: Frame) -> None:
-        from IPython.display import display as ipython_display
+        import IPython.display
 
+        ipython_display: Any = IPython.display.display
         if self.handle is None:
             self.handle = ipython_display(frame, display_id=True)
         else:

@@ -138,3 +138,36 @@ def test_notebook_format_is_valid() -> None:
     cells, _ = executed()
 
     nbformat.validate(new_notebook(cells=list(cells.values())))
+
+
+@functools.cache
+def observability() -> Any:
+    """notebooks/04_observability.ipynb after running all its cells."""
+    path = HERE.parent / "notebooks" / "04_observability.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_ThisInterpreter())
+    client = CountingClient(
+        nb, km=km, timeout=60, allow_errors=False, resources={"metadata": {"path": str(path.parent)}}
+    )
+    client.updates = Counter()
+    client.execute()
+    return nb
+
+
+class TestObservabilityNotebook:
+    def test_latency_plot_comes_from_tap_otel_spans_and_histograms(self) -> None:
+        """Notebook 04 reads one OpenTelemetry span per stream and the GenAI TTFT histogram."""
+        nb = observability()
+        out = "".join(printed(c) for c in nb.cells if c.cell_type == "code")
+
+        assert "ops.tap_otel(" in "".join(c.source for c in nb.cells)
+        assert "one span per stream: True | span name: chat gpt-4o-mini" in out
+        assert "gen_ai.client.operation.time_to_first_chunk: 6 streams" in out
+
+    def test_ends_with_one_live_view(self) -> None:
+        """The notebook's last cell shows rxllm.display's single live output with its footer."""
+        last = observability().cells[-1]
+
+        [output] = displays(last)
+        assert "rxllm-live" in output.data["text/html"]
+        assert output.data["text/plain"].rstrip().endswith("completed")
