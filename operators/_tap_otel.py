@@ -94,6 +94,7 @@ def tap_otel(
     messages: Iterable[Mapping[str, Any]] | None = None,
     capture_content: bool | None = None,
     attributes: Mapping[str, Any] | None = None,
+    chunk_timing: bool = True,
     scheduler: abc.SchedulerBase | None = None,
 ) -> Callable[[Observable[ChatCompletionChunk]], Observable[ChatCompletionChunk]]:
     """Trace each subscription as one OpenTelemetry span and record the GenAI client metrics.
@@ -138,6 +139,8 @@ def tap_otel(
             recorded input when content capture is on.
         capture_content: Record message content (default: the environment variable above).
         attributes: Extra span attributes (a tenant, a feature name, a request id).
+        chunk_timing: Record ``time_per_output_chunk`` (one histogram record per chunk, made
+            when the stream ends; the SDK's record costs tens of microseconds).
         scheduler: Where durations are read (a ``TestScheduler`` gives exact virtual times).
 
     Returns:
@@ -181,14 +184,17 @@ def tap_otel(
             state: dict[str, Any] = {"id": None, "model": None, "finish": {}, "last": None, "text": {}}
             lock = threading.Lock()
 
+            gaps: list[float] = []  # recorded when the stream ends: off the per-chunk path
+
             def on_chunk(chunk: ChatCompletionChunk) -> None:
                 try:
                     t = now()
                     last = state["last"]
                     state["last"] = t
                     if last is not None:
-                        inst.per_chunk.record(t - last, attributes=_metric_attributes())
-                    if state["id"] is None and chunk.id:
+                        if chunk_timing:
+                            gaps.append(t - last)
+                    elif chunk.id:
                         state["id"] = chunk.id
                     if state["model"] is None and chunk.model:
                         state["model"] = chunk.model
@@ -272,6 +278,9 @@ def tap_otel(
                 inst.tokens.record(report.completion_tokens, attributes={**attributes, "gen_ai.token.type": "output"})
                 if report.time_to_first_chunk is not None:
                     inst.first_chunk.record(report.time_to_first_chunk, attributes=attributes)
+                record_gap = inst.per_chunk.record
+                for gap in gaps:
+                    record_gap(gap, attributes=attributes)
                 span.end()
 
             metered = source.pipe(
