@@ -404,6 +404,11 @@ class ChatSession:
             self.history.pop()
             self._note("error: " + " ".join(str(exc).split()))
             return None
+        except KeyboardInterrupt:
+            # Ctrl-C outside the chunk loop (setting up, or waiting for the report)
+            self.history.append({"role": "assistant", "content": INTERRUPTED_MARK})
+            self._note(INTERRUPTED_MARK)
+            return None
         content = turn.text
         if turn.interrupted:
             content = f"{content} {INTERRUPTED_MARK}" if content else INTERRUPTED_MARK
