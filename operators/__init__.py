@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ._accumulate_tool_calls import accumulate_tool_calls, tool_call_snapshots
 from ._detect_repeated_chunks import detect_repeated_chunks
+from ._display import display, display_frames
 from ._log_stream import log_stream
 from ._retry import StreamRestart, fallback, retry_stream
 from ._tap_cost import CostReport, tap_cost
@@ -35,6 +36,8 @@ __all__ = [
     "accumulate_tool_calls",
     "deadline",
     "detect_repeated_chunks",
+    "display",
+    "display_frames",
     "fallback",
     "first_chunk_timeout",
     "log_stream",

@@ -172,6 +172,13 @@ class TestDisplay:
 
         assert first.startswith("one two three\n") and second.startswith("one two three\n")
 
+    def test_the_operator_is_in_rxllm_operators(self) -> None:
+        """ops.display and ops.display_frames are the operator forms rxllm.display builds on."""
+        from rxllm import operators as ops
+
+        assert ops.display is displayed and ops.display_frames is frames
+        assert "display" in ops.__all__ and "display_frames" in ops.__all__
+
     def test_operator_form_passes_chunks_through(self) -> None:
         """displayed() leaves the chunks alone and draws the view on the side, once per subscription."""
         out = io.StringIO()

@@ -36,7 +36,7 @@ CELLS = {
     "async": "view = await rxllm.display.display_async(source(mock_delay=0.001), interval=60)\n"
     "print('updates', view.updates)",
     "operator": "ended = []\n"
-    "response = await source().pipe(rxllm.display.displayed(0, on_end=ended.append), ops.to_response())\n"
+    "response = await source().pipe(ops.display(0, on_end=ended.append), ops.to_response())\n"
     "print('updates', ended[0].updates, response.choices[0].message.content == messages[0]['content'])",
     "error": "view = rxllm.display(source(mock_fail_after=3), interval=0)\nprint('error', type(view.error).__name__)",
 }
