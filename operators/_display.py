@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TextIO
 
@@ -206,6 +207,23 @@ class _Pacer:
             self.timer.dispose()
 
 
+class _ClockPacer(_Pacer):
+    """A pacer without a timer (iterables, or no scheduler at all): frames on chunk arrival only."""
+
+    def __init__(self, emit: Callable[[Frame], None], interval: float, messages: Any) -> None:
+        super().__init__(emit, ImmediateScheduler(), interval, messages)
+        self.last: float | None = None
+
+    def chunk(self, chunk: ChatCompletionChunk) -> None:
+        if self.finished:
+            return
+        self.builder.add(chunk)
+        now = time.monotonic()
+        if self.last is None or now - self.last >= self.interval:
+            self.last = now
+            self.emit(self.frame())
+
+
 def display_frames(
     interval: float = DEFAULT_INTERVAL,
     *,
@@ -240,12 +258,16 @@ def display_frames(
         def subscribe(
             observer: abc.ObserverBase[Frame], scheduler_: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            timer = (
-                resolve_scheduler(scheduler, scheduler_, "display_frames()")
-                if interval > 0
-                else (scheduler or scheduler_ or ImmediateScheduler())
-            )
-            pacer = _Pacer(observer.on_next, timer, interval, prompt)
+            pacer: _Pacer
+            if interval <= 0:
+                pacer = _Pacer(observer.on_next, scheduler or scheduler_ or ImmediateScheduler(), 0, prompt)
+            else:
+                try:
+                    timer = resolve_scheduler(scheduler, scheduler_, "display_frames()")
+                except RuntimeError:  # no scheduler and no running loop: pace on chunk arrival
+                    pacer = _ClockPacer(observer.on_next, interval, prompt)
+                else:
+                    pacer = _Pacer(observer.on_next, timer, interval, prompt)
 
             def on_report(report: CostReport) -> None:
                 pacer.report = report

@@ -30,13 +30,11 @@ works whether or not ``rxllm.display`` was imported as a module.
 from __future__ import annotations
 
 import sys
-import time
 import types
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any, TextIO
 
 from reactivex import Observable
-from reactivex.scheduler import ImmediateScheduler
 
 from rxllm.operators import CostReport, tap_cost
 from rxllm.operators._display import (
@@ -44,7 +42,7 @@ from rxllm.operators._display import (
     Frame,
     LiveDisplay,
     Target,
-    _Pacer,
+    _ClockPacer,
     make_target,
 )
 from rxllm.operators._display import display as displayed
@@ -110,23 +108,6 @@ def display(
         raise TypeError(f"display() needs an Observable or an iterable of chunks, got {type(source).__name__}")
     _drive_sync(source, view, interval, model, messages)
     return view
-
-
-class _ClockPacer(_Pacer):
-    """The pacer for iterables consumed on the caller's thread: frames on chunk arrival only."""
-
-    def __init__(self, emit: Callable[[Frame], None], interval: float, messages: Any) -> None:
-        super().__init__(emit, ImmediateScheduler(), interval, messages)
-        self.last: float | None = None
-
-    def chunk(self, chunk: ChatCompletionChunk) -> None:
-        if self.finished:
-            return
-        self.builder.add(chunk)
-        now = time.monotonic()
-        if self.last is None or now - self.last >= self.interval:
-            self.last = now
-            self.emit(self.frame())
 
 
 def _metered(

@@ -172,6 +172,17 @@ class TestDisplay:
 
         assert first.startswith("one two three\n") and second.startswith("one two three\n")
 
+    def test_without_a_scheduler_or_loop_frames_follow_the_chunks(self) -> None:
+        """A plain synchronous subscription (no scheduler, no loop) still draws, paced on arrival."""
+        out = io.StringIO()
+        ended: list[LiveDisplay] = []
+        chunks = [chunk("a"), chunk("b"), chunk("c", finish="stop")]
+        reactivex.from_iterable(chunks).pipe(displayed(60, file=out, on_end=ended.append)).subscribe()
+
+        [view] = ended
+        assert out.getvalue().startswith("abc\n")
+        assert view.frames == 2  # the first chunk, then nothing within 60 s, then the final frame
+
     def test_the_operator_is_in_rxllm_operators(self) -> None:
         """ops.display and ops.display_frames are the operator forms rxllm.display builds on."""
         from rxllm import operators as ops
