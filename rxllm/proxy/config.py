@@ -25,6 +25,7 @@ A config names deployments under public model names and sets server-wide limits:
       header_timeout: 10                    # seconds a client may take to send its headers
       body_timeout: 30                      # seconds a client may take to send its body
       listen_backlog: 2048                  # connections the kernel queues before accept()
+      cors_allowed_origins: []              # web origins whose pages may call the proxy
 
 Every problem is reported as :class:`ConfigError` naming where it is
 (``model_list[1].litellm_params.rpm``), so a bad file fails at startup, not at the first
@@ -60,6 +61,7 @@ __all__ = [
     "Deployment",
     "ProxyConfig",
     "load_config",
+    "normalize_origin",
     "parse_config",
 ]
 
@@ -94,6 +96,7 @@ _GENERAL_KEYS: Final = frozenset(
         "listen_backlog",
         "mock_max_prompt_chars",
         "mock_max_tokens",
+        "cors_allowed_origins",
     }
 )
 
@@ -332,6 +335,9 @@ class ProxyConfig:
         listen_backlog: Connections the kernel queues before the proxy accepts them.
         mock_max_prompt_chars: Largest prompt (characters) a mock model accepts.
         mock_max_tokens: Largest ``max_tokens`` (per choice) a mock model accepts.
+        cors_allowed_origins: Web origins (``"http://localhost:3000"``) whose pages may call
+            the proxy from a browser (``"*"``: any). A request whose ``Origin`` header is not
+            among them is refused (403) before anything else happens; default: none.
     """
 
     deployments: tuple[Deployment, ...] = ()
@@ -365,6 +371,7 @@ class ProxyConfig:
     listen_backlog: int = 2048
     mock_max_prompt_chars: int = 256 * 1024
     mock_max_tokens: int = 32768
+    cors_allowed_origins: tuple[str, ...] = ()
 
     @property
     def model_names(self) -> list[str]:
@@ -475,6 +482,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
     backlog = _integer(general.get("listen_backlog", 2048), "general_settings.listen_backlog")
     mock_prompt = _integer(general.get("mock_max_prompt_chars", 256 * 1024), "general_settings.mock_max_prompt_chars")
     mock_tokens = _integer(general.get("mock_max_tokens", 32768), "general_settings.mock_max_tokens")
+    origins = _origins(general.get("cors_allowed_origins"), "general_settings.cors_allowed_origins")
     allow_mock = general.get("allow_mock_models", True)
     if not isinstance(allow_mock, bool):
         raise ConfigError("general_settings.allow_mock_models must be true or false")
@@ -516,6 +524,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
         listen_backlog=backlog,
         mock_max_prompt_chars=mock_prompt,
         mock_max_tokens=mock_tokens,
+        cors_allowed_origins=origins,
     )
 
 
@@ -619,6 +628,32 @@ def _setting(merged: dict[str, Any], key: str, value: Any, where: str, notes: li
             else:
                 notes.append(f"{where}: callback {name!r} is not supported (supported: prometheus, otel); ignored")
     # json_logs and turn_off_message_logging: what rxllm does anyway (JSON lines, no message text)
+
+
+def normalize_origin(origin: str) -> str:
+    """An origin as browsers send it: lower-case scheme and host, no trailing slash."""
+    scheme, sep, rest = origin.strip().rstrip("/").partition("://")
+    return f"{scheme.lower()}{sep}{rest.lower()}" if sep else origin.strip().lower()
+
+
+def _origins(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where} must be a list of origins like 'http://localhost:3000' (or '*')")
+    found = []
+    for origin in value:
+        if origin.strip() == "*":
+            found.append("*")
+            continue
+        normal = normalize_origin(origin)
+        scheme, sep, host = normal.partition("://")
+        if not sep or scheme not in ("http", "https") or not host or "/" in host:
+            raise ConfigError(f"{where}: {origin!r} is not an origin (scheme://host[:port], no path)")
+        found.append(normal)
+    return tuple(dict.fromkeys(found))
 
 
 def _deployment(
