@@ -391,7 +391,9 @@ class ProxyConfig:
 def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> ProxyConfig:
     """Read and validate a YAML config file (or the defaults when ``path`` is ``None``).
 
-    ``RXLLM_MASTER_KEY`` sets the master key when the file does not.
+    ``RXLLM_MASTER_KEY`` sets the master key when the file does not. Reading the process's
+    environment (``environ`` not given), the file's ``environment_variables`` are also set in
+    it, as LiteLLM's proxy does at startup.
 
     Raises:
         ConfigError: The file is missing, is not YAML, or is not a valid config.
@@ -410,7 +412,10 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
         raise ConfigError(f"config file {str(file)!r} is not valid YAML{at}") from None
-    return parse_config({} if data is None else data, environ=env)
+    config = parse_config({} if data is None else data, environ=env)
+    if environ is None:
+        config.apply_environment()
+    return config
 
 
 def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> ProxyConfig:

@@ -45,6 +45,16 @@ class TestEnvironmentVariables:
             os.environ.pop("RXLLM_TEST_UPSTREAM_KEY", None)
             os.environ.pop("RXLLM_TEST_NUMBER", None)
 
+    def test_loading_from_the_process_environment_sets_them(self, tmp_path: Path) -> None:
+        """load_config() on the real environment sets environment_variables at once, as LiteLLM does."""
+        path = tmp_path / "config.yaml"
+        path.write_text("environment_variables:\n  RXLLM_TEST_AT_LOAD: yes-set\nmodel_list: []\n")
+        try:
+            load_config(path)
+            assert os.environ["RXLLM_TEST_AT_LOAD"] == "yes-set"
+        finally:
+            os.environ.pop("RXLLM_TEST_AT_LOAD", None)
+
     def test_must_be_a_mapping(self) -> None:
         """environment_variables as a list is an error naming the section."""
         with pytest.raises(ConfigError, match="environment_variables must be a mapping"):
