@@ -155,15 +155,22 @@ async def _slow_client(proxy_port: int, proxy_pid: int, upstream_port: int, paus
         await asyncio.sleep(0.25)
         peak = max(peak, rss_mb(proxy_pid))
     written = await asyncio.to_thread(_upstream_written, upstream_port)
-    while True:  # now read the rest: the stream must still complete
-        piece = await reader.read(1 << 20)
+    tail = b""
+    done = False
+    while True:  # now read the rest: the stream should still complete
+        try:
+            piece = await asyncio.wait_for(reader.read(1 << 20), 30)
+        except TimeoutError:
+            break
         if not piece:
             break
         received += len(piece)
-        if b"data: [DONE]" in piece[-64:]:
+        tail = (tail + piece)[-256:]
+        if b"data: [DONE]" in tail:
+            done = True
             break
     writer.close()
-    return {"rss_before": before, "rss_peak": peak, "upstream_written": written, "received": received}
+    return {"rss_before": before, "rss_peak": peak, "upstream_written": written, "received": received, "done": done}
 
 
 def run(pause: float, total_mb: int, litellm: str | None) -> list[tuple[str, dict[str, Any] | str]]:
@@ -207,17 +214,17 @@ def run(pause: float, total_mb: int, litellm: str | None) -> list[tuple[str, dic
 def _report(results: list[tuple[str, dict[str, Any] | str]], pause: float, total_mb: int) -> str:
     rows = [
         f"### Slow reader: a client stops reading for {pause:g} s while the upstream streams {total_mb} MB\n",
-        "| proxy | RSS before MB | RSS peak MB | RSS growth MB | upstream written during the pause MB |",
-        "|---|---:|---:|---:|---:|",
+        "| proxy | RSS before MB | RSS peak MB | RSS growth MB | upstream written during the pause MB | completed |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for title, figures in results:
         if isinstance(figures, str):
-            rows.append(f"| {title} | {figures} | | | |")
+            rows.append(f"| {title} | {figures} | | | | |")
             continue
         growth = figures["rss_peak"] - figures["rss_before"]
         rows.append(
             f"| {title} | {figures['rss_before']:.0f} | {figures['rss_peak']:.0f} | {growth:.1f} | "
-            f"{figures['upstream_written'] / 1048576:.1f} of {total_mb} |"
+            f"{figures['upstream_written'] / 1048576:.1f} of {total_mb} | {'yes' if figures['done'] else 'no'} |"
         )
     return "\n".join(rows) + "\n"
 

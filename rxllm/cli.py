@@ -30,6 +30,7 @@ DEFAULT_MODEL = "mock/echo"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rxllm", description="LLM streams as ReactiveX Observables.")
+    parser.add_argument("--version", action="version", version=f"rxllm {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     chat = commands.add_parser(
@@ -60,7 +61,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", "-c", help="a YAML config in LiteLLM's model_list shape")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", "-p", type=int, default=4000, help="port (default: 4000; 0 picks a free one)")
+    serve.add_argument(
+        "--model",
+        "-m",
+        dest="serve_model",
+        metavar="PROVIDER/MODEL",
+        help="serve this one model without a config file (as `litellm --model`); with --config, added to it",
+    )
+    serve.add_argument("--alias", help="the name clients use for --model (default: the model string itself)")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rxllm")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -215,9 +233,14 @@ def _summary(report: Any, first_token: float | None, total: float, err: TextIO) 
 
 def _serve(args: argparse.Namespace) -> int:
     from rxllm.proxy import ConfigError, is_loopback, load_config, serve
+    from rxllm.proxy.config import with_model
 
     try:
         config = load_config(args.config)
+        if args.serve_model:
+            config = with_model(config, args.serve_model, args.alias)
+        elif args.alias:
+            return _fail("--alias names the model given with --model; add --model provider/model")
     except ConfigError as exc:
         return _fail(str(exc))
     if not is_loopback(args.host) and not config.master_key:

@@ -63,6 +63,7 @@ __all__ = [
     "load_config",
     "normalize_origin",
     "parse_config",
+    "with_model",
 ]
 
 #: litellm_params names whose values are secrets (never shown, scrubbed from every message).
@@ -386,6 +387,29 @@ class ProxyConfig:
         if self.master_key:
             found.append(self.master_key)
         return found
+
+
+def with_model(config: ProxyConfig, model: str, alias: str | None = None) -> ProxyConfig:
+    """``config`` plus one deployment of ``model`` served as ``alias`` (``rxllm serve --model``).
+
+    Keys come from the provider's usual environment variable (``OPENAI_API_KEY``...), as with
+    :func:`rxllm.stream`.
+
+    Raises:
+        ConfigError: ``model`` is not a ``provider/model`` string, or ``alias`` is already a
+            model name in ``config``.
+    """
+    model = model.strip()
+    provider, sep, name = model.partition("/")
+    if not sep or not provider or not name:
+        raise ConfigError(f"--model must be 'provider/model' (like 'openai/gpt-4o' or 'mock/echo'), got {model!r}")
+    public = (alias or model).strip()
+    if not public:
+        raise ConfigError("--alias must not be empty")
+    if public in config.model_names:
+        raise ConfigError(f"--model: the config already serves a model named {public!r}")
+    deployment = Deployment(id=f"{public}#cli", model_name=public, model=model)
+    return attrs.evolve(config, deployments=(*config.deployments, deployment))
 
 
 def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> ProxyConfig:
