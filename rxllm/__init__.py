@@ -20,7 +20,7 @@ from types import ModuleType as _ModuleType
 from typing import TYPE_CHECKING, Any
 
 from rxllm.adapters import to_async_iterator, to_iterator
-from rxllm.api import AsyncCompletionStream, CompletionStream, acompletion, completion, stream
+from rxllm.api import AsyncCompletionStream, CompletionStream, aclose, acompletion, completion, stream
 from rxllm.errors import (
     APIConnectionError,
     APIError,
@@ -174,6 +174,7 @@ __all__ = [
     "ToolCallDelta",
     "UnprocessableEntityError",
     "Usage",
+    "aclose",
     "acompletion",
     "completion",
     "completion_cost",

@@ -56,6 +56,17 @@ def _json_text(value: Any) -> str:
 # --------------------------------------------------------------------------- tool calls
 
 
+def _complete_json(text: str) -> bool:
+    """Whether tool-call arguments are a complete JSON value (an object can not grow after its ``}``)."""
+    if not text:
+        return False
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 class _ToolSlot:
     """One tool call being assembled: scalar fields set once, argument text as parts."""
 
@@ -94,8 +105,9 @@ class ToolCallAssembler:
     arguments; argument-only fragments; a whole call in one fragment; several whole calls in
     one delta; fragments without ``index`` (their position in the delta decides); a new ``id``
     at an index already used (a new call, never glued onto the old one; it takes the next
-    free index); arguments as a JSON value (serialized). A call is *closed* when another call
-    starts in the choice, or when :meth:`close_all` is called (the choice finished, or the
+    free index); arguments as a JSON value (serialized); the fragments of parallel calls
+    interleaved. A call is *closed* when another call starts in the choice and its arguments
+    are complete JSON, or when :meth:`close_all` is called (the choice finished, or the
     stream ended). Providers stream calls one after another; should a fragment for a closed
     call still come, it is appended (the rebuilt response stays right) but a call already
     handed out is not revised.
@@ -130,11 +142,12 @@ class ToolCallAssembler:
                     index = max(self._used) + 1
                 self._used.add(index)
                 if self._open:
-                    if closed is None:
-                        closed = self._open
-                    else:
-                        closed.extend(self._open)
-                    self._open = []
+                    done = self._close_complete()
+                    if done:
+                        if closed is None:
+                            closed = done
+                        else:
+                            closed.extend(done)
                 slot = _ToolSlot(index)
                 by_key[key] = slot
                 self.slots.append(slot)
@@ -156,6 +169,20 @@ class ToolCallAssembler:
                 else:
                     slot.extra.update(tcd.extra)
         return closed
+
+    def _close_complete(self) -> list[_ToolSlot]:
+        """A new call started: close the open calls whose arguments are complete JSON.
+
+        Calls whose arguments are still empty or partial stay open: providers that interleave
+        the fragments of parallel calls (several calls open at once) keep sending them, and a
+        call handed out early would run with arguments cut short.
+        """
+        done: list[_ToolSlot] = []
+        still: list[_ToolSlot] = []
+        for slot in self._open:
+            (done if _complete_json("".join(slot.args)) else still).append(slot)
+        self._open = still
+        return done
 
     def close_all(self) -> list[_ToolSlot]:
         """Close the calls still open and return them (in order of appearance)."""
@@ -525,7 +552,8 @@ class ResponseSnapshot:
         """The response as it stood at this chunk (built on first access, then cached)."""
         r = self._response
         if r is None:
-            r = self._response = self._builder._materialize(self._mark)
+            # mid-stream: a choice that has not finished has no finish_reason yet
+            r = self._response = self._builder._materialize(self._mark, None)
         return r
 
     def content(self, choice_index: int = 0) -> str:

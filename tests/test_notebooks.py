@@ -177,7 +177,7 @@ class TestQuickstart:
         """The looping model raises InternalServerError after the limit; the cost callback fires."""
         out = text_of(executed("01_quickstart"))
 
-        assert "InternalServerError (status 500) after 100 chunks" in out
+        assert "InternalServerError (status 500) after 99 chunks" in out  # the 100th identical chunk raises
         assert "Streaming response cost: " in out and "outcome: completed" in out
         assert "RateLimitError 429" in out
 

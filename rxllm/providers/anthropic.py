@@ -23,8 +23,17 @@ from typing import Any, Final
 
 import orjson
 
-from rxllm.errors import APIConnectionError, AuthenticationError
-from rxllm.providers._http import api_key_for, bad_json, endpoint, error_from_payload, request_events
+from rxllm.errors import APIConnectionError, APIError, AuthenticationError
+from rxllm.providers._http import (
+    Shape,
+    api_key_for,
+    bad_json,
+    checked_chunk,
+    endpoint,
+    error_from_payload,
+    request_events,
+    shape_error,
+)
 from rxllm.providers.base import ChatRequest
 from rxllm.types import (
     ChatCompletionChunk,
@@ -256,8 +265,46 @@ def _usage(start: Mapping[str, Any], end: Mapping[str, Any]) -> Usage:
     )
 
 
+#: The fields of Messages stream events this provider reads, and their types.
+_SHAPE: Final[Shape] = {
+    "type": str,
+    "index": int,
+    "message": dict,
+    "message.id": str,
+    "message.model": str,
+    "message.usage": dict,
+    "message.usage.input_tokens": int,
+    "message.usage.output_tokens": int,
+    "message.usage.cache_read_input_tokens": int,
+    "message.usage.cache_creation_input_tokens": int,
+    "delta": dict,
+    "delta.type": str,
+    "delta.text": str,
+    "delta.partial_json": str,
+    "delta.thinking": str,
+    "delta.signature": str,
+    "delta.stop_reason": str,
+    "content_block": dict,
+    "content_block.type": str,
+    "content_block.id": str,
+    "content_block.name": str,
+    "content_block.text": str,
+    "content_block.thinking": str,
+    "usage": dict,
+    "usage.input_tokens": int,
+    "usage.output_tokens": int,
+    "usage.cache_read_input_tokens": int,
+    "usage.cache_creation_input_tokens": int,
+    "usage.output_tokens_details": dict,
+    "usage.output_tokens_details.thinking_tokens": int,
+}
+
+
 class AnthropicProvider:
     """Streams ``POST {api_base}/v1/messages`` and yields OpenAI-style chunks."""
+
+    #: Every chunk is checked as it is built (the provider boundary, without an extra hop).
+    checks_chunks = True
 
     def __init__(self, name: str = "anthropic") -> None:
         self.name = name
@@ -305,13 +352,14 @@ class AnthropicProvider:
         tool_index: dict[int, int] = {}  # content block index -> tool-call index
 
         def chunk(delta: Delta, finish: str | None = None, usage: Usage | None = None) -> ChatCompletionChunk:
-            return ChatCompletionChunk(
+            built = ChatCompletionChunk(
                 id=chunk_id,
                 choices=(StreamChoice(index=0, delta=delta, finish_reason=finish),),
                 created=created,
                 model=model,
                 usage=usage,
             )
+            return checked_chunk(built, self.name, model_name)
 
         async with aclosing(events):
             async for batch in events:
@@ -322,63 +370,68 @@ class AnthropicProvider:
                         raise bad_json(event.data, self.name, model_name) from None
                     if not isinstance(d, dict):
                         raise bad_json(event.data, self.name, model_name)
-                    kind = d.get("type") or event.event
-                    if kind == "content_block_delta":
-                        delta = d.get("delta") or {}
-                        dkind = delta.get("type")
-                        if dkind == "text_delta":
-                            yield chunk(Delta(content=delta.get("text", "")))
-                        elif dkind == "input_json_delta":
-                            position = tool_index.get(d.get("index", -1))
-                            partial = delta.get("partial_json") or ""
-                            if position is not None and partial:
-                                call = ToolCallDelta(index=position, function=FunctionDelta(arguments=partial))
-                                yield chunk(Delta(tool_calls=(call,)))
-                        elif dkind == "thinking_delta":
-                            yield chunk(Delta(reasoning_content=delta.get("thinking", "")))
-                        elif dkind == "signature_delta":
-                            block = {"type": "thinking", "signature": delta.get("signature", "")}
-                            yield chunk(Delta(extra={"thinking_blocks": [block]}))
-                        elif dkind == "citations_delta":
-                            yield chunk(Delta(extra={"citations": [delta.get("citation")]}))
-                    elif kind == "content_block_start":
-                        block = d.get("content_block") or {}
-                        bkind = block.get("type")
-                        if bkind == "tool_use":
-                            position = len(tool_index)
-                            tool_index[d.get("index", position)] = position
-                            call = ToolCallDelta(
-                                index=position,
-                                id=block.get("id", ""),
-                                type="function",
-                                function=FunctionDelta(name=block.get("name", ""), arguments=""),
+                    try:
+                        kind = d.get("type") or event.event
+                        if kind == "content_block_delta":
+                            delta = d.get("delta") or {}
+                            dkind = delta.get("type")
+                            if dkind == "text_delta":
+                                yield chunk(Delta(content=delta.get("text", "")))
+                            elif dkind == "input_json_delta":
+                                position = tool_index.get(d.get("index", -1))
+                                partial = delta.get("partial_json") or ""
+                                if position is not None and partial:
+                                    call = ToolCallDelta(index=position, function=FunctionDelta(arguments=partial))
+                                    yield chunk(Delta(tool_calls=(call,)))
+                            elif dkind == "thinking_delta":
+                                yield chunk(Delta(reasoning_content=delta.get("thinking", "")))
+                            elif dkind == "signature_delta":
+                                block = {"type": "thinking", "signature": delta.get("signature", "")}
+                                yield chunk(Delta(extra={"thinking_blocks": [block]}))
+                            elif dkind == "citations_delta":
+                                yield chunk(Delta(extra={"citations": [delta.get("citation")]}))
+                        elif kind == "content_block_start":
+                            block = d.get("content_block") or {}
+                            bkind = block.get("type")
+                            if bkind == "tool_use":
+                                position = len(tool_index)
+                                tool_index[d.get("index", position)] = position
+                                call = ToolCallDelta(
+                                    index=position,
+                                    id=block.get("id", ""),
+                                    type="function",
+                                    function=FunctionDelta(name=block.get("name", ""), arguments=""),
+                                )
+                                yield chunk(Delta(role="assistant", tool_calls=(call,)))
+                            elif bkind == "text" and block.get("text"):
+                                yield chunk(Delta(content=block["text"]))
+                            elif bkind == "thinking" and block.get("thinking"):
+                                yield chunk(Delta(reasoning_content=block["thinking"]))
+                            elif bkind == "redacted_thinking":
+                                kept = {"type": "redacted_thinking", "data": block.get("data", "")}
+                                yield chunk(Delta(extra={"thinking_blocks": [kept]}))
+                        elif kind == "message_start":
+                            message = d.get("message") or {}
+                            chunk_id = message.get("id") or chunk_id
+                            model = message.get("model") or model
+                            start_usage = message.get("usage") or {}
+                            yield chunk(Delta(role="assistant", content=""))
+                        elif kind == "message_delta":
+                            reason = (d.get("delta") or {}).get("stop_reason")
+                            finish = _FINISH.get(reason, reason) if reason else None
+                            usage = _usage(start_usage, d.get("usage") or {})
+                            yield chunk(Delta(), finish, usage)
+                        elif kind == "message_stop":
+                            return
+                        elif kind == "error" or event.event == "error":
+                            raise error_from_payload(
+                                d, provider=self.name, model=model_name, context="error event in stream"
                             )
-                            yield chunk(Delta(role="assistant", tool_calls=(call,)))
-                        elif bkind == "text" and block.get("text"):
-                            yield chunk(Delta(content=block["text"]))
-                        elif bkind == "thinking" and block.get("thinking"):
-                            yield chunk(Delta(reasoning_content=block["thinking"]))
-                        elif bkind == "redacted_thinking":
-                            kept = {"type": "redacted_thinking", "data": block.get("data", "")}
-                            yield chunk(Delta(extra={"thinking_blocks": [kept]}))
-                    elif kind == "message_start":
-                        message = d.get("message") or {}
-                        chunk_id = message.get("id") or chunk_id
-                        model = message.get("model") or model
-                        start_usage = message.get("usage") or {}
-                        yield chunk(Delta(role="assistant", content=""))
-                    elif kind == "message_delta":
-                        reason = (d.get("delta") or {}).get("stop_reason")
-                        finish = _FINISH.get(reason, reason) if reason else None
-                        usage = _usage(start_usage, d.get("usage") or {})
-                        yield chunk(Delta(), finish, usage)
-                    elif kind == "message_stop":
-                        return
-                    elif kind == "error" or event.event == "error":
-                        raise error_from_payload(
-                            d, provider=self.name, model=model_name, context="error event in stream"
-                        )
-                    # ping, content_block_stop and unknown events carry nothing for the caller
+                        # ping, content_block_stop and unknown events carry nothing for the caller
+                    except APIError:
+                        raise
+                    except Exception as exc:  # a payload field of the wrong type or shape: name it
+                        raise shape_error(d, _SHAPE, exc, self.name, model_name) from None
         tail = state.decoder.flush()
         if tail is not None and (tail.event == "message_stop" or '"message_stop"' in tail.data):
             return

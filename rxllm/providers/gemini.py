@@ -25,8 +25,16 @@ from urllib.parse import quote
 
 import orjson
 
-from rxllm.errors import APIConnectionError, AuthenticationError
-from rxllm.providers._http import api_key_for, bad_json, error_from_payload, request_events
+from rxllm.errors import APIConnectionError, APIError, AuthenticationError
+from rxllm.providers._http import (
+    Shape,
+    api_key_for,
+    bad_json,
+    checked_chunk,
+    error_from_payload,
+    request_events,
+    shape_error,
+)
 from rxllm.providers.base import ChatRequest
 from rxllm.types import (
     ChatCompletionChunk,
@@ -232,8 +240,36 @@ def _usage(meta: Mapping[str, Any]) -> Usage:
     )
 
 
+#: The fields of ``GenerateContentResponse`` events this provider reads, and their types.
+_SHAPE: Final[Shape] = {
+    "responseId": str,
+    "modelVersion": str,
+    "candidates": list,
+    "candidates[]": dict,
+    "candidates[].index": int,
+    "candidates[].finishReason": str,
+    "candidates[].content": dict,
+    "candidates[].content.parts": list,
+    "candidates[].content.parts[]": dict,
+    "candidates[].content.parts[].text": str,
+    "candidates[].content.parts[].thoughtSignature": str,
+    "candidates[].content.parts[].functionCall": dict,
+    "candidates[].content.parts[].functionCall.id": str,
+    "candidates[].content.parts[].functionCall.name": str,
+    "usageMetadata": dict,
+    "usageMetadata.promptTokenCount": int,
+    "usageMetadata.candidatesTokenCount": int,
+    "usageMetadata.thoughtsTokenCount": int,
+    "usageMetadata.cachedContentTokenCount": int,
+    "promptFeedback": dict,
+}
+
+
 class GeminiProvider:
     """Streams ``POST {api_base}/v1beta/models/{model}:streamGenerateContent?alt=sse``."""
+
+    #: Every chunk is checked as it is built (the provider boundary, without an extra hop).
+    checks_chunks = True
 
     def __init__(self, name: str = "gemini") -> None:
         self.name = name
@@ -286,6 +322,8 @@ class GeminiProvider:
         calls_made: dict[int, int] = {}  # candidate index -> tool calls emitted
         finished = False
         started: set[int] = set()
+        seen: set[int] = set()  # candidate indexes that appeared
+        done: set[int] = set()  # ... and those that sent a finishReason
         async with aclosing(events):
             async for batch in events:
                 for event in batch:
@@ -297,37 +335,47 @@ class GeminiProvider:
                         d = d[0]
                     if not isinstance(d, dict):
                         raise bad_json(event.data, self.name, model_name)
-                    if d.get("error"):
-                        raise error_from_payload(d, provider=self.name, model=model_name, context="error in stream")
-                    chunk_id = d.get("responseId") or chunk_id
-                    model = d.get("modelVersion") or model
-                    if d.get("usageMetadata"):
-                        usage_meta = d["usageMetadata"]
-                    choices: list[StreamChoice] = []
-                    for position, candidate in enumerate(d.get("candidates") or ()):
-                        index = candidate.get("index", position)
-                        delta = self._delta(candidate, index, calls_made, started)
-                        reason = candidate.get("finishReason")
-                        finish = None
-                        if reason:
+                    try:
+                        if d.get("error"):
+                            raise error_from_payload(d, provider=self.name, model=model_name, context="error in stream")
+                        chunk_id = d.get("responseId") or chunk_id
+                        model = d.get("modelVersion") or model
+                        if d.get("usageMetadata"):
+                            usage_meta = d["usageMetadata"]
+                        choices: list[StreamChoice] = []
+                        for position, candidate in enumerate(d.get("candidates") or ()):
+                            index = candidate.get("index", position)
+                            delta = self._delta(candidate, index, calls_made, started)
+                            reason = candidate.get("finishReason")
+                            finish = None
+                            seen.add(index)
+                            if reason:
+                                finished = True
+                                done.add(index)
+                                finish = _FINISH.get(reason, "stop")
+                                if finish == "stop" and calls_made.get(index):
+                                    finish = "tool_calls"
+                            if delta is not None or finish is not None:
+                                choices.append(StreamChoice(index=index, delta=delta or Delta(), finish_reason=finish))
+                        feedback = d.get("promptFeedback")
+                        if not d.get("candidates") and isinstance(feedback, Mapping) and feedback.get("blockReason"):
                             finished = True
-                            finish = _FINISH.get(reason, "stop")
-                            if finish == "stop" and calls_made.get(index):
-                                finish = "tool_calls"
-                        if delta is not None or finish is not None:
-                            choices.append(StreamChoice(index=index, delta=delta or Delta(), finish_reason=finish))
-                    feedback = d.get("promptFeedback")
-                    if not d.get("candidates") and isinstance(feedback, Mapping) and feedback.get("blockReason"):
-                        finished = True
-                        choices.append(
-                            StreamChoice(
-                                index=0,
-                                delta=Delta(extra={"prompt_feedback": dict(feedback)}),
-                                finish_reason="content_filter",
+                            choices.append(
+                                StreamChoice(
+                                    index=0,
+                                    delta=Delta(extra={"prompt_feedback": dict(feedback)}),
+                                    finish_reason="content_filter",
+                                )
                             )
-                        )
-                    if choices:
-                        yield ChatCompletionChunk(id=chunk_id, choices=tuple(choices), created=created, model=model)
+                        if choices:
+                            built = ChatCompletionChunk(
+                                id=chunk_id, choices=tuple(choices), created=created, model=model
+                            )
+                            yield checked_chunk(built, self.name, model_name)
+                    except APIError:
+                        raise
+                    except Exception as exc:  # a payload field of the wrong type or shape: name it
+                        raise shape_error(d, _SHAPE, exc, self.name, model_name) from None
         state.decoder.close()
         if not finished:
             if state.events == 0:
@@ -337,8 +385,21 @@ class GeminiProvider:
                 llm_provider=self.name,
                 model=model_name,
             )
+        unfinished = sorted(seen - done)
+        if unfinished:
+            # n > 1: one candidate finished, another was cut: the stream is cut, not a success
+            raise APIConnectionError(
+                f"the Gemini stream ended before candidate {unfinished[0]} had a finishReason: the body was cut",
+                llm_provider=self.name,
+                model=model_name,
+            )
         if usage_meta is not None:
-            yield ChatCompletionChunk(id=chunk_id, choices=(), created=created, model=model, usage=_usage(usage_meta))
+            try:
+                usage = _usage(usage_meta)
+            except Exception as exc:
+                raise shape_error({"usageMetadata": usage_meta}, _SHAPE, exc, self.name, model_name) from None
+            built = ChatCompletionChunk(id=chunk_id, choices=(), created=created, model=model, usage=usage)
+            yield checked_chunk(built, self.name, model_name)
 
     @staticmethod
     def _delta(candidate: Mapping[str, Any], index: int, calls_made: dict[int, int], started: set[int]) -> Delta | None:
