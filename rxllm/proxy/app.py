@@ -7,10 +7,15 @@ Routes:
 
 - every dialect's POST routes, e.g. ``POST /v1/chat/completions`` (and ``/chat/completions``):
   ``stream: true`` answers ``text/event-stream``; otherwise one JSON answer;
-- ``GET /v1/models`` (and ``/models``): the configured model names;
+- ``GET /v1/models`` (and ``/models``): the configured model names; ``GET /v1/models/{id}``;
 - ``GET /health/liveliness``, ``GET /health/readiness``: never need a key;
 - ``GET /metrics`` when metrics are enabled (:mod:`rxllm.proxy.metrics`; the master key
   applies, as to every route but the health checks).
+
+Every request passes the middleware first: a web page's ``Origin`` that is not allowed
+(:mod:`rxllm.proxy.cors`) is refused with 403 before anything else; allowed preflights are
+answered; then the master key is checked (``Authorization: Bearer``, ``x-api-key`` or
+``api-key``, see :mod:`rxllm.proxy.auth`).
 
 Failures before the first chunk answer with their HTTP status and the dialect's error body,
 after trying the model's other deployments (see :mod:`rxllm.proxy.router`); after the first
@@ -375,8 +380,9 @@ def make_runner(app: web.Application, **overrides: Any) -> web.AppRunner:
 
     ``handler_cancellation`` is on (a client that leaves cancels its upstream at once), there
     is no access log (the proxy logs each request itself), and the keepalive timeout is the
-    config's ``header_timeout``: aiohttp closes a connection that has not sent a complete
-    request's headers within it (from connect, or from the end of the previous response), so
+    config's ``header_timeout``: aiohttp (3.14, the version rxllm is tested with, starts that
+    timer when a connection opens) closes a connection that has not sent a complete request's
+    headers within it (from connect, or from the end of the previous response), so
     a client dripping its headers is cut off; the unread rest of a body answered early is
     drained for at most 2 s. Bind it with ``web.TCPSite(runner, host, port,
     backlog=config.listen_backlog)``.

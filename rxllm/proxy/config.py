@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 #: litellm_params names whose values are secrets (never shown, scrubbed from every message).
-_SECRET_PARAM: Final = re.compile(r"(key|secret|token|password|passwd|credential)s?$", re.IGNORECASE)
+_SECRET_PARAM: Final = re.compile(r"(key|secret|token|password|passwd|credentials?)$", re.IGNORECASE)
 
 #: The environment variable that sets the master key when the config does not.
 ENV_MASTER_KEY: Final = "RXLLM_MASTER_KEY"
