@@ -268,7 +268,8 @@ class Deployment:
         api_base: The upstream endpoint, if not the provider's default.
         api_key: The upstream key (resolved from ``os.environ/NAME``); never shown.
         rpm: Requests per minute this deployment accepts (``None``: unlimited).
-        timeout: Seconds to connect and to wait for the first chunk.
+        timeout: Seconds to connect and to wait for the first chunk (passed to :func:`rxllm.stream`,
+            where it also bounds each read unless ``stream_timeout`` is set).
         stream_timeout: Seconds allowed between chunks once streaming.
         params: The other ``litellm_params`` (``mock_response``, ``temperature``...), passed on
             (its repr hides ``extra_headers`` values and key-like entries).
