@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ._accumulate_tool_calls import accumulate_tool_calls, tool_call_snapshots
 from ._detect_repeated_chunks import detect_repeated_chunks
+from ._display import display, display_frames
 from ._events import events
 from ._limit import limit
 from ._log_stream import log_stream
@@ -25,6 +26,7 @@ from ._smooth import smooth
 from ._split_think_tags import split_think_tags
 from ._structured import structured_output
 from ._tap_cost import CostReport, tap_cost
+from ._tap_otel import tap_otel
 from ._text import reasoning, text
 from ._throttle_snapshots import throttle_snapshots
 from ._timeouts import deadline, first_chunk_timeout, stall_timeout
@@ -45,6 +47,8 @@ __all__ = [
     "accumulate_tool_calls",
     "deadline",
     "detect_repeated_chunks",
+    "display",
+    "display_frames",
     "events",
     "fallback",
     "first_chunk_timeout",
@@ -58,6 +62,7 @@ __all__ = [
     "stall_timeout",
     "structured_output",
     "tap_cost",
+    "tap_otel",
     "text",
     "throttle_snapshots",
     "to_messages_sse",

@@ -8,7 +8,9 @@ Routes:
 - every dialect's POST routes, e.g. ``POST /v1/chat/completions`` (and ``/chat/completions``):
   ``stream: true`` answers ``text/event-stream``; otherwise one JSON answer;
 - ``GET /v1/models`` (and ``/models``): the configured model names; ``GET /v1/models/{id}``;
-- ``GET /health/liveliness``, ``GET /health/readiness``: never need a key.
+- ``GET /health/liveliness``, ``GET /health/readiness``: never need a key;
+- ``GET /metrics`` when metrics are enabled (:mod:`rxllm.proxy.metrics`; the master key
+  applies, as to every route but the health checks).
 
 Every request passes the middleware first: a web page's ``Origin`` that is not allowed
 (:mod:`rxllm.proxy.cors`) is refused with 403 before anything else; allowed preflights are
@@ -115,6 +117,13 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
     app.router.add_get("/health/liveliness", _liveliness)
     app.router.add_get("/health/liveness", _liveliness)
     app.router.add_get("/health/readiness", _readiness)
+    config.apply_environment()
+    for warning in config.warnings:
+        _log.warning("rxllm.proxy.config_warning", message=warning)
+    if config.metrics:
+        from rxllm.proxy.metrics import install_metrics
+
+        install_metrics(app, state)
     app.on_response_prepare.append(_add_cors_headers)
     app.on_startup.append(_start_watchdog)
     app.on_shutdown.append(_drain)
@@ -143,6 +152,7 @@ async def _middleware(
     outcome = Outcome(_request_id(request), request.method, request.path, asyncio.get_running_loop().time())
     request[OUTCOME] = outcome
     is_health = request.path.startswith("/health/")
+    quiet = is_health or request.path == "/metrics"
     try:
         origin = request.headers.get("Origin")
         if origin is not None:
@@ -192,7 +202,7 @@ async def _middleware(
         _log.error("rxllm.proxy.unhandled", request_id=outcome.request_id, error=type(exc).__name__)
         return _error_response(exc, request, state, outcome)
     finally:
-        if not is_health:  # probes every few seconds would drown the request log
+        if not quiet:  # probes and scrapes every few seconds would drown the request log
             _finish(outcome, state)
 
 

@@ -95,6 +95,8 @@ class Router:
         self._allow_mock = config.allow_mock_models
         self._groups: dict[str, list[DeploymentState]] = {}
         self._turn: dict[str, int] = {}
+        #: Called with a deployment each time a failure puts it in cooldown (metrics).
+        self.cooldown_hooks: list[Callable[[Deployment], object]] = []
         for deployment in config.deployments:
             group = self._groups.setdefault(deployment.model_name, [])
             group.append(DeploymentState(deployment, len(group)))
@@ -172,3 +174,6 @@ class Router:
         """An attempt on ``state`` ended; a failure puts it in cooldown."""
         state.in_flight -= 1
         state.failed_at = self._clock() if failed else None
+        if failed and self._cooldown > 0:
+            for hook in self.cooldown_hooks:
+                hook(state.deployment)
