@@ -111,6 +111,7 @@ sys.modules[__name__].__class__ = _Package
 # Imported on first use, so that `import rxllm` stays cheap.
 _LAZY = {
     "operators": ("rxllm.operators", None),
+    "display": ("rxllm.display", None),  # a callable module: rxllm.display(source)
     "stream_chunk_builder": ("rxllm.builder", "stream_chunk_builder"),
     "ResponseSnapshot": ("rxllm.builder", "ResponseSnapshot"),
     "exponential_backoff": ("rxllm.retry_policy", "exponential_backoff"),
@@ -182,6 +183,7 @@ __all__ = [
     "completion",
     "completion_cost",
     "cost_per_token",
+    "display",
     "exponential_backoff",
     "failure_callback",
     "from_async_iterable",

@@ -9,6 +9,9 @@ async iterator edge.
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -18,6 +21,7 @@ import reactivex
 from reactivex import Observable
 
 from rxllm._instrument import CallInfo, instrument
+from rxllm._log import get_logger
 from rxllm._secrets import register_secret, safe_url
 from rxllm.adapters import AsyncStreamIterator, BlockingStreamIterator, to_async_iterator, to_iterator
 from rxllm.errors import BadRequestError
@@ -36,6 +40,8 @@ __all__ = [
     "completion",
     "stream",
 ]
+
+_log = get_logger("rxllm.api")
 
 _VALID_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -252,6 +258,35 @@ def _check_fallbacks(value: Any, model: str) -> list[dict[str, Any]]:
     return out
 
 
+BLOCKING_LOOP_MESSAGE = (
+    "completion(stream=True) is being iterated on a thread whose event loop is running: every "
+    "chunk blocks that loop (other requests and streams wait). In async code use "
+    "'await rxllm.acompletion(..., stream=True)' with 'async for'."
+)
+
+
+def _in_ipython() -> bool:
+    """True inside an IPython kernel or shell, where blocking a cell's loop is what the user asked for."""
+    ipython = sys.modules.get("IPython")
+    getter = getattr(ipython, "get_ipython", None)
+    try:
+        return getter is not None and getter() is not None
+    except Exception:
+        return False
+
+
+def _warn_if_blocking_a_loop(model: str) -> None:
+    """Warn once per stream when a synchronous stream is about to block a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if _in_ipython():
+        return
+    _log.warning("rxllm.api.blocking_stream_in_event_loop", model=model, hint=BLOCKING_LOOP_MESSAGE)
+    warnings.warn(BLOCKING_LOOP_MESSAGE, RuntimeWarning, stacklevel=4)
+
+
 class CompletionStream(Iterator[ChatCompletionChunk]):
     """What ``completion(stream=True)`` returns: a blocking iterator of chunks.
 
@@ -264,6 +299,8 @@ class CompletionStream(Iterator[ChatCompletionChunk]):
     def __init__(self, observable: Observable[ChatCompletionChunk], info: CallInfo) -> None:
         self.observable = observable
         self._info = info
+        if info.stream:
+            _warn_if_blocking_a_loop(info.model)
         self._iterator: BlockingStreamIterator[ChatCompletionChunk] = to_iterator(observable)
         self._lookahead: list[ChatCompletionChunk] = []
         try:

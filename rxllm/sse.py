@@ -1,7 +1,8 @@
 """Server-sent events: encoding chunks for browsers and OpenAI clients, and decoding provider bodies.
 
 The encoder writes what OpenAI's endpoint writes: ``data: {json}\\n\\n`` per chunk and
-``data: [DONE]\\n\\n`` at the end.
+``data: [DONE]\\n\\n`` at the end. Every SSE writer in rxllm (the ``to_sse`` operator, the
+dialect encoders, the proxy) frames events with these functions, so there is one framing.
 """
 
 from __future__ import annotations
@@ -15,15 +16,25 @@ from rxllm.errors import MalformedStreamError
 __all__ = [
     "DEFAULT_MAX_EVENT_SIZE",
     "SSE_DONE",
+    "SSE_PING",
     "SSEDecoder",
     "SSEEventTooLargeError",
     "ServerSentEvent",
+    "encode_comment",
     "encode_data",
     "encode_json",
 ]
 
 #: The event OpenAI-compatible streams end with.
 SSE_DONE: Final = b"data: [DONE]\n\n"
+
+#: A keepalive comment: every SSE parser ignores it; proxies and load balancers see traffic.
+SSE_PING: Final = b": ping\n\n"
+
+
+def encode_comment(text: str) -> bytes:
+    """One SSE comment line (ignored by parsers), for keepalives; ``text`` must not contain newlines."""
+    return b": " + text.encode() + b"\n\n"
 
 
 def encode_data(payload: bytes, *, event: str | None = None) -> bytes:

@@ -32,7 +32,7 @@ def test_smoke_run_prints_rxllm_rows_with_numbers(tmp_path: Path) -> None:
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     out = proc.stdout
     for heading in ("### Client", "### Client path, layer by layer", "### Proxy", "### Import time",
-                    "### Memory per open stream"):  # fmt: skip
+                    "### Memory per open stream", "### Dialects"):  # fmt: skip
         assert heading in out
     # the layer table: every layer has a number and a ratio in every case, and the GC share is a percentage
     for prefix in ("1. floor", "2. + decode", "3. + parse", "4. + Observable", "5. + operators", "6. + builder"):
@@ -49,6 +49,11 @@ def test_smoke_run_prints_rxllm_rows_with_numbers(tmp_path: Path) -> None:
     assert len(re.findall(_NUMBER, proxy)) >= 6, proxy
     assert re.search(r"\| `import rxllm` \| [0-9,]+ \|", out)
     assert re.search(r"\| rxllm `acompletion\(stream=True\)` \| " + _NUMBER, out)
+    # dialects: every encoder has a number and a ratio to chat completions
+    for prefix in ("chat completions SSE", "Responses events", "Messages events", "UI message stream ("):
+        assert re.search(_NUMBER + r" \| " + _NUMBER + "x", _row(out, prefix))
+    for prefix in ("chat completions (`", "Responses (`", "Messages (`", "UI message stream (`/api"):
+        assert re.search(_NUMBER + r" \| " + _NUMBER + "x", _row(out, prefix))
     # a peer is either measured or says why not, never silently missing
     litellm = _row(out, "litellm `acompletion")
     assert "not installed" in litellm or re.search(_NUMBER, litellm), litellm

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from rxllm.proxy.config import Deployment, ProxyConfig
 from rxllm.proxy.errors import ProxyError
 
-__all__ = ["DeploymentState", "Router"]
+__all__ = ["DeploymentState", "Lease", "Router"]
 
 _WINDOW = 60.0
 
@@ -50,6 +50,37 @@ class DeploymentState:
         return rpm is None or self.rpm_used(now) < rpm
 
 
+class Lease:
+    """One attempt's claim on a deployment: released exactly once, whatever happens.
+
+    :meth:`Router.acquire` counts the attempt (in flight, rpm); :meth:`release` undoes the
+    in-flight count and records the outcome. Releasing twice is a no-op, so every exit path
+    (success, failure, timeout, cancellation, a client leaving) may call it safely.
+    """
+
+    __slots__ = ("_router", "released", "state")
+
+    def __init__(self, router: Router, state: DeploymentState) -> None:
+        self._router = router
+        self.state = state
+        self.released = False
+
+    def __repr__(self) -> str:
+        return f"Lease({self.state.deployment.id!r}, released={self.released})"
+
+    @property
+    def deployment(self) -> Deployment:
+        """The deployment this attempt runs on."""
+        return self.state.deployment
+
+    def release(self, *, failed: bool) -> None:
+        """End the attempt (idempotent); ``failed`` puts the deployment in cooldown."""
+        if self.released:
+            return
+        self.released = True
+        self._router.finish(self.state, failed=failed)
+
+
 class Router:
     """Deployments per public model name, and the order to try them in.
 
@@ -64,6 +95,8 @@ class Router:
         self._allow_mock = config.allow_mock_models
         self._groups: dict[str, list[DeploymentState]] = {}
         self._turn: dict[str, int] = {}
+        #: Called with a deployment each time a failure puts it in cooldown (metrics).
+        self.cooldown_hooks: list[Callable[[Deployment], object]] = []
         for deployment in config.deployments:
             group = self._groups.setdefault(deployment.model_name, [])
             group.append(DeploymentState(deployment, len(group)))
@@ -129,7 +162,18 @@ class Router:
         state.in_flight += 1
         return True
 
+    def acquire(self, state: DeploymentState) -> Lease | None:
+        """:meth:`start` as a :class:`Lease` to release once; ``None`` if at the rpm limit."""
+        return Lease(self, state) if self.start(state) else None
+
+    def in_flight(self) -> dict[str, int]:
+        """Attempts in flight per configured deployment id (leak checks, metrics)."""
+        return {s.deployment.id: s.in_flight for group in self._groups.values() for s in group}
+
     def finish(self, state: DeploymentState, *, failed: bool) -> None:
         """An attempt on ``state`` ended; a failure puts it in cooldown."""
         state.in_flight -= 1
         state.failed_at = self._clock() if failed else None
+        if failed and self._cooldown > 0:
+            for hook in self.cooldown_hooks:
+                hook(state.deployment)
