@@ -31,7 +31,7 @@ import orjson
 
 from rxllm._fastnew import mutable_sibling
 
-__all__ = ["EMPTY", "Kind", "verify", "wire", "wire_class"]
+__all__ = ["EMPTY", "Kind", "hidden_key", "verify", "wire", "wire_class"]
 
 _T = TypeVar("_T")
 
@@ -101,7 +101,6 @@ def wire(
     always: bool | None = None,
     falsy_default: bool = False,
     keep_null: bool = False,
-    hidden: bool = False,
     hash: bool | None = None,
 ) -> Any:
     """Declare one wire field (an ``attrs.field`` carrying its codec row).
@@ -115,19 +114,26 @@ def wire(
         falsy_default: Read any falsy wire value (``""``, ``0``, ``null``) as the default.
         keep_null: Read an absent or ``null`` key as ``None``, not the default (the default
             is then only the constructor's).
-        hidden: A known key the model does not expose (OpenAI's ``obfuscation`` padding):
-            stored in a private slot, so a chunk carrying it needs no ``extra`` dict of its
-            own; ``extra`` still shows it (built when read) and ``to_dict`` writes it back.
-            Not an ``__init__`` argument and not compared (``extra`` is); needs ``fast``.
         hash: Passed to ``attrs.field``.
 
     Returns:
         The attrs field.
     """
-    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING, hidden)
-    if hidden:
-        return attrs.field(default=default, init=False, eq=False, repr=False, hash=False, metadata={_META: spec})
+    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING, False)
     return attrs.field(default=default, hash=hash, metadata={_META: spec})
+
+
+def hidden_key(key: str) -> dict[str, Any]:
+    """The metadata of a hidden wire key: ``attrs.field(default=None, init=False, eq=False,
+    repr=False, hash=False, metadata=hidden_key("obfuscation"))``.
+
+    A known key the model does not expose (OpenAI's ``obfuscation`` padding): stored in a
+    private slot, so a chunk carrying it needs no ``extra`` dict of its own; ``extra`` still
+    shows it (built when read) and ``to_dict`` writes it back. Not an ``__init__`` argument and
+    not compared (``extra`` is). The class needs ``wire_class(fast=True)``. (Spelled as an
+    ``attrs.field`` so type checkers see ``init=False``.)
+    """
+    return {_META: Spec(Kind.ATOM, key, None, False, False, False, True)}
 
 
 # --------------------------------------------------------------------------- generation
@@ -287,6 +293,12 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
         cls._fields = tuple(name for name, _, _, _ in rows)  # type: ignore[attr-defined]
         cls._wire_probe = _probe(cls, rows)  # type: ignore[attr-defined]
         hidden = [(name, key) for name, key, spec, _ in rows if spec.hidden]
+        for f in attrs.fields(cls):  # type: ignore[arg-type]
+            spec = f.metadata.get(_META)
+            if spec is not None and spec.hidden and (f.init or f.eq or f.repr is not False or f.default is not None):
+                raise TypeError(
+                    f"wire_class: {cls.__name__}.{f.name}: a hidden key needs init/eq/repr off, default None"
+                )
         if hidden:
             if not fast:
                 raise TypeError(f"wire_class: {cls.__name__}: hidden keys need fast=True (a slotted_base layout)")

@@ -21,7 +21,7 @@ import orjson
 
 from rxllm._fastnew import slotted_base
 from rxllm._wire import EMPTY as EMPTY
-from rxllm._wire import Kind, wire, wire_class
+from rxllm._wire import Kind, hidden_key, wire, wire_class
 from rxllm.errors import InvalidToolArgumentsError
 
 __all__ = [
@@ -280,7 +280,9 @@ class ChatCompletionChunk(_Wire):
     usage: Usage | None = wire(None, kind=Usage)
     service_tier: str | None = wire(None)
     #: OpenAI's random padding: a key of nearly every chunk, so no ``extra`` dict per chunk for it
-    _obfuscation: str | None = wire(None, key="obfuscation", hidden=True)
+    _obfuscation: str | None = attrs.field(
+        default=None, init=False, eq=False, repr=False, hash=False, metadata=hidden_key("obfuscation")
+    )
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)
 
     @classmethod

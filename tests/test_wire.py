@@ -271,3 +271,25 @@ class TestHiddenKeys:
 
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             chunk.extra = {}  # type: ignore[misc]
+
+    def test_positional_signature_is_unchanged(self) -> None:
+        """The hidden key is no __init__ argument: the nine positional fields stay as they were."""
+        chunk = types.ChatCompletionChunk(
+            "c", (), 1, "m", "chat.completion.chunk", None, None, None, {"obfuscation": "V"}
+        )
+
+        assert chunk.extra == {"obfuscation": "V"} and chunk.to_dict()["obfuscation"] == "V"
+
+    def test_a_hidden_key_must_stay_out_of_init(self) -> None:
+        """A hidden key declared as an __init__ argument is refused (it would shift the positional fields)."""
+        from rxllm._wire import hidden_key
+
+        @attrs.frozen(weakref_slot=False)
+        @slotted_base
+        class Leaky(types._Wire):
+            a: Any = wire(None)  # noqa: RUF009 - wire() is a field specifier
+            _pad: Any = attrs.field(default=None, metadata=hidden_key("pad"))
+            extra: Any = attrs.field(default=EMPTY, hash=False)
+
+        with pytest.raises(TypeError, match="hidden key needs init/eq/repr off"):
+            wire_class(fast=True)(Leaky)
