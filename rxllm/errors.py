@@ -93,7 +93,10 @@ class APIError(Exception):
         self.body = scrub_value(body) if body is not None else None
 
     def __str__(self) -> str:
-        where = "/".join(p for p in (self.llm_provider, self.model) if p)
+        provider, model = self.llm_provider, self.model
+        if provider and model and model.startswith(provider + "/"):
+            provider = None  # "openai/gpt-4o" already names its provider: never "openai/openai/gpt-4o"
+        where = "/".join(p for p in (provider, model) if p)
         prefix = f"rxllm.{type(self).__name__}"
         return scrub(f"{prefix}: {where}: {self.message}" if where else f"{prefix}: {self.message}")
 
