@@ -263,3 +263,11 @@ class TestErrorText:
         error = APIError("boom", llm_provider=provider, model=model)
 
         assert str(error) == f"rxllm.APIError: {where}: boom"
+
+    def test_an_upstream_redirect_is_reported_as_a_bad_gateway(self) -> None:
+        """An APIError carrying a 3xx (a refused redirect) is a 502 to clients; a bug is a 500."""
+        from rxllm.errors import error_status
+
+        assert error_status(APIError("redirected", status_code=307)) == 502
+        assert error_status(APIError("limited", status_code=429)) == 429
+        assert error_status(ValueError("bug")) == 500
