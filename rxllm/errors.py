@@ -93,7 +93,10 @@ class APIError(Exception):
         self.body = scrub_value(body) if body is not None else None
 
     def __str__(self) -> str:
-        where = "/".join(p for p in (self.llm_provider, self.model) if p)
+        provider, model = self.llm_provider, self.model
+        if provider and model and model.startswith(provider + "/"):
+            provider = None  # "openai/gpt-4o" already names its provider: never "openai/openai/gpt-4o"
+        where = "/".join(p for p in (provider, model) if p)
         prefix = f"rxllm.{type(self).__name__}"
         return scrub(f"{prefix}: {where}: {self.message}" if where else f"{prefix}: {self.message}")
 
@@ -512,11 +515,17 @@ _ERROR_CODES: dict[int, str] = {
 
 
 def error_status(exc: BaseException) -> int:
-    """The HTTP status that reports ``exc`` (500 for anything that is not an :class:`APIError`)."""
+    """The HTTP status that reports ``exc`` to a client.
+
+    An :class:`APIError`'s own 4xx/5xx status; 502 for an upstream answer that is no error
+    status at all (a redirect, which rxllm never follows: the fault is the upstream's); 500
+    for anything that is not an :class:`APIError`.
+    """
     if isinstance(exc, APIError):
         status = exc.status_code
         if isinstance(status, int) and 400 <= status <= 599:
             return status
+        return 502
     return 500
 
 
