@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections.abc import Iterator
 
@@ -13,6 +14,11 @@ import rxllm
 from rxllm.loop import THREAD_NAME
 from rxllm.streams import live_pump_tasks
 
+
+# The tests exercise the installed package. A subprocess started from the repository root
+# (python -m rxllm, python -c, the notebook kernel) would otherwise put the source tree first on
+# sys.path, where operators/ is not mapped to rxllm.operators: PYTHONSAFEPATH (3.11+) stops that.
+os.environ["PYTHONSAFEPATH"] = "1"
 
 @pytest.fixture
 def no_leaks() -> Iterator[None]:
