@@ -20,6 +20,7 @@ from ._detect_repeated_chunks import detect_repeated_chunks
 from ._log_stream import log_stream
 from ._retry import StreamRestart, fallback, retry_stream
 from ._tap_cost import CostReport, tap_cost
+from ._tee_to import tee_to
 from ._text import text
 from ._timeouts import deadline, first_chunk_timeout, stall_timeout
 from ._to_response import snapshots, to_response
@@ -41,6 +42,7 @@ __all__ = [
     "snapshots",
     "stall_timeout",
     "tap_cost",
+    "tee_to",
     "text",
     "to_response",
     "to_sse",

@@ -68,6 +68,9 @@ if TYPE_CHECKING:
     from rxllm.pricing import model_cost as model_cost
     from rxllm.pricing import register_model as register_model
     from rxllm.retry_policy import exponential_backoff as exponential_backoff
+    from rxllm.stream_log import MemoryStreamLog as MemoryStreamLog
+    from rxllm.stream_log import StreamLog as StreamLog
+    from rxllm.stream_log import resume as resume
 
 __version__ = "0.1.0"
 
@@ -118,6 +121,9 @@ _LAZY = {
     "PriceNotFoundError": ("rxllm.pricing", "PriceNotFoundError"),
     "model_cost": ("rxllm.pricing", "model_cost"),
     "register_model": ("rxllm.pricing", "register_model"),
+    "resume": ("rxllm.stream_log", "resume"),
+    "MemoryStreamLog": ("rxllm.stream_log", "MemoryStreamLog"),
+    "StreamLog": ("rxllm.stream_log", "StreamLog"),
 }
 
 
@@ -157,6 +163,7 @@ __all__ = [
     "InternalServerError",
     "InvalidToolArgumentsError",
     "MalformedStreamError",
+    "MemoryStreamLog",
     "Message",
     "ModelResponse",
     "NotFoundError",
@@ -168,6 +175,7 @@ __all__ = [
     "ResponseSnapshot",
     "ServiceUnavailableError",
     "StreamChoice",
+    "StreamLog",
     "Timeout",
     "ToolCall",
     "ToolCallDelta",
@@ -186,6 +194,7 @@ __all__ = [
     "operators",
     "register_model",
     "register_provider",
+    "resume",
     "stream",
     "stream_chunk_builder",
     "success_callback",
