@@ -70,6 +70,10 @@ def mock_error(value: Any, *, llm_provider: str | None, model: str | None) -> Ba
     return None
 
 
+#: Without ``mock_delay``, the mock still gives the event loop a turn every this many chunks.
+_YIELD_EVERY = 64
+
+
 class MockProvider:
     """Streams canned or echoed text as real-looking chunks."""
 
@@ -101,6 +105,8 @@ class MockProvider:
                 )
             if delay and sent:
                 await asyncio.sleep(delay)
+            elif sent and not sent % _YIELD_EVERY:
+                await asyncio.sleep(0)  # a long mock answer must not freeze the event loop
             yield chunk
 
     def _chunks(self, request: ChatRequest, model: str) -> Iterator[ChatCompletionChunk]:

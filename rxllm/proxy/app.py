@@ -35,6 +35,7 @@ import orjson
 from aiohttp import web
 
 from rxllm._log import get_logger
+from rxllm._secrets import register_secrets
 from rxllm.errors import APIError
 from rxllm.providers._http import aclose_sessions
 from rxllm.proxy.auth import KeyChecker
@@ -42,7 +43,7 @@ from rxllm.proxy.config import ProxyConfig
 from rxllm.proxy.dialect import Dialect
 from rxllm.proxy.dialects import load_dialects
 from rxllm.proxy.dialects.chat import openai_error_body
-from rxllm.proxy.errors import ProxyError
+from rxllm.proxy.errors import ProxyError, retry_after_header
 from rxllm.proxy.exchange import (
     OUTCOME,
     PROXY_STATE,
@@ -54,7 +55,7 @@ from rxllm.proxy.exchange import (
 )
 from rxllm.proxy.router import Router
 
-__all__ = ["PROXY_STATE", "WATCH_INTERVAL", "ProxyState", "create_app", "serve"]
+__all__ = ["PROXY_STATE", "WATCH_INTERVAL", "ProxyState", "create_app", "make_runner", "serve"]
 
 _log = get_logger("rxllm.proxy")
 
@@ -84,6 +85,7 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
         checker=KeyChecker(config.master_key) if config.master_key else None,
         secrets=config.secrets(),
     )
+    register_secrets(state.secrets)  # every message and log line rxllm writes is scrubbed of them
     app = web.Application(client_max_size=config.max_request_size, middlewares=[_middleware])
     app[PROXY_STATE] = state
     for dialect in load_dialects() if dialects is None else dialects:
@@ -170,14 +172,25 @@ async def _middleware(
 
 
 def _error_response(exc: BaseException, request: web.Request, state: ProxyState, outcome: Outcome) -> web.Response:
-    info = state.describe(exc)
-    outcome.status = info.status
+    """The dialect's JSON error body; never aiohttp's plain-text 500, whatever the error holds."""
     headers = {"X-Request-Id": outcome.request_id}
-    if info.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(info.retry_after)))
-    dialect = state.route_dialects.get(request.path)
-    body = dialect.error_body(info) if dialect is not None else openai_error_body(info)
-    return web.Response(body=orjson.dumps(body), status=info.status, content_type="application/json", headers=headers)
+    try:
+        info = state.describe(exc)
+        if info.retry_after is not None:
+            headers["Retry-After"] = retry_after_header(info.retry_after)
+        dialect = state.route_dialects.get(request.path)
+        body = orjson.dumps(dialect.error_body(info) if dialect is not None else openai_error_body(info))
+        status = info.status
+    except Exception as failure:  # a bug in describing the error: still a JSON answer
+        _log.error("rxllm.proxy.error_body_failed", error=type(failure).__name__)
+        status = 500
+        headers.pop("Retry-After", None)
+        body = orjson.dumps({"error": {"message": "internal error", "type": "server_error"}})
+    outcome.status = status
+    response = web.Response(body=body, status=status, content_type="application/json", headers=headers)
+    if status == 408:
+        response.force_close()  # the rest of a dripping body is not worth waiting for
+    return response
 
 
 def _finish(outcome: Outcome, state: ProxyState) -> None:
@@ -294,6 +307,34 @@ async def _cleanup(app: web.Application) -> None:
 # --------------------------------------------------------------------------- running
 
 
+def make_runner(app: web.Application, **overrides: Any) -> web.AppRunner:
+    """An :class:`aiohttp.web.AppRunner` for the proxy app with the proxy's connection limits.
+
+    ``handler_cancellation`` is on (a client that leaves cancels its upstream at once), there
+    is no access log (the proxy logs each request itself), and the keepalive timeout is the
+    config's ``header_timeout``: aiohttp closes a connection that has not sent a complete
+    request's headers within it (from connect, or from the end of the previous response), so
+    a client dripping its headers is cut off; the unread rest of a body answered early is
+    drained for at most 2 s. Bind it with ``web.TCPSite(runner, host, port,
+    backlog=config.listen_backlog)``.
+
+    Args:
+        app: The app from :func:`create_app`.
+        **overrides: Other ``AppRunner`` arguments (they win).
+    """
+    config = app[PROXY_STATE].config
+    kwargs: dict[str, Any] = {
+        "handler_cancellation": True,
+        "access_log": None,
+        "shutdown_timeout": config.shutdown_grace_period + 5.0,
+        "keepalive_timeout": config.header_timeout,
+        # after an early answer (401, 408, 413) the unread rest of a body is drained this long
+        "lingering_time": 2.0,
+    }
+    kwargs.update(overrides)
+    return web.AppRunner(app, **kwargs)
+
+
 async def serve(
     config: ProxyConfig,
     host: str = "127.0.0.1",
@@ -312,12 +353,7 @@ async def serve(
         stop: An event that ends the server when set (signals set it too).
     """
     app = create_app(config)
-    runner = web.AppRunner(
-        app,
-        handler_cancellation=True,
-        access_log=None,
-        shutdown_timeout=config.shutdown_grace_period + 5.0,
-    )
+    runner = make_runner(app)
     await runner.setup()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -327,7 +363,7 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, backlog=config.listen_backlog)
         await site.start()
         bound = port
         for address in runner.addresses:

@@ -21,6 +21,10 @@ A config names deployments under public model names and sets server-wide limits:
       allow_mock_models: true
       keepalive_interval: 15                # seconds of silence before an SSE keepalive (0: off)
       stream_buffer_kb: 256                 # bytes held per stream for a slow client
+      max_n: 16                             # largest "n" (choices per request) accepted
+      header_timeout: 10                    # seconds a client may take to send its headers
+      body_timeout: 30                      # seconds a client may take to send its body
+      listen_backlog: 2048                  # connections the kernel queues before accept()
 
 Every problem is reported as :class:`ConfigError` naming where it is
 (``model_list[1].litellm_params.rpm``), so a bad file fails at startup, not at the first
@@ -29,8 +33,10 @@ request. Secrets (``api_key``, ``master_key``) never appear in reprs or error me
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -45,6 +51,9 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+#: litellm_params names whose values are secrets (never shown, scrubbed from every message).
+_SECRET_PARAM: Final = re.compile(r"(key|secret|token|password|passwd|credential)s?$", re.IGNORECASE)
 
 #: The environment variable that sets the master key when the config does not.
 ENV_MASTER_KEY: Final = "RXLLM_MASTER_KEY"
@@ -64,12 +73,40 @@ _GENERAL_KEYS: Final = frozenset(
         "cooldown_time",
         "keepalive_interval",
         "stream_buffer_kb",
+        "max_n",
+        "header_timeout",
+        "body_timeout",
+        "listen_backlog",
+        "mock_max_prompt_chars",
+        "mock_max_tokens",
     }
 )
 
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message says where and why."""
+
+
+def _secret_values(params: Mapping[str, Any]) -> Iterator[str]:
+    """The secret values among ``litellm_params``: key-like names and every ``extra_headers`` value."""
+    for name, value in params.items():
+        if name in ("extra_headers", "headers") and isinstance(value, Mapping):
+            yield from (v for v in value.values() if isinstance(v, str) and v)
+        elif _SECRET_PARAM.search(name) and isinstance(value, str) and value:
+            yield value
+
+
+def _redacted(params: Mapping[str, Any]) -> str:
+    """``params`` for a repr: secret values and header values as ``***``."""
+    shown: dict[str, Any] = {}
+    for name, value in params.items():
+        if name in ("extra_headers", "headers") and isinstance(value, Mapping):
+            shown[name] = dict.fromkeys(value, "***")
+        elif _SECRET_PARAM.search(name):
+            shown[name] = "***"
+        else:
+            shown[name] = value
+    return repr(shown)
 
 
 @attrs.frozen
@@ -85,7 +122,8 @@ class Deployment:
         rpm: Requests per minute this deployment accepts (``None``: unlimited).
         timeout: Seconds to connect and to wait for the first chunk.
         stream_timeout: Seconds allowed between chunks once streaming.
-        params: The other ``litellm_params`` (``mock_response``, ``temperature``...), passed on.
+        params: The other ``litellm_params`` (``mock_response``, ``temperature``...), passed on
+            (its repr hides ``extra_headers`` values and key-like entries).
     """
 
     id: str
@@ -96,7 +134,12 @@ class Deployment:
     rpm: int | None = None
     timeout: float | None = None
     stream_timeout: float | None = None
-    params: Mapping[str, Any] = attrs.field(factory=dict)
+    params: Mapping[str, Any] = attrs.field(factory=dict, repr=_redacted)
+
+    @property
+    def is_mock_model(self) -> bool:
+        """Whether this deployment's model is a ``mock/`` model (never leaves the process)."""
+        return self.model.startswith("mock/")
 
     @property
     def is_mock(self) -> bool:
@@ -124,6 +167,13 @@ class ProxyConfig:
             dialect's: ``: ping`` comments, Anthropic's ``ping`` event); ``None``: never.
         stream_buffer_size: Bytes of encoded events held per stream for a client that reads
             slowly; past it the proxy stops reading the upstream until the client catches up.
+        max_n: The largest ``n`` (choices per request) accepted (more: HTTP 400).
+        header_timeout: Seconds a connection may take to send a request's headers before it
+            is closed (also the idle limit between requests on a kept-alive connection).
+        body_timeout: Seconds a client may take to send a request body (more: HTTP 408).
+        listen_backlog: Connections the kernel queues before the proxy accepts them.
+        mock_max_prompt_chars: Largest prompt (characters) a mock model accepts.
+        mock_max_tokens: Largest ``max_tokens`` (per choice) a mock model accepts.
     """
 
     deployments: tuple[Deployment, ...] = ()
@@ -135,6 +185,12 @@ class ProxyConfig:
     cooldown_time: float = 5.0
     keepalive_interval: float | None = 15.0
     stream_buffer_size: int = 256 * 1024
+    max_n: int = 16
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    listen_backlog: int = 2048
+    mock_max_prompt_chars: int = 256 * 1024
+    mock_max_tokens: int = 32768
 
     @property
     def model_names(self) -> list[str]:
@@ -142,8 +198,10 @@ class ProxyConfig:
         return list(dict.fromkeys(d.model_name for d in self.deployments))
 
     def secrets(self) -> list[str]:
-        """Every configured secret, so error text can be scrubbed of them."""
+        """Every configured secret (keys, key-like params, ``extra_headers`` values), for scrubbing."""
         found = [d.api_key for d in self.deployments if d.api_key]
+        for deployment in self.deployments:
+            found.extend(_secret_values(deployment.params))
         if self.master_key:
             found.append(self.master_key)
         return found
@@ -216,6 +274,12 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
     cooldown = _number(general.get("cooldown_time", 5.0), "general_settings.cooldown_time", zero=True)
     keepalive = _number(general.get("keepalive_interval", 15.0), "general_settings.keepalive_interval", zero=True)
     buffer_kb = _number(general.get("stream_buffer_kb", 256), "general_settings.stream_buffer_kb")
+    max_n = _integer(general.get("max_n", 16), "general_settings.max_n")
+    header_timeout = _number(general.get("header_timeout", 10.0), "general_settings.header_timeout")
+    body_timeout = _number(general.get("body_timeout", 30.0), "general_settings.body_timeout")
+    backlog = _integer(general.get("listen_backlog", 2048), "general_settings.listen_backlog")
+    mock_prompt = _integer(general.get("mock_max_prompt_chars", 256 * 1024), "general_settings.mock_max_prompt_chars")
+    mock_tokens = _integer(general.get("mock_max_tokens", 32768), "general_settings.mock_max_tokens")
     allow_mock = general.get("allow_mock_models", True)
     if not isinstance(allow_mock, bool):
         raise ConfigError("general_settings.allow_mock_models must be true or false")
@@ -229,6 +293,12 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
         cooldown_time=cooldown,
         keepalive_interval=keepalive or None,
         stream_buffer_size=max(1024, int(buffer_kb * 1024)),
+        max_n=max_n,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        listen_backlog=backlog,
+        mock_max_prompt_chars=mock_prompt,
+        mock_max_tokens=mock_tokens,
     )
 
 
@@ -300,7 +370,13 @@ def _secret(value: Any, where: str, env: Mapping[str, str]) -> str | None:
 
 
 def _number(value: Any, where: str, *, zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (value == 0 and not zero):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not zero)
+    ):
         bound = "a non-negative" if zero else "a positive"
         raise ConfigError(f"{where} must be {bound} number, got {value!r}")
     return float(value)

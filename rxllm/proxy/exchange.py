@@ -48,7 +48,7 @@ from rxllm.proxy.config import Deployment, ProxyConfig
 from rxllm.proxy.dialect import SSE_HEADERS, Call, Context, Dialect, ErrorInfo, StreamEncoder
 from rxllm.proxy.errors import ProxyError, error_info, error_status
 from rxllm.proxy.router import DeploymentState, Lease, Router
-from rxllm.proxy.validation import BLOCKED_PARAMS, check_depth
+from rxllm.proxy.validation import BLOCKED_PARAMS, bad_request, check_depth
 from rxllm.streams import PullSource, pulling
 from rxllm.types import ChatCompletionChunk, Usage
 
@@ -60,7 +60,10 @@ __all__ = [
     "Exchange",
     "Outcome",
     "ProxyState",
+    "admit",
     "handle",
+    "new_request_id",
+    "read_json",
 ]
 
 _log = get_logger("rxllm.proxy")
@@ -69,6 +72,9 @@ _log = get_logger("rxllm.proxy")
 WATCH_INTERVAL: Final = 0.2
 
 AbortReason = Literal["disconnected", "shutdown", "idle_timeout"]
+
+#: The pull task gives the loop a turn at least every this many chunks.
+_YIELD_EVERY: Final = 128
 
 
 # --------------------------------------------------------------------------- per-request outcome
@@ -319,6 +325,11 @@ class _Feed:
         self.drained()
 
     def on_error(self, error: Exception) -> None:
+        if not isinstance(error, APIError):
+            # the library should only ever send typed errors; whatever slipped through came
+            # from reading the upstream's stream, so the client is told so (502), typed
+            _log.warning("rxllm.proxy.untyped_stream_error", error=type(error).__name__)
+            error = MalformedStreamError(f"the upstream's stream could not be read ({type(error).__name__})")
         self.fail(error)
 
     def on_completed(self) -> None:
@@ -380,6 +391,7 @@ class _Attempt:
     async def _pull(self, source: PullSource[Any], limit: int) -> None:
         """Drive the upstream, pausing while ``limit`` bytes wait for the client."""
         feed = self.feed
+        turns = 0
         try:
             while await source.pull():
                 if feed.done or feed.aborted:
@@ -388,6 +400,9 @@ class _Attempt:
                     await feed.wait_drained()
                     if feed.done or feed.aborted:
                         break
+                turns += 1
+                if not turns % _YIELD_EVERY:
+                    await asyncio.sleep(0)  # a source that never waits must not starve the loop
         except asyncio.CancelledError:
             pass  # disposal: pull() has closed the iterator (or aclose below does)
         except Exception as exc:  # an observer raised: a bug, but never a silent hang
@@ -804,9 +819,16 @@ async def read_json(request: web.Request, config: ProxyConfig) -> Any:
     if length is not None and length > config.max_request_size:
         raise _too_large(config)
     try:
-        raw = await request.read()
+        async with asyncio.timeout(config.body_timeout):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(config) from None
+    except TimeoutError:
+        raise ProxyError(
+            f"the request body did not arrive within {config.body_timeout:g} s (the proxy's body_timeout)",
+            status_code=408,
+            code="request_timeout",
+        ) from None
     if not raw:
         raise ProxyError("the request body is empty: send a JSON object", status_code=400)
     try:
@@ -829,11 +851,15 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     outcome.dialect = dialect.name
     if state.draining:
         raise ProxyError("the proxy is shutting down", status_code=503, retry_after=1.0)
-    body = await read_json(request, state.config)
+    config = state.config
+    body = await read_json(request, config)
     call: Call = dialect.translate(body, request)
     outcome.model = call.model
     outcome.stream = call.stream
-    limit = state.config.max_parallel_requests
+    plan = state.router.plan(call.model)
+    admit(call, plan, config)
+    # the slot is taken only now: a client dripping its body holds no slot while it does
+    limit = config.max_parallel_requests
     if state.in_flight >= limit:
         raise ProxyError(
             f"too many concurrent requests (limit {limit}); retry shortly",
@@ -843,7 +869,6 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         )
     state.in_flight += 1
     try:
-        plan = state.router.plan(call.model)
         context = Context(call=call, request_id=outcome.request_id, created=int(time.time()))
         exchange = Exchange(request, state, dialect, context, outcome)
         state.active.add(exchange)
@@ -856,6 +881,59 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             exchange.dispose()
     finally:
         state.in_flight -= 1
+
+
+def _prompt_chars(messages: Any) -> int:
+    total = 0
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                text = part.get("text") if isinstance(part, dict) else None
+                if isinstance(text, str):
+                    total += len(text)
+    return total
+
+
+def admit(call: Call, plan: list[DeploymentState], config: ProxyConfig) -> None:
+    """Refuse calls that one client could use to freeze the proxy or bypass its upstream.
+
+    - ``n`` above ``max_n``;
+    - ``mock_*`` fields in the request, unless mocks are allowed and every deployment that
+      could serve it is a ``mock/`` model (else any client could make a real deployment
+      "answer" with its own text);
+    - for mock models: prompts over ``mock_max_prompt_chars`` (also counting ``n`` copies of
+      an echo) and ``max_tokens`` over ``mock_max_tokens``.
+
+    Raises:
+        ProxyError: 400 naming the field.
+    """
+    params = call.params
+    n = params.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > config.max_n:
+        raise bad_request(f"n must be at most {config.max_n} on this proxy, got {n}", "n")
+    mock_fields = sorted(k for k in params if k.startswith("mock_"))
+    every_mock = all(s.deployment.is_mock_model for s in plan)
+    if mock_fields and not (config.allow_mock_models and every_mock):
+        raise bad_request(
+            f"{mock_fields[0]} is only accepted for mock/ models, with allow_mock_models on", mock_fields[0]
+        )
+    if not any(s.deployment.is_mock for s in plan):
+        return
+    copies = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    chars = _prompt_chars(call.messages) * copies
+    if chars > config.mock_max_prompt_chars:
+        raise bad_request(
+            f"mock models answer prompts of at most {config.mock_max_prompt_chars} characters "
+            f"(times n), got {chars}",
+            "messages",
+        )
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = params.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > config.mock_max_tokens:
+            raise bad_request(f"{name} must be at most {config.mock_max_tokens} for mock models, got {value}", name)
 
 
 def new_request_id() -> str:

@@ -12,7 +12,8 @@ import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from rxllm.proxy import ProxyConfig, create_app, parse_config
+from rxllm.proxy import PROXY_STATE, ProxyConfig, create_app, parse_config
+from rxllm.proxy.app import make_runner
 
 #: The upstream key in configs: it must never reach a log line, an error body or a repr.
 UPSTREAM_KEY = "sk-upstream-SECRET-never-log-5678"
@@ -53,9 +54,9 @@ async def running(
     proxy's watchdog; :func:`rxllm.proxy.serve` turns it on.
     """
     app = create_app(cfg)
-    runner = web.AppRunner(app, handler_cancellation=handler_cancellation, shutdown_timeout=shutdown_timeout)
+    runner = make_runner(app, handler_cancellation=handler_cancellation, shutdown_timeout=shutdown_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=app[PROXY_STATE].config.listen_backlog)
     await site.start()
     port = runner.addresses[0][1]
     try:
@@ -106,6 +107,7 @@ class Upstream:
         self.fail_after: int | None = None
         self.fail_message: str | None = None
         self.first_delay = 0.0
+        self.fail_headers: dict[str, str] = {}
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
         self.disconnected = asyncio.Event()
@@ -125,7 +127,7 @@ class Upstream:
         if self.fail_status is not None:
             message = self.fail_message or f"upstream says {self.fail_status}"
             body = {"error": {"message": message, "type": "server_error"}}
-            return web.json_response(body, status=self.fail_status)
+            return web.json_response(body, status=self.fail_status, headers=self.fail_headers)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         try:
