@@ -54,6 +54,7 @@ from rxllm.proxy.exchange import (
     new_request_id,
 )
 from rxllm.proxy.router import Router
+from rxllm.proxy.shared_state import LocalState, RouterState
 
 __all__ = ["PROXY_STATE", "WATCH_INTERVAL", "ProxyState", "create_app", "make_runner", "serve"]
 
@@ -81,7 +82,7 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
     config = config or ProxyConfig()
     state = ProxyState(
         config=config,
-        router=Router(config),
+        router=Router(config, state=router_state(config)),
         checker=KeyChecker(config.master_key) if config.master_key else None,
         secrets=config.secrets(),
     )
@@ -106,6 +107,7 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
     app.router.add_get("/health/liveness", _liveliness)
     app.router.add_get("/health/readiness", _readiness)
     app.on_startup.append(_start_watchdog)
+    app.on_startup.append(_start_shared_state)
     app.on_shutdown.append(_drain)
     app.on_cleanup.append(_cleanup)
     return app
@@ -294,8 +296,23 @@ async def _drain(app: web.Application) -> None:
         await asyncio.sleep(0.01)
 
 
+def router_state(config: ProxyConfig) -> RouterState:
+    """The router's bookkeeping: shared through Redis when ``router_settings`` names one, else per worker."""
+    if config.redis_url is None:
+        return LocalState()
+    from rxllm.proxy.shared_state import RedisState
+
+    return RedisState(config.redis_url, cooldown=config.cooldown_time, cache_ttl=config.redis_cache_ttl)
+
+
+async def _start_shared_state(app: web.Application) -> None:
+    router = app[PROXY_STATE].router
+    await router.shared.start_background(router.groups())
+
+
 async def _cleanup(app: web.Application) -> None:
     state = app[PROXY_STATE]
+    await state.router.shared.aclose()
     task = state.watchdog
     if task is not None:
         task.cancel()

@@ -9,6 +9,7 @@ A config names deployments under public model names and sets server-wide limits:
           api_base: https://api.openai.com/v1
           api_key: os.environ/OPENAI_API_KEY
           rpm: 500                          # requests per minute this deployment takes
+          tpm: 200000                       # tokens per minute (prompt + completion)
           timeout: 30                       # seconds to the first chunk (and to connect)
           stream_timeout: 60                # seconds allowed between chunks
       - model_name: gpt-4o                  # a second deployment: load-balanced, failover
@@ -25,6 +26,12 @@ A config names deployments under public model names and sets server-wide limits:
       header_timeout: 10                    # seconds a client may take to send its headers
       body_timeout: 30                      # seconds a client may take to send its body
       listen_backlog: 2048                  # connections the kernel queues before accept()
+      resumable_streams: false              # keep streams' events so clients can resume them
+      resumable_stream_ttl: 3600            # seconds a stream's events are kept
+      resumable_stream_maxlen: 10000        # events kept per stream
+    router_settings:                        # state shared by every worker and instance
+      redis_url: os.environ/REDIS_URL       # or LiteLLM's redis_host / redis_port / redis_password
+      redis_cache_ttl: 0.1                  # seconds the cached shared state is trusted
 
 Every problem is reported as :class:`ConfigError` naming where it is
 (``model_list[1].litellm_params.rpm``), so a bad file fails at startup, not at the first
@@ -39,6 +46,7 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote, unquote, urlsplit
 
 import attrs
 import yaml
@@ -61,7 +69,9 @@ ENV_MASTER_KEY: Final = "RXLLM_MASTER_KEY"
 _ENV_PREFIX: Final = "os.environ/"
 
 #: litellm_params the proxy interprets itself; everything else is passed to rxllm.stream().
-_TRANSPORT: Final = frozenset({"model", "api_base", "base_url", "api_key", "rpm", "timeout", "stream_timeout"})
+_TRANSPORT: Final = frozenset(
+    {"model", "api_base", "base_url", "api_key", "rpm", "tpm", "timeout", "stream_timeout"}
+)
 
 _GENERAL_KEYS: Final = frozenset(
     {
@@ -79,7 +89,15 @@ _GENERAL_KEYS: Final = frozenset(
         "listen_backlog",
         "mock_max_prompt_chars",
         "mock_max_tokens",
+        "resumable_streams",
+        "resumable_stream_ttl",
+        "resumable_stream_maxlen",
     }
+)
+
+#: router_settings the proxy reads (LiteLLM's Redis spelling, or one URL).
+_ROUTER_KEYS: Final = frozenset(
+    {"redis_url", "redis_host", "redis_port", "redis_password", "redis_db", "redis_cache_ttl"}
 )
 
 
@@ -120,6 +138,7 @@ class Deployment:
         api_base: The upstream endpoint, if not the provider's default.
         api_key: The upstream key (resolved from ``os.environ/NAME``); never shown.
         rpm: Requests per minute this deployment accepts (``None``: unlimited).
+        tpm: Tokens (prompt + completion) per minute this deployment accepts (``None``: unlimited).
         timeout: Seconds to connect and to wait for the first chunk.
         stream_timeout: Seconds allowed between chunks once streaming.
         params: The other ``litellm_params`` (``mock_response``, ``temperature``...), passed on
@@ -132,6 +151,7 @@ class Deployment:
     api_base: str | None = None
     api_key: str | None = attrs.field(default=None, repr=False)
     rpm: int | None = None
+    tpm: int | None = None
     timeout: float | None = None
     stream_timeout: float | None = None
     params: Mapping[str, Any] = attrs.field(factory=dict, repr=_redacted)
@@ -174,6 +194,15 @@ class ProxyConfig:
         listen_backlog: Connections the kernel queues before the proxy accepts them.
         mock_max_prompt_chars: Largest prompt (characters) a mock model accepts.
         mock_max_tokens: Largest ``max_tokens`` (per choice) a mock model accepts.
+        redis_url: Where the router state shared by workers and instances lives
+            (``router_settings.redis_url``, or ``redis_host``/``redis_port``/``redis_password``);
+            ``None``: each worker keeps its own. Never shown (it may hold a password).
+        redis_cache_ttl: Seconds the router trusts its cached copy of the shared state
+            (in-flight counts, cooldowns) before it reads Redis again.
+        resumable_streams: Keep every stream's events in a stream log (Redis when configured,
+            else this process's memory), so clients can reconnect and resume.
+        resumable_stream_ttl: Seconds a resumable stream's events are kept after its last one.
+        resumable_stream_maxlen: Events kept per resumable stream.
     """
 
     deployments: tuple[Deployment, ...] = ()
@@ -191,6 +220,11 @@ class ProxyConfig:
     listen_backlog: int = 2048
     mock_max_prompt_chars: int = 256 * 1024
     mock_max_tokens: int = 32768
+    redis_url: str | None = attrs.field(default=None, repr=False)
+    redis_cache_ttl: float = 0.1
+    resumable_streams: bool = False
+    resumable_stream_ttl: float = 3600.0
+    resumable_stream_maxlen: int = 10_000
 
     @property
     def model_names(self) -> list[str]:
@@ -204,6 +238,10 @@ class ProxyConfig:
             found.extend(_secret_values(deployment.params))
         if self.master_key:
             found.append(self.master_key)
+        if self.redis_url:
+            password = urlsplit(self.redis_url).password
+            if password:
+                found.extend({password, unquote(password)})
         return found
 
 
@@ -283,6 +321,12 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
     allow_mock = general.get("allow_mock_models", True)
     if not isinstance(allow_mock, bool):
         raise ConfigError("general_settings.allow_mock_models must be true or false")
+    resumable = general.get("resumable_streams", False)
+    if not isinstance(resumable, bool):
+        raise ConfigError("general_settings.resumable_streams must be true or false")
+    stream_ttl = _number(general.get("resumable_stream_ttl", 3600.0), "general_settings.resumable_stream_ttl")
+    stream_maxlen = _integer(general.get("resumable_stream_maxlen", 10_000), "general_settings.resumable_stream_maxlen")
+    redis_url, cache_ttl = _router_settings(data.get("router_settings"), env)
     return ProxyConfig(
         deployments=deployments,
         master_key=master_key,
@@ -299,7 +343,53 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
         listen_backlog=backlog,
         mock_max_prompt_chars=mock_prompt,
         mock_max_tokens=mock_tokens,
+        redis_url=redis_url,
+        redis_cache_ttl=cache_ttl,
+        resumable_streams=resumable,
+        resumable_stream_ttl=stream_ttl,
+        resumable_stream_maxlen=stream_maxlen,
     )
+
+
+def _router_settings(raw: Any, env: Mapping[str, str]) -> tuple[str | None, float]:
+    """``router_settings``: the Redis URL (from ``redis_url`` or LiteLLM's host/port/password)."""
+    router = raw or {}
+    if not isinstance(router, Mapping):
+        raise ConfigError("router_settings must be a mapping")
+    unknown = sorted(set(router) - _ROUTER_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"router_settings: unknown setting(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(_ROUTER_KEYS))}"
+        )
+    cache_ttl = _number(router.get("redis_cache_ttl", 0.1), "router_settings.redis_cache_ttl", zero=True)
+    url = _secret(router.get("redis_url"), "router_settings.redis_url", env)
+    host = _resolve(router.get("redis_host"), "router_settings.redis_host", env)
+    if url is not None:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("router_settings.redis_url must start with redis://, rediss:// or unix://")
+        if host is not None:
+            raise ConfigError("router_settings: give redis_url or redis_host/redis_port, not both")
+        return url, cache_ttl
+    if host is None:
+        for name in ("redis_port", "redis_password", "redis_db"):
+            if router.get(name) is not None:
+                raise ConfigError(f"router_settings.{name} needs router_settings.redis_host")
+        return None, cache_ttl
+    if not isinstance(host, str) or not host or "/" in host or "@" in host:
+        raise ConfigError("router_settings.redis_host must be a host name or address")
+    port = _resolve(router.get("redis_port", 6379), "router_settings.redis_port", env)
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    port = _integer(port, "router_settings.redis_port")
+    db = _resolve(router.get("redis_db", 0), "router_settings.redis_db", env)
+    if isinstance(db, str) and db.isdigit():
+        db = int(db)
+    if isinstance(db, bool) or not isinstance(db, int) or db < 0:
+        raise ConfigError("router_settings.redis_db must be a non-negative integer")
+    password = _secret(router.get("redis_password"), "router_settings.redis_password", env)
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/{db}", cache_ttl
 
 
 def _deployment(entry: Any, i: int, env: Mapping[str, str]) -> Deployment:
@@ -322,6 +412,8 @@ def _deployment(entry: Any, i: int, env: Mapping[str, str]) -> Deployment:
     api_key = _secret(params.get("api_key"), f"{where_p}.api_key", env)
     rpm = params.get("rpm")
     rpm = None if rpm is None else _integer(rpm, f"{where_p}.rpm")
+    tpm = params.get("tpm")
+    tpm = None if tpm is None else _integer(tpm, f"{where_p}.tpm")
     timeout = params.get("timeout")
     timeout = None if timeout is None else _number(timeout, f"{where_p}.timeout")
     stream_timeout = params.get("stream_timeout")
@@ -340,6 +432,7 @@ def _deployment(entry: Any, i: int, env: Mapping[str, str]) -> Deployment:
         api_base=api_base,
         api_key=api_key,
         rpm=rpm,
+        tpm=tpm,
         timeout=timeout,
         stream_timeout=stream_timeout,
         params=rest,

@@ -529,7 +529,7 @@ class Exchange:
 
     # -- the upstream
 
-    def _source(self, deployment: Deployment) -> Observable[ChatCompletionChunk]:
+    def _source(self, deployment: Deployment, candidate: DeploymentState) -> Observable[ChatCompletionChunk]:
         """``rxllm.stream`` for one deployment, guarded against looping models and metered.
 
         A model stuck repeating itself fails the stream with ``InternalServerError`` (before
@@ -549,8 +549,11 @@ class Exchange:
             params["stream_timeout"] = deployment.stream_timeout
         outcome = self.outcome
 
+        router = self._state.router
+
         def on_report(report: CostReport) -> None:
             outcome.report = report
+            router.add_tokens(candidate, report.total_tokens)
 
         return rxllm.stream(deployment.model, call.messages, **params).pipe(
             detect_repeated_chunks(partial_response=False),
@@ -568,7 +571,7 @@ class Exchange:
         outcome = self.outcome
         last: BaseException | None = None
         for candidate in plan:
-            lease = router.acquire(candidate)
+            lease = await router.lease(candidate)
             if lease is None:
                 continue
             deployment = lease.deployment
@@ -579,7 +582,7 @@ class Exchange:
             if self.aborted is not None:
                 attempt.feed.abort(self.aborted)
             try:
-                attempt.start(self._source(deployment), state.config.stream_buffer_size)
+                attempt.start(self._source(deployment, candidate), state.config.stream_buffer_size)
             except Exception as exc:  # validation or a mock error: raised before any I/O
                 error = _before_io(exc)
                 attempt.close(failed=_retryable(error))
@@ -856,11 +859,12 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     call: Call = dialect.translate(body, request)
     outcome.model = call.model
     outcome.stream = call.stream
-    plan = state.router.plan(call.model)
+    plan = await state.router.aplan(call.model)
     admit(call, plan, config)
     # the slot is taken only now: a client dripping its body holds no slot while it does
     limit = config.max_parallel_requests
-    if state.in_flight >= limit:
+    shared = state.router.shared
+    if not await shared.enter(limit):  # across every worker and instance when shared
         raise ProxyError(
             f"too many concurrent requests (limit {limit}); retry shortly",
             status_code=429,
@@ -881,6 +885,7 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             exchange.dispose()
     finally:
         state.in_flight -= 1
+        shared.leave()
 
 
 def _prompt_chars(messages: Any) -> int:
