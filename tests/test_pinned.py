@@ -135,7 +135,9 @@ class TestSSEFieldValue:
     @settings(max_examples=60, deadline=None)
     @given(
         spaces=st.integers(min_value=0, max_value=4),
-        value=st.text(alphabet=st.characters(blacklist_characters="\r\n\x00"), max_size=12),
+        value=st.text(
+            alphabet=st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",)), max_size=12
+        ),
         extra_field=st.booleans(),
     )
     def test_value_round_trips(self, spaces: int, value: str, extra_field: bool) -> None:
@@ -146,3 +148,101 @@ class TestSSEFieldValue:
         events = SSEDecoder().feed(body)
 
         assert events == [ServerSentEvent(payload, "e" if extra_field else "message", "")]
+
+
+class TestMutationSurvivors:
+    """Behaviours the mutation check (tests/mutation_check.py) showed no test pinned."""
+
+    def test_builder_tool_calls_mid_stream(self) -> None:
+        """ResponseBuilder.tool_calls() returns the calls of a choice while it streams."""
+        builder = ResponseBuilder()
+        builder.add(chunk(tools=[{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": '{"a"'}}]))
+
+        calls = builder.tool_calls(0)
+
+        assert [(c.id, c.function.name) for c in calls] == [("call_1", "f")]
+        assert builder.tool_calls(3) == ()
+
+    def test_details_extra_keys_merge(self) -> None:
+        """Unknown keys of usage details reported in different chunks are all kept."""
+        first = Usage(1, 0, 1, prompt_tokens_details=PromptTokensDetails.from_dict({"audio_tokens": 2}))
+        later = Usage(1, 1, 2, prompt_tokens_details=PromptTokensDetails.from_dict({"cached_tokens": 0, "x_new": 5}))
+
+        details = merged(first, later).prompt_tokens_details
+
+        assert details is not None
+        assert details.to_dict()["x_new"] == 5
+        assert details.to_dict()["audio_tokens"] == 2
+
+    def test_encode_data_with_an_event_name(self) -> None:
+        """encode_data(event=...) writes the event line before the data line."""
+        from rxllm.sse import encode_data
+
+        assert encode_data(b"{}", event="restart") == b"event: restart\ndata: {}\n\n"
+        assert encode_data(b"{}") == b"data: {}\n\n"
+
+    def test_event_size_limit_counts_each_event_alone(self) -> None:
+        """Many small one-line events in one read pass a small max_event_size (it is per event)."""
+        decoder = SSEDecoder(max_event_size=64)
+        body = b"".join(b"data: " + str(i).encode() * 10 + b"\n\n" for i in range(20))
+
+        events = decoder.feed(body)
+
+        assert len(events) == 20
+
+    @pytest.mark.parametrize(("value", "limit"), [(5, 5), (5.0, 5), ("12", 12)])
+    def test_limit_accepts_integral_values(self, value: object, limit: int) -> None:
+        """5, 5.0 and '12' are limits; they are integers."""
+        from rxllm.settings import check_repeated_chunk_limit
+
+        assert check_repeated_chunk_limit(value) == limit
+
+    @pytest.mark.parametrize("value", [5.5, True, None, "x", 0])
+    def test_limit_refuses_others(self, value: object) -> None:
+        """5.5, True, None, 'x' and 0 are not limits."""
+        from rxllm.settings import check_repeated_chunk_limit
+
+        with pytest.raises(ValueError, match="REPEATED_STREAMING_CHUNK_LIMIT"):
+            check_repeated_chunk_limit(value)
+
+    def test_repeated_chunk_error_carries_an_unfinished_partial(self) -> None:
+        """The looping stream's partial response leaves the unfinished choice's finish_reason None."""
+        import reactivex
+
+        from rxllm import operators as ops
+        from rxllm.errors import InternalServerError
+
+        errors: list[BaseException] = []
+        chunks = [chunk("How are you today?")] * 5
+        reactivex.from_iterable(chunks).pipe(ops.detect_repeated_chunks(2)).subscribe(on_error=errors.append)
+
+        (error,) = errors
+        assert isinstance(error, InternalServerError)
+        assert error.partial_response is not None
+        assert error.partial_response.choices[0].finish_reason is None
+
+    def test_cost_report_provider_from_the_model_prefix(self) -> None:
+        """Without llm_provider, tap_cost's report takes the provider from 'prefix/model'."""
+        import reactivex
+
+        from rxllm import operators as ops
+
+        reports: list[ops.CostReport] = []
+        reactivex.from_iterable([chunk("hi", model="x")]).pipe(
+            ops.tap_cost(reports.append, model="anthropic/claude-sonnet-4-5")
+        ).subscribe()
+
+        assert reports[0].provider == "anthropic"
+
+    def test_retry_stream_with_one_attempt_is_valid(self) -> None:
+        """retry_stream(1) is allowed (no retries); only 0 and below are refused."""
+        import reactivex
+
+        from rxllm import operators as ops
+
+        seen: list[object] = []
+        reactivex.from_iterable([chunk("a")]).pipe(ops.retry_stream(1)).subscribe(seen.append)
+
+        assert len(seen) == 1
+        with pytest.raises(ValueError, match="at least 1"):
+            ops.retry_stream(0)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from providers.provider_support import ReplayServer, collect, fixture_bytes
 
 from rxllm.builder import stream_chunk_builder
+from rxllm.providers import ChatRequest, get_provider
 
 
 def sse(*events: tuple[str, dict[str, object]]) -> bytes:
@@ -73,3 +75,54 @@ class TestIndexLessToolCalls:
         assert indexes == [0]
         assert response is not None
         assert len(response.choices[0].message.tool_calls or ()) == 1
+
+
+class TestAnthropicWire:
+    async def test_events_without_event_lines_decode(self, server: ReplayServer) -> None:
+        """A relay that drops the 'event:' lines still works: the type inside the data decides."""
+        body = b"".join(
+            b"data: " + orjson.dumps(d) + b"\n\n"
+            for d in [
+                {"type": "message_start", "message": {"id": "m", "model": "claude-x", "usage": {"input_tokens": 3}}},
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}},
+                {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}},
+                {"type": "message_stop"},
+            ]
+        )
+        server.reply(body)
+
+        response = stream_chunk_builder(await collect("anthropic", server.url))
+
+        assert response is not None
+        assert response.choices[0].message.content == "ok"
+
+    async def test_dict_tool_arguments_are_sent_as_input(self, server: ReplayServer) -> None:
+        """An assistant tool call whose arguments are a dict (not JSON text) is sent as that input."""
+        server.reply(sse(("message_stop", {"type": "message_stop"})))
+        messages = (
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "toolu_1", "type": "function", "function": {"name": "w", "arguments": {"city": "Paris"}}}]},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+        )
+
+        await collect("anthropic", server.url, messages=messages)
+        sent = server.requests[0].json["messages"][1]["content"]
+
+        assert next(b for b in sent if b["type"] == "tool_use")["input"] == {"city": "Paris"}
+
+
+class TestKeylessServers:
+    async def test_hosted_vllm_needs_no_key(self, server: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A local vLLM server is called without any key configured (and no Authorization header)."""
+        monkeypatch.delenv("HOSTED_VLLM_API_KEY", raising=False)
+        head = '{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":'
+        server.reply(f'data: {head}{{"content":"hi"}},"finish_reason":"stop"}}]}}\n\ndata: [DONE]\n\n'.encode())
+        request = ChatRequest(
+            model="m", provider="hosted_vllm", messages=({"role": "user", "content": "x"},), api_base=server.url
+        )
+        chunks = [c async for c in get_provider("hosted_vllm").stream(request)]
+
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hi"
+        assert "Authorization" not in server.requests[0].headers
