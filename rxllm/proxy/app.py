@@ -40,6 +40,7 @@ from rxllm.errors import APIError
 from rxllm.providers._http import aclose_sessions
 from rxllm.proxy.auth import KeyChecker
 from rxllm.proxy.config import ProxyConfig
+from rxllm.proxy.cors import CorsPolicy
 from rxllm.proxy.dialect import Dialect
 from rxllm.proxy.dialects import load_dialects
 from rxllm.proxy.dialects.chat import openai_error_body
@@ -61,6 +62,7 @@ __all__ = ["PROXY_STATE", "WATCH_INTERVAL", "ProxyState", "create_app", "make_ru
 _log = get_logger("rxllm.proxy")
 
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_ORIGIN: Final = web.RequestKey("rxllm.proxy.origin", str)
 
 
 def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect] | None = None) -> web.Application:
@@ -85,6 +87,7 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
         router=Router(config, state=router_state(config)),
         checker=KeyChecker(config.master_key) if config.master_key else None,
         secrets=config.secrets(),
+        cors=CorsPolicy(config.cors_allowed_origins),
     )
     register_secrets(state.secrets)  # every message and log line rxllm writes is scrubbed of them
     app = web.Application(client_max_size=config.max_request_size, middlewares=[_middleware])
@@ -103,9 +106,12 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
             app.router.add_routes(dialect.extra_routes)
     for path in ("/v1/models", "/models"):
         app.router.add_get(path, _models)
+    for path in ("/v1/models/{model:.+}", "/models/{model:.+}"):
+        app.router.add_get(path, _model)
     app.router.add_get("/health/liveliness", _liveliness)
     app.router.add_get("/health/liveness", _liveliness)
     app.router.add_get("/health/readiness", _readiness)
+    app.on_response_prepare.append(_add_cors_headers)
     app.on_startup.append(_start_watchdog)
     app.on_startup.append(_start_shared_state)
     app.on_shutdown.append(_drain)
@@ -135,6 +141,20 @@ async def _middleware(
     request[OUTCOME] = outcome
     is_health = request.path.startswith("/health/")
     try:
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            # before the body, the key or any upstream: a page elsewhere must not run requests
+            if not state.cors.allows(origin, f"{request.scheme}://{request.host}"):
+                raise ProxyError(
+                    f"requests from web pages on {_shown_origin(origin)} are not allowed by this proxy "
+                    "(general_settings.cors_allowed_origins)",
+                    status_code=403,
+                    code="origin_not_allowed",
+                )
+            request[_ORIGIN] = origin
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                outcome.status = 204
+                return web.Response(status=204, headers=state.cors.preflight_headers(origin, request.headers))
         if state.checker is not None and not is_health:
             state.checker.check(request.headers)
         response = await handler(request)
@@ -171,6 +191,19 @@ async def _middleware(
     finally:
         if not is_health:  # probes every few seconds would drown the request log
             _finish(outcome, state)
+
+
+def _shown_origin(origin: str) -> str:
+    """An Origin header for a message: printable and short."""
+    shown = "".join(c if c.isprintable() else "?" for c in origin[:100])
+    return repr(shown)
+
+
+async def _add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: allowed pages may read every answer, streamed ones included."""
+    origin = request.get(_ORIGIN)
+    if origin is not None:
+        response.headers.update(request.app[PROXY_STATE].cors.response_headers(origin))
 
 
 def _error_response(exc: BaseException, request: web.Request, state: ProxyState, outcome: Outcome) -> web.Response:
@@ -236,11 +269,31 @@ def _finish(outcome: Outcome, state: ProxyState) -> None:
 # --------------------------------------------------------------------------- simple routes
 
 
+def _model_object(state: ProxyState, name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": state.created, "owned_by": "rxllm"}
+
+
 async def _models(request: web.Request) -> web.Response:
     state = request.app[PROXY_STATE]
     names = state.router.model_names or (["mock/echo"] if state.config.allow_mock_models else [])
-    data = [{"id": name, "object": "model", "created": state.created, "owned_by": "rxllm"} for name in names]
+    data = [_model_object(state, name) for name in names]
     return web.json_response({"object": "list", "data": data}, dumps=_dumps)
+
+
+async def _model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}``: one model (configured, or any ``mock/*`` when mocks are allowed)."""
+    state = request.app[PROXY_STATE]
+    name = request.match_info["model"]
+    known = name in state.router.model_names
+    if not known and not (state.config.allow_mock_models and name.startswith("mock/") and len(name) > 5):
+        listed = ", ".join(state.router.model_names) or "none configured"
+        raise ProxyError(
+            f"the model {name!r} does not exist on this proxy; available models: {listed}",
+            status_code=404,
+            param="model",
+            code="model_not_found",
+        )
+    return web.json_response(_model_object(state, name), dumps=_dumps)
 
 
 async def _liveliness(request: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""Bearer-key auth for the proxy: one master key, compared in constant time.
+"""Key auth for the proxy: one master key, compared in constant time.
 
 The comparison is :func:`hmac.compare_digest` over SHA-256 digests of both keys, so neither
 the position of the first wrong byte nor the key's length shows in the timing. The key is
@@ -14,11 +14,15 @@ from collections.abc import Mapping
 
 from rxllm.proxy.errors import ProxyError
 
-__all__ = ["KeyChecker", "is_loopback"]
+__all__ = ["KeyChecker", "is_loopback", "presented_keys"]
 
 
 class KeyChecker:
-    """Checks ``Authorization: Bearer <key>`` headers against the master key.
+    """Checks the proxy key a request presents against the master key.
+
+    Accepted, as the clients send it: ``Authorization: Bearer <key>`` (OpenAI's SDKs; only
+    the ``Bearer`` scheme), ``x-api-key: <key>`` (Anthropic's SDK) and ``api-key: <key>``
+    (Azure OpenAI clients). The request passes if any of them carries the master key.
 
     Args:
         master_key: The key clients must present.
@@ -38,18 +42,34 @@ class KeyChecker:
         Raises:
             ProxyError: 401 with an OpenAI-style message.
         """
-        header = headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        given = presented_keys(headers)
+        if not given:
             raise ProxyError(
-                "missing API key: send 'Authorization: Bearer <key>' with the proxy's master key",
+                "missing API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>') with the "
+                "proxy's master key",
                 status_code=401,
                 code="invalid_api_key",
             )
-        given = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-        if not hmac.compare_digest(given, self._digest):
+        matched = False
+        for key in given:  # compare every candidate: the timing does not tell which one matched
+            digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
+            matched |= hmac.compare_digest(digest, self._digest)
+        if not matched:
             raise ProxyError("invalid API key", status_code=401, code="invalid_api_key")
+
+
+def presented_keys(headers: Mapping[str, str]) -> list[str]:
+    """The keys a request presents: a ``Bearer`` token, ``x-api-key`` and ``api-key`` values."""
+    keys = []
+    scheme, _, token = headers.get("Authorization", "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token:
+        keys.append(token)
+    for name in ("x-api-key", "api-key"):
+        value = headers.get(name, "").strip()
+        if value:
+            keys.append(value)
+    return keys
 
 
 def is_loopback(host: str) -> bool:

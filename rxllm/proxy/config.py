@@ -26,6 +26,7 @@ A config names deployments under public model names and sets server-wide limits:
       header_timeout: 10                    # seconds a client may take to send its headers
       body_timeout: 30                      # seconds a client may take to send its body
       listen_backlog: 2048                  # connections the kernel queues before accept()
+      cors_allowed_origins: []              # web origins whose pages may call the proxy
       resumable_streams: false              # keep streams' events so clients can resume them
       resumable_stream_ttl: 3600            # seconds a stream's events are kept
       resumable_stream_maxlen: 10000        # events kept per stream
@@ -57,6 +58,7 @@ __all__ = [
     "Deployment",
     "ProxyConfig",
     "load_config",
+    "normalize_origin",
     "parse_config",
 ]
 
@@ -92,6 +94,7 @@ _GENERAL_KEYS: Final = frozenset(
         "resumable_streams",
         "resumable_stream_ttl",
         "resumable_stream_maxlen",
+        "cors_allowed_origins",
     }
 )
 
@@ -203,6 +206,9 @@ class ProxyConfig:
             else this process's memory), so clients can reconnect and resume.
         resumable_stream_ttl: Seconds a resumable stream's events are kept after its last one.
         resumable_stream_maxlen: Events kept per resumable stream.
+        cors_allowed_origins: Web origins (``"http://localhost:3000"``) whose pages may call
+            the proxy from a browser (``"*"``: any). A request whose ``Origin`` header is not
+            among them is refused (403) before anything else happens; default: none.
     """
 
     deployments: tuple[Deployment, ...] = ()
@@ -225,6 +231,7 @@ class ProxyConfig:
     resumable_streams: bool = False
     resumable_stream_ttl: float = 3600.0
     resumable_stream_maxlen: int = 10_000
+    cors_allowed_origins: tuple[str, ...] = ()
 
     @property
     def model_names(self) -> list[str]:
@@ -318,6 +325,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
     backlog = _integer(general.get("listen_backlog", 2048), "general_settings.listen_backlog")
     mock_prompt = _integer(general.get("mock_max_prompt_chars", 256 * 1024), "general_settings.mock_max_prompt_chars")
     mock_tokens = _integer(general.get("mock_max_tokens", 32768), "general_settings.mock_max_tokens")
+    origins = _origins(general.get("cors_allowed_origins"), "general_settings.cors_allowed_origins")
     allow_mock = general.get("allow_mock_models", True)
     if not isinstance(allow_mock, bool):
         raise ConfigError("general_settings.allow_mock_models must be true or false")
@@ -343,6 +351,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
         listen_backlog=backlog,
         mock_max_prompt_chars=mock_prompt,
         mock_max_tokens=mock_tokens,
+        cors_allowed_origins=origins,
         redis_url=redis_url,
         redis_cache_ttl=cache_ttl,
         resumable_streams=resumable,
@@ -390,6 +399,32 @@ def _router_settings(raw: Any, env: Mapping[str, str]) -> tuple[str | None, floa
     password = _secret(router.get("redis_password"), "router_settings.redis_password", env)
     auth = f":{quote(password, safe='')}@" if password else ""
     return f"redis://{auth}{host}:{port}/{db}", cache_ttl
+
+
+def normalize_origin(origin: str) -> str:
+    """An origin as browsers send it: lower-case scheme and host, no trailing slash."""
+    scheme, sep, rest = origin.strip().rstrip("/").partition("://")
+    return f"{scheme.lower()}{sep}{rest.lower()}" if sep else origin.strip().lower()
+
+
+def _origins(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where} must be a list of origins like 'http://localhost:3000' (or '*')")
+    found = []
+    for origin in value:
+        if origin.strip() == "*":
+            found.append("*")
+            continue
+        normal = normalize_origin(origin)
+        scheme, sep, host = normal.partition("://")
+        if not sep or scheme not in ("http", "https") or not host or "/" in host:
+            raise ConfigError(f"{where}: {origin!r} is not an origin (scheme://host[:port], no path)")
+        found.append(normal)
+    return tuple(dict.fromkeys(found))
 
 
 def _deployment(entry: Any, i: int, env: Mapping[str, str]) -> Deployment:

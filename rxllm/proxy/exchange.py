@@ -45,6 +45,7 @@ from rxllm.errors import APIError, BadRequestError, MalformedStreamError, Timeou
 from rxllm.operators import CostReport, detect_repeated_chunks, tap_cost
 from rxllm.proxy.auth import KeyChecker
 from rxllm.proxy.config import Deployment, ProxyConfig
+from rxllm.proxy.cors import CorsPolicy
 from rxllm.proxy.dialect import SSE_HEADERS, Call, Context, Dialect, ErrorInfo, StreamEncoder
 from rxllm.proxy.errors import ProxyError, error_info, error_status
 from rxllm.proxy.router import DeploymentState, Lease, Router
@@ -197,6 +198,7 @@ class ProxyState:
     router: Router
     checker: KeyChecker | None
     secrets: list[str] = attrs.field(repr=False)
+    cors: CorsPolicy = attrs.field(factory=lambda: CorsPolicy(()))
     dialects: dict[str, Dialect] = attrs.field(factory=dict)
     route_dialects: dict[str, Dialect] = attrs.field(factory=dict)
     outcome_hooks: list[Callable[[Outcome], Any]] = attrs.field(factory=list)

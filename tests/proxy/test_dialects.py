@@ -179,7 +179,7 @@ class TestKeepalive:
 
     async def test_chat_keepalives_are_comments_the_openai_sdk_ignores(self) -> None:
         """Chat completions sends ': ping' comments; the official client still reads the whole answer."""
-        cfg = config(mock_entry("m", mock_response="a b c", mock_delay=0.3), keepalive_interval=0.25)
+        cfg = config(mock_entry("m", mock_response="a b c", mock_delay=0.7), keepalive_interval=0.25)
         async with running(cfg) as server:
             async with aiohttp.ClientSession() as session:
                 body = {"model": "m", "messages": USER, "stream": True}
