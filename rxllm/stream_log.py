@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
@@ -712,6 +713,11 @@ class LogWriter:
                     return
                 self._wake = loop.create_future()
                 await self._wake
+        except StreamCancelledError as exc:
+            self._failed(exc)
+            # the producer stops here; the end still goes in, so every reader finishes too
+            with contextlib.suppress(StreamLogError):
+                await log.finish(key, exc)
         except StreamLogError as exc:
             self._failed(exc)
         except asyncio.CancelledError:

@@ -112,6 +112,15 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
     app.router.add_get("/health/liveness", _liveliness)
     app.router.add_get("/health/readiness", _readiness)
     app.on_response_prepare.append(_add_cors_headers)
+    if config.resumable_streams:
+        from rxllm.proxy.resumable import RESUMABLE, Resumable
+
+        resumable = Resumable.from_config(config)
+        app[RESUMABLE] = resumable
+        state.detach = resumable.detach
+        for base in ("/v1/chat/completions", "/chat/completions"):
+            app.router.add_get(base + "/{response_id}/stream", resumable.resume)
+            app.router.add_post(base + "/{response_id}/cancel", resumable.cancel)
     app.on_startup.append(_start_watchdog)
     app.on_startup.append(_start_shared_state)
     app.on_shutdown.append(_drain)
@@ -365,6 +374,11 @@ async def _start_shared_state(app: web.Application) -> None:
 
 async def _cleanup(app: web.Application) -> None:
     state = app[PROXY_STATE]
+    from rxllm.proxy.resumable import RESUMABLE
+
+    resumable = app.get(RESUMABLE)
+    if resumable is not None:
+        await resumable.aclose()
     await state.router.shared.aclose()
     task = state.watchdog
     if task is not None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal
 
 import attrs
@@ -192,6 +192,9 @@ class ProxyState:
     Attributes:
         outcome_hooks: Called with every finished request's :class:`Outcome` (after its log
             line); a hook that raises is logged and ignored.
+        detach: Serves a chat stream whose generation must outlive its client (resumable
+            streams, :mod:`rxllm.proxy.resumable`): ``(request, dialect, context, outcome,
+            plan, release)``; it calls ``release()`` exactly once, when the generation ends.
     """
 
     config: ProxyConfig
@@ -207,6 +210,7 @@ class ProxyState:
     active: set[Exchange] = attrs.field(factory=set)
     draining: bool = False
     watchdog: asyncio.Task[None] | None = None
+    detach: Callable[..., Awaitable[web.StreamResponse]] | None = None
 
     def describe(self, exc: BaseException) -> ErrorInfo:
         """``exc`` as a dialect-neutral, secret-free :class:`ErrorInfo`."""
@@ -874,8 +878,17 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             retry_after=1.0,
         )
     state.in_flight += 1
+    detached = False
+
+    def release() -> None:
+        state.in_flight -= 1
+        shared.leave()
+
     try:
         context = Context(call=call, request_id=outcome.request_id, created=int(time.time()))
+        if call.stream and state.detach is not None:
+            detached = True  # the slot is released when the generation ends, not the request
+            return await state.detach(request, dialect, context, outcome, plan, release)
         exchange = Exchange(request, state, dialect, context, outcome)
         state.active.add(exchange)
         try:
@@ -886,8 +899,8 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             state.active.discard(exchange)
             exchange.dispose()
     finally:
-        state.in_flight -= 1
-        shared.leave()
+        if not detached:
+            release()
 
 
 def _prompt_chars(messages: Any) -> int:

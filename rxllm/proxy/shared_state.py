@@ -340,6 +340,7 @@ class RedisState(RouterState):
         #: Whether Redis answered the last call (False: the in-process fallback is in use).
         self.healthy = True
         self._down_since: float | None = None
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"RedisState({self._clients.where}, instance={self.instance!r}, healthy={self.healthy})"
@@ -370,7 +371,10 @@ class RedisState(RouterState):
     async def _write_loop(self) -> None:
         assert self._wake is not None and self._idle is not None
         errors = redis_errors()
-        while True:
+        task = asyncio.current_task()
+        while not self._closed:
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # redis-py may turn a cancellation into an error
             if not self._queue:
                 self._idle.set()
                 self._wake.clear()
@@ -488,6 +492,9 @@ class RedisState(RouterState):
                     await client.srem(self._instances, self.instance)
             except errors:
                 pass
+        self._closed = True
+        if self._wake is not None:
+            self._wake.set()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()
