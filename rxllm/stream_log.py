@@ -699,10 +699,13 @@ class LogWriter:
         log, key = self._log, self._key
         loop = self._loop
         assert loop is not None and self.closed is not None
+        task = asyncio.current_task()
         try:
             if create:
                 await log.open(key)
             while True:
+                if task is not None and task.cancelling():
+                    return  # a client library may have turned the cancellation into an error
                 if self._pending:
                     batch, self._pending = self._pending, []
                     await log.append_many(key, batch)

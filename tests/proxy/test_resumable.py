@@ -57,6 +57,8 @@ async def read_some(response: aiohttp.ClientResponse, k: int) -> list[Event]:
                     block = await response.content.readuntil(b"\n\n")
                 except asyncio.IncompleteReadError:
                     break  # the stream had fewer than k events
+                if not block:
+                    break  # end of the body (aiohttp returns b"" there)
                 events.extend(parse_events(block))
     finally:
         response.close()
