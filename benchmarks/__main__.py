@@ -3,7 +3,7 @@
     python -m benchmarks            # full run, a few minutes (2 cores)
     python -m benchmarks --quick    # about a minute
     python -m benchmarks --smoke    # seconds: CI's check that the benchmarks still run
-    python -m benchmarks --only client|proxy|import|memory
+    python -m benchmarks --only client|proxy|import|memory|dialects
 
 Peers (``openai``, ``litellm`` with its proxy) come from the ``bench`` extra; install them in a
 separate virtual environment (``pip install -e ".[bench]"``). A peer that is not installed gets
@@ -20,11 +20,11 @@ import sys
 import time
 from typing import Any
 
-from benchmarks import _client, _proxy, _startup
+from benchmarks import _client, _proxy, _startup, bench_dialects
 from benchmarks._common import apply_offline_env, fmt, machine, raise_fd_limit, table
 from benchmarks._upstream import Upstream
 
-SECTIONS = ("client", "proxy", "import", "memory")
+SECTIONS = ("client", "proxy", "import", "memory", "dialects")
 
 #: size -> (client cases, repeats, settle s, import runs, memory streams)
 SIZES: dict[str, dict[str, Any]] = {
@@ -34,6 +34,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "settle": 0.0,
         "import_runs": 1,
         "memory_streams": 100,
+        "dialect_chunks": 300,
+        "dialect_repeats": 3,
+        "dialect_streams": 2,
+        "dialect_rounds": 2,
     },
     "quick": {
         "cases": [("text", "bulk", 2000), ("tools", "bulk", 2000), ("text", "p0.5", 200)],
@@ -41,6 +45,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "settle": 0.02,
         "import_runs": 3,
         "memory_streams": 300,
+        "dialect_chunks": 2000,
+        "dialect_repeats": 15,
+        "dialect_streams": 4,
+        "dialect_rounds": 3,
     },
     "full": {
         "cases": [("text", "bulk", 5000), ("tools", "bulk", 5000), ("text", "p0.5", 500)],
@@ -48,6 +56,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "settle": 0.05,
         "import_runs": 5,
         "memory_streams": 1000,
+        "dialect_chunks": 2000,
+        "dialect_repeats": 30,
+        "dialect_streams": 4,
+        "dialect_rounds": 5,
     },
 }
 
@@ -181,6 +193,28 @@ def memory_section(upstream: Upstream, size: dict[str, Any], failures: list[str]
     return f"### Memory per open stream\n\n{table(header, rows)}\n\n{notes}\n"
 
 
+def dialects_section(upstream: Upstream, size: dict[str, Any], failures: list[str]) -> str:
+    n, repeats, rounds = size["dialect_chunks"], size["dialect_repeats"], size["dialect_rounds"]
+    parts = []
+    for what, make in (
+        ("encoders", lambda: bench_dialects.table(n, repeats)),
+        ("proxy", lambda: bench_dialects.proxy_table(upstream, n, size["dialect_streams"], rounds)),
+    ):
+        try:
+            parts.append(make())
+        except Exception as exc:  # a broken dialect is a failing rxllm row
+            failures.append(f"dialects ({what}): {type(exc).__name__}: {exc}")
+            parts.append(f"dialects ({what}) failed: {type(exc).__name__}")
+    notes = (
+        "First table: each dialect's event encoder over the same pre-parsed chunks, one whole stream "
+        "per sample (start and end events included), median CPU µs per chunk. Second: `rxllm serve` "
+        "in front of the local upstream, the same text stream read through each dialect's route; the "
+        "proxy process's CPU per upstream chunk, median of rounds with the routes alternating. *x chat* "
+        "is the ratio to chat completions (`python -m benchmarks.bench_dialects` runs this section alone)."
+    )
+    return f"### Dialects: CPU per chunk, encoder and proxy\n\n{parts[0]}\n\n{parts[1]}\n\n{notes}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     size_group = parser.add_mutually_exclusive_group()
@@ -212,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             out.append(import_section(size, failures))
         if "memory" in sections:
             out.append(memory_section(upstream, size, failures))
+        if "dialects" in sections:
+            out.append(dialects_section(upstream, size, failures))
     out.append(f"_Run took {time.perf_counter() - started:.0f} s._\n")
     print("\n".join(out))
     if failures:

@@ -22,11 +22,11 @@ def detect_repeated_chunks(
 ) -> Callable[[Observable[ChatCompletionChunk]], Observable[ChatCompletionChunk]]:
     """Pass chunks through; fail when a choice repeats the same content more than ``limit`` times.
 
-    The rules are LiteLLM's, counted per choice index: a choice's ``delta.content`` repeated
-    identically in more than ``limit`` consecutive chunks raises
-    ``rxllm.InternalServerError`` (status 500, ``"The model is repeating the same chunk =
-    <content>."``), and the chunk that crosses the limit is not emitted (101 identical
-    chunks with ``limit=100``: 100 pass, then the error). Content of 2 characters or fewer
+    The rules are LiteLLM's, counted per choice index: the ``limit``-th consecutive chunk
+    whose ``delta.content`` is identical raises ``rxllm.InternalServerError`` (status 500,
+    ``"The model is repeating the same chunk = <content>."``), as LiteLLM's counter does (it
+    starts at 1 and fires at ``>= limit``), and that chunk is not emitted (100 identical
+    chunks with ``limit=100``: 99 pass, then the error). Content of 2 characters or fewer
     never counts and resets the run; chunks with empty or ``None`` content are transparent; a
     chunk carrying tool calls resets its choice's run. The error is a plain
     ``InternalServerError`` (so retry logic catches it) with ``llm_provider``, ``model`` (from
@@ -35,12 +35,12 @@ def detect_repeated_chunks(
 
     ::
 
-        chunks:   -a-a-a-a-|          (limit=2, a = "How are you?")
-        detect_repeated_chunks(2)
+        chunks:   -a-a-a-a-|          (limit=3, a = "How are you?")
+        detect_repeated_chunks(3)
         result:   -a-a-#              # InternalServerError; upstream disposed
 
     Args:
-        limit: Most identical chunks allowed in a row. ``None`` reads
+        limit: The number of identical chunks in a row that fails the stream. ``None`` reads
             ``rxllm.REPEATED_STREAMING_CHUNK_LIMIT`` at each subscription (its default is the
             ``REPEATED_STREAMING_CHUNK_LIMIT`` environment variable at import, else 100).
         llm_provider: Put on the error, for logs and retry decisions.
@@ -83,9 +83,10 @@ def detect_repeated_chunks(
                             runs.pop(sc.index, None)
                             continue
                         run = runs.get(sc.index)
-                        if run is None or run[0] != c:
-                            runs[sc.index] = (c, 1)
-                        elif run[1] >= lim:
+                        count = 1 if run is None or run[0] != c else run[1] + 1
+                        if count < lim:
+                            runs[sc.index] = (c, count)
+                        else:
                             observer.on_error(
                                 InternalServerError(
                                     f"The model is repeating the same chunk = {c}.",
@@ -95,8 +96,6 @@ def detect_repeated_chunks(
                                 )
                             )
                             return
-                        else:
-                            runs[sc.index] = (c, run[1] + 1)
                     if builder is not None:
                         builder.add(chunk)
                 except Exception as exc:

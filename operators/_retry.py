@@ -21,10 +21,11 @@ from reactivex.disposable import SerialDisposable, SingleAssignmentDisposable
 from rxllm.errors import (
     APIError,
     RateLimitError,
+    parse_retry_after,
 )
-from rxllm.retry_policy import DEFAULT_RETRY_ON, Backoff, exponential_backoff
+from rxllm.retry_policy import DEFAULT_MAX_RETRY_AFTER, DEFAULT_RETRY_ON, Backoff, exponential_backoff
 
-from ._scheduling import resolve_scheduler
+from ._scheduling import clock, resolve_scheduler
 
 __all__ = ["StreamRestart", "fallback", "retry_stream"]
 
@@ -60,13 +61,20 @@ def _resilient(
     restart: bool,
     scheduler: abc.SchedulerBase | None,
     who: str,
+    budget: float | None = None,
 ) -> Observable[Any]:
-    """Run ``source``; on an error, ask ``plan`` for the next source and delay, or give up."""
+    """Run ``source``; on an error, ask ``plan`` for the next source and delay, or give up.
+
+    ``budget``: seconds from subscription after which no new attempt starts (a delay that
+    would end past it is not waited: the error propagates).
+    """
 
     def subscribe(observer: abc.ObserverBase[Any], scheduler_: abc.SchedulerBase | None = None) -> abc.DisposableBase:
         current = SerialDisposable()
         attempt = 0
         delivered = 0
+        now = clock(scheduler or scheduler_) if budget is not None else None
+        started = now() if now is not None else 0.0
 
         def run(obs: Observable[Any], number: int) -> None:
             nonlocal attempt, delivered
@@ -101,6 +109,9 @@ def _resilient(
                 observer.on_error(error)
                 return
             nxt, delay = step
+            if budget is not None and now is not None and now() - started + delay > budget:
+                observer.on_error(error)  # the next attempt would start past the deadline
+                return
             if delivered:
                 observer.on_next(StreamRestart(attempt=number + 1, error=error, discarded_chunks=delivered))
             if delay > 0:
@@ -130,6 +141,9 @@ def retry_stream(
     backoff: Backoff = ...,
     scheduler: abc.SchedulerBase | None = ...,
     restart: Literal[False] = ...,
+    *,
+    max_retry_after: float = ...,
+    deadline: float | None = ...,
 ) -> Callable[[Observable[T]], Observable[T]]: ...
 
 
@@ -141,6 +155,8 @@ def retry_stream(
     scheduler: abc.SchedulerBase | None = ...,
     *,
     restart: Literal[True],
+    max_retry_after: float = ...,
+    deadline: float | None = ...,
 ) -> Callable[[Observable[T]], Observable[T | StreamRestart]]: ...
 
 
@@ -150,6 +166,9 @@ def retry_stream(
     backoff: Backoff = exponential_backoff(),  # noqa: B008 - a pure function, shared safely
     scheduler: abc.SchedulerBase | None = None,
     restart: bool = False,
+    *,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    deadline: float | None = None,
 ) -> Callable[[Observable[T]], Observable[Any]]:
     """Resubscribe (a new request) after a retryable error, never delivering a chunk twice.
 
@@ -169,28 +188,42 @@ def retry_stream(
             limits, timeouts, connection failures; never a bad request or a bad key).
         backoff: Seconds to wait before retry ``n`` (1, 2, ...): a function or a constant
             (default: 0.5, 1, 2, 4, 8, 8, ... seconds). A ``RateLimitError`` with
-            ``retry_after`` waits at least that long.
+            ``retry_after`` waits at least that long, up to ``max_retry_after``.
         scheduler: Where delays run (default: the subscription's scheduler, else the running
             loop's ``AsyncIOScheduler``; never a thread).
         restart: After chunks were delivered, retry anyway and announce it with a
             :class:`StreamRestart` item. Put aggregating operators (``to_response``) *upstream*
             of a restarting retry, or reset them on ``StreamRestart``; put ``tap_cost`` upstream
             too, for one report (one bill) per attempt.
+        max_retry_after: The longest a server's ``Retry-After`` may make it wait (default
+            :data:`rxllm.retry_policy.DEFAULT_MAX_RETRY_AFTER`, 60 s); non-finite, negative and absurd values
+            (over a day) are ignored.
+        deadline: Seconds from subscription after which no retry starts: a retry whose delay
+            would end past it is not made, and the error propagates (``None``: no limit).
 
     Returns:
         An operator; the last error propagates when the attempts run out (or it is not
-        retryable).
+        retryable, or the next attempt would start past ``deadline``).
 
     Raises:
-        ValueError: When ``attempts`` is less than 1.
+        ValueError: When ``attempts`` is less than 1, or ``max_retry_after``/``deadline`` is
+            negative or not finite.
     """
     if attempts < 1:
         raise ValueError(f"retry_stream: attempts must be at least 1, got {attempts!r}")
+    if not (0 <= max_retry_after < float("inf")):
+        raise ValueError(f"retry_stream: max_retry_after must be a finite number >= 0, got {max_retry_after!r}")
+    if deadline is not None and not (0 < deadline < float("inf")):
+        raise ValueError(f"retry_stream: deadline must be a positive finite number, got {deadline!r}")
 
     def delay_for(retry: int, error: Exception) -> float:
         d = backoff(retry) if callable(backoff) else float(backoff)
-        if isinstance(error, RateLimitError) and error.retry_after:
-            d = max(d, error.retry_after)
+        if not (0 <= d < float("inf")):
+            d = 0.0  # a backoff function that returns nonsense does not get to hang the stream
+        if isinstance(error, RateLimitError):
+            hint = parse_retry_after(error.retry_after)
+            if hint:
+                d = max(d, min(hint, max_retry_after))
         return d
 
     def _retry_stream(source: Observable[T]) -> Observable[Any]:
@@ -199,7 +232,7 @@ def retry_stream(
                 return None
             return source, delay_for(number, error)
 
-        return _resilient(source, plan, restart, scheduler, "retry_stream")
+        return _resilient(source, plan, restart, scheduler, "retry_stream", deadline)
 
     return _retry_stream
 

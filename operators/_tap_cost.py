@@ -11,6 +11,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
 from rxllm._log import get_logger
+from rxllm.errors import as_api_error
 from rxllm.pricing import lookup_model_price, usage_cost
 from rxllm.types import ChatCompletionChunk, CompletionTokensDetails, Usage
 from rxllm.usage import UsageAccumulator, estimate_prompt_tokens
@@ -296,12 +297,15 @@ def tap_cost(
 
             def on_next(chunk: ChatCompletionChunk) -> None:
                 # Markers that share the stream (retry_stream's StreamRestart) are not metered;
-                # a chunk the meter cannot read is an error, never silently skipped.
+                # a chunk the meter cannot read is an error, never silently skipped or hung on.
                 if isinstance(chunk, ChatCompletionChunk):
                     try:
                         add(chunk)
                     except Exception as exc:
-                        observer.on_error(exc)
+                        error = as_api_error(exc)
+                        upstream.dispose()
+                        finish("error", error)
+                        observer.on_error(error)
                         return
                 observer.on_next(chunk)
 

@@ -1,4 +1,4 @@
-"""``text``: just the content text of a chunk stream."""
+"""``text`` and ``reasoning``: just the content text, or just the reasoning text, of a chunk stream."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from reactivex import Observable, abc
 
 from rxllm.types import ChatCompletionChunk
 
-__all__ = ["text"]
+__all__ = ["reasoning", "text"]
 
 
 def text(choice: int | None = 0) -> Callable[[Observable[ChatCompletionChunk]], Observable[str]]:
@@ -55,3 +55,50 @@ def text(choice: int | None = 0) -> Callable[[Observable[ChatCompletionChunk]], 
         return Observable(subscribe)
 
     return _text
+
+
+def reasoning(choice: int | None = 0) -> Callable[[Observable[ChatCompletionChunk]], Observable[str]]:
+    """Emit each non-empty ``delta.reasoning_content`` as a string (the model's visible thinking).
+
+    The counterpart of :func:`text` for reasoning: DeepSeek's and GLM's ``reasoning_content``,
+    Groq/OpenRouter/vLLM ``reasoning`` (normalized by the provider), Anthropic thinking and
+    Gemini thought parts all arrive there; ``<think>`` tags in content get there through
+    ``split_think_tags()``. Choice 0 by default; another index, or ``None`` for every choice.
+
+    ::
+
+        chunks:  -a------b-----c---|     a.reasoning_content="Hm", b.content="Hi", c.reasoning_content="."
+        reasoning()
+        result:  -"Hm"---------"."-|
+
+    Args:
+        choice: The choice index to follow, or ``None`` for all choices.
+
+    Returns:
+        An operator ``Observable[ChatCompletionChunk] -> Observable[str]``.
+    """
+
+    def _reasoning(source: Observable[ChatCompletionChunk]) -> Observable[str]:
+        def subscribe(
+            observer: abc.ObserverBase[str], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            def on_next(chunk: ChatCompletionChunk) -> None:
+                try:
+                    parts = [
+                        r
+                        for sc in chunk.choices
+                        if (choice is None or sc.index == choice)
+                        and (r := sc.delta.reasoning_content)
+                        and r.__class__ is str
+                    ]
+                except Exception as exc:
+                    observer.on_error(exc)
+                    return
+                for part in parts:
+                    observer.on_next(part)
+
+            return source.subscribe(on_next, observer.on_error, observer.on_completed, scheduler=scheduler)
+
+        return Observable(subscribe)
+
+    return _reasoning

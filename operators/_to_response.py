@@ -14,13 +14,14 @@ from rxllm.types import ChatCompletionChunk, ModelResponse
 __all__ = ["snapshots", "to_response"]
 
 
-def _attach_partial(exc: Exception, builder: ResponseBuilder) -> None:
-    """Give an rxllm error the response rebuilt so far, unless it already carries one."""
+def _attach_partial(exc: Exception, builder: ResponseBuilder) -> Exception:
+    """The error carrying the response rebuilt so far (a copy: the upstream's error is not changed)."""
     if isinstance(exc, APIError) and exc.partial_response is None and builder.chunk_count:
         try:
-            exc.with_partial_response(builder.build(partial=True))
-        except Exception:  # noqa: S110 - a failed rebuild must never mask the real error
-            pass
+            return exc.with_partial_response(builder.build(partial=True))
+        except Exception:  # a failed rebuild must never mask the real error
+            return exc
+    return exc
 
 
 def to_response(
@@ -61,8 +62,7 @@ def to_response(
                     observer.on_error(exc)
 
             def on_error(exc: Exception) -> None:
-                _attach_partial(exc, builder)
-                observer.on_error(exc)
+                observer.on_error(_attach_partial(exc, builder))
 
             def on_completed() -> None:
                 if builder.chunk_count:
@@ -122,8 +122,7 @@ def snapshots(
                 observer.on_next(snap)
 
             def on_error(exc: Exception) -> None:
-                _attach_partial(exc, builder)
-                observer.on_error(exc)
+                observer.on_error(_attach_partial(exc, builder))
 
             return source.subscribe(on_next, on_error, observer.on_completed, scheduler=scheduler)
 

@@ -6,15 +6,16 @@ from collections.abc import Callable
 
 from reactivex import Observable, abc
 
-from rxllm.errors import error_body
-from rxllm.sse import SSE_DONE, encode_json
+from rxllm.dialects.chat import ChatEncoder
+from rxllm.sse import encode_json
 from rxllm.types import ChatCompletionChunk
 
 from ._retry import StreamRestart
 
 __all__ = ["to_sse"]
 
-def to_sse() -> Callable[[Observable[ChatCompletionChunk]], Observable[bytes]]:
+
+def to_sse(*, model: str | None = None) -> Callable[[Observable[ChatCompletionChunk]], Observable[bytes]]:
     """Encode chunks as server-sent events, what an aiohttp or FastAPI handler streams out.
 
     ::
@@ -33,7 +34,12 @@ def to_sse() -> Callable[[Observable[ChatCompletionChunk]], Observable[bytes]]:
     Disposal is passed upstream (a client leaving cancels the request). A
     :class:`StreamRestart` from a restarting ``retry_stream`` becomes a named event
     ``event: rxllm.restart`` (``{"attempt", "discarded_chunks"}``), which a browser's
-    ``EventSource.onmessage`` ignores unless it listens for it.
+    ``EventSource.onmessage`` ignores unless it listens for it. The encoding is
+    :class:`rxllm.dialects.chat.ChatEncoder`'s, which the proxy shares.
+
+    Args:
+        model: The model name every chunk reports (the name the client asked for);
+            ``None`` keeps each chunk's own.
 
     Returns:
         An operator ``Observable[ChatCompletionChunk] -> Observable[bytes]``.
@@ -43,6 +49,8 @@ def to_sse() -> Callable[[Observable[ChatCompletionChunk]], Observable[bytes]]:
         def subscribe(
             observer: abc.ObserverBase[bytes], scheduler_: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
+            encoder = ChatEncoder(model=model)
+
             def on_next(chunk: ChatCompletionChunk) -> None:
                 try:
                     if isinstance(chunk, StreamRestart):
@@ -51,18 +59,18 @@ def to_sse() -> Callable[[Observable[ChatCompletionChunk]], Observable[bytes]]:
                             event="rxllm.restart",
                         )
                     else:
-                        data = encode_json(chunk.to_dict())
+                        data = encoder.encode(chunk)
                 except Exception as exc:
                     on_error(exc)
                     return
                 observer.on_next(data)
 
             def on_error(error: Exception) -> None:
-                observer.on_next(encode_json(error_body(error)))
+                observer.on_next(encoder.fail(error))
                 observer.on_completed()
 
             def on_completed() -> None:
-                observer.on_next(SSE_DONE)
+                observer.on_next(encoder.close())
                 observer.on_completed()
 
             return source.subscribe(on_next, on_error, on_completed, scheduler=scheduler_)

@@ -20,17 +20,19 @@ from types import ModuleType as _ModuleType
 from typing import TYPE_CHECKING, Any
 
 from rxllm.adapters import to_async_iterator, to_iterator
-from rxllm.api import AsyncCompletionStream, CompletionStream, acompletion, completion, stream
+from rxllm.api import AsyncCompletionStream, CompletionStream, aclose, acompletion, completion, stream
 from rxllm.errors import (
     APIConnectionError,
     APIError,
     AuthenticationError,
     BadGatewayError,
     BadRequestError,
+    BudgetExceededError,
     ContentPolicyViolationError,
     ContextWindowExceededError,
     InternalServerError,
     InvalidToolArgumentsError,
+    JSONSchemaValidationError,
     MalformedStreamError,
     NotFoundError,
     PermissionDeniedError,
@@ -112,6 +114,7 @@ sys.modules[__name__].__class__ = _Package
 # Imported on first use, so that `import rxllm` stays cheap.
 _LAZY = {
     "operators": ("rxllm.operators", None),
+    "display": ("rxllm.display", None),  # a callable module: rxllm.display(source)
     "stream_chunk_builder": ("rxllm.builder", "stream_chunk_builder"),
     "ResponseSnapshot": ("rxllm.builder", "ResponseSnapshot"),
     "exponential_backoff": ("rxllm.retry_policy", "exponential_backoff"),
@@ -151,6 +154,7 @@ __all__ = [
     "AuthenticationError",
     "BadGatewayError",
     "BadRequestError",
+    "BudgetExceededError",
     "ChatCompletionChunk",
     "ChatRequest",
     "Choice",
@@ -162,6 +166,7 @@ __all__ = [
     "FunctionDelta",
     "InternalServerError",
     "InvalidToolArgumentsError",
+    "JSONSchemaValidationError",
     "MalformedStreamError",
     "MemoryStreamLog",
     "Message",
@@ -181,10 +186,12 @@ __all__ = [
     "ToolCallDelta",
     "UnprocessableEntityError",
     "Usage",
+    "aclose",
     "acompletion",
     "completion",
     "completion_cost",
     "cost_per_token",
+    "display",
     "exponential_backoff",
     "failure_callback",
     "from_async_iterable",

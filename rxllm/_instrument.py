@@ -63,22 +63,29 @@ def instrument(info: CallInfo) -> Callable[[Observable[ChatCompletionChunk]], Ob
             ended = False
 
             def on_next(chunk: ChatCompletionChunk) -> None:
-                builder.add(chunk)
+                builder.add(chunk)  # chunks are validated at the provider boundary
                 observer.on_next(chunk)
 
             def on_error(exc: Exception) -> None:
                 nonlocal ended
                 ended = True
-                partial = builder.build(partial=True)
+                try:
+                    partial = builder.build(partial=True)
+                except Exception:  # a partial response is a courtesy; never fail the stream for it
+                    partial = ResponseBuilder(messages=info.messages).build(partial=True)
                 if isinstance(exc, APIError):
-                    exc.with_partial_response(partial)
+                    exc = exc.with_partial_response(partial)  # a copy: never mutate a shared error
                 _fire(info, "failure", partial, start, exception=exc)
                 observer.on_error(exc)
 
             def on_completed() -> None:
                 nonlocal ended
+                try:
+                    response = builder.build()
+                except Exception as exc:
+                    on_error(exc)
+                    return
                 ended = True
-                response = builder.build()
                 info.response = response
                 _fire(info, "completed", response, start)
                 observer.on_completed()

@@ -19,6 +19,8 @@ import logging
 import sys
 from typing import Any
 
+from rxllm._secrets import scrub
+
 __all__ = ["Logger", "get_logger"]
 
 logging.getLogger("rxllm").addHandler(logging.NullHandler())
@@ -75,6 +77,9 @@ class Logger:
     def _emit(self, level: int, event: str, fields: dict[str, Any], exc_info: bool = False) -> None:
         if self._bound:
             fields = {**self._bound, **fields}
+        # every log line goes through the scrubber: strings are masked, other values are
+        # left as they are (rxllm's errors mask themselves)
+        fields = {k: scrub(v) if v.__class__ is str else v for k, v in fields.items()}
         structlog = _structlog()
         if structlog is not None:
             logger = structlog.get_logger(self.name)
@@ -84,9 +89,8 @@ class Logger:
                 getattr(logger, logging.getLevelName(level).lower())(event, **fields)
             return
         if self._std.isEnabledFor(level):
-            self._std.log(
-                level, "%s", _format(event, fields), exc_info=exc_info, extra={"rxllm": {"event": event, **fields}}
-            )
+            line = scrub(_format(event, fields))
+            self._std.log(level, "%s", line, exc_info=exc_info, extra={"rxllm": {"event": event, **fields}})
 
     def debug(self, event: str, **fields: Any) -> None:
         """Log ``event`` at debug level."""

@@ -1,9 +1,15 @@
 """The edges: Observables as blocking iterators and as async iterators.
 
-Both edges subscribe once, buffer what arrives (an LLM stream is small; the producer is
-never blocked, so the event loop never is), re-raise errors where the consumer waits, and
+Both edges subscribe once, buffer what arrives, re-raise errors where the consumer waits
+(always typed: anything that is not an :class:`rxllm.APIError` arrives wrapped in one), and
 dispose the subscription on ``close()``/``aclose()``, on leaving a ``with`` block, on task
 cancellation, and when the iterator is garbage collected (an abandoned ``for ... break``).
+
+Backpressure: each edge holds at most about ``max_buffer`` bytes per stream (default
+:data:`DEFAULT_MAX_BUFFER`, 256 KiB, estimated from the items' text). Past that, the sources
+it subscribed (:func:`rxllm.stream` and everything built on :func:`from_async_iterable`)
+stop pulling from the provider, so the socket is not read until the consumer catches up;
+the event loop is never blocked. ``pull=True`` needs no buffer: it reads on demand.
 
 The observer side holds only a small channel object, never the iterator, so dropping the
 iterator really does let it be collected and the upstream request be cancelled.
@@ -22,10 +28,52 @@ from typing import Any, Generic, TypeVar
 
 from reactivex import Observable, abc
 
+from rxllm.errors import as_api_error
 from rxllm.loop import get_loop, in_loop_thread
-from rxllm.streams import PullSource, pulling
+from rxllm.streams import FlowControl, PullSource, flow_control, pulling
+from rxllm.types import ChatCompletionChunk
 
-__all__ = ["AsyncStreamIterator", "BlockingStreamIterator", "to_async_iterator", "to_iterator"]
+__all__ = [
+    "DEFAULT_MAX_BUFFER",
+    "AsyncStreamIterator",
+    "BlockingStreamIterator",
+    "approximate_size",
+    "to_async_iterator",
+    "to_iterator",
+]
+
+#: Bytes (estimated) an edge holds for a slow consumer before the upstream stops being read.
+DEFAULT_MAX_BUFFER = 256 * 1024
+
+_CHUNK_OVERHEAD = 320  # a chunk object with one choice and its delta, roughly
+_CHOICE_OVERHEAD = 160
+
+
+def approximate_size(item: Any) -> int:
+    """About how many bytes ``item`` holds: its text plus a per-object overhead (cheap, O(choices))."""
+    cls = item.__class__
+    if cls is ChatCompletionChunk:
+        n = _CHUNK_OVERHEAD
+        for choice in item.choices:
+            d = choice.delta
+            n += _CHOICE_OVERHEAD + len(d.content or "") + len(d.reasoning_content or "")
+            tcs = d.tool_calls
+            if tcs:
+                for tc in tcs:
+                    fn = tc.function
+                    n += _CHOICE_OVERHEAD + (len(fn.arguments or "") if fn is not None else 0)
+        return n
+    if cls is bytes or cls is str or cls is bytearray:
+        return 64 + len(item)
+    return _CHUNK_OVERHEAD
+
+
+def _resolve_limit(max_buffer: int | None) -> int:
+    if max_buffer is None:
+        return DEFAULT_MAX_BUFFER
+    if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+        raise ValueError(f"max_buffer must be a positive number of bytes, got {max_buffer!r}")
+    return max_buffer
 
 T = TypeVar("T")
 
@@ -71,28 +119,37 @@ class BlockingStreamIterator(Iterator[T]):
     collection cancels too.
     """
 
-    def __init__(self, source: Observable[T]) -> None:
+    def __init__(self, source: Observable[T], *, max_buffer: int | None = None) -> None:
         if in_loop_thread():
             raise RuntimeError(
                 "a blocking iterator cannot be used on rxllm's own event-loop thread; "
                 "use to_async_iterator there"
             )
-        self._queue: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        limit = _resolve_limit(max_buffer)
+        self._queue: queue.SimpleQueue[tuple[int, Any, int]] = queue.SimpleQueue()
         self._slot = _SubscriptionSlot()
         self._finished = False
         self._loop = get_loop()
+        self._flow = flow = FlowControl(self._loop, limit)
         put = self._queue.put
         slot = self._slot
+        add = flow.add
+
+        def on_next(item: Any) -> None:
+            n = approximate_size(item)
+            add(n)
+            put((_NEXT, item, n))
 
         def subscribe() -> None:
             try:
-                disposable = source.subscribe(
-                    on_next=lambda item: put((_NEXT, item)),
-                    on_error=lambda exc: put((_ERROR, exc)),
-                    on_completed=lambda: put((_DONE, None)),
-                )
+                with flow_control(flow):
+                    disposable = source.subscribe(
+                        on_next=on_next,
+                        on_error=lambda exc: put((_ERROR, as_api_error(exc), 0)),
+                        on_completed=lambda: put((_DONE, None, 0)),
+                    )
             except Exception as exc:
-                put((_ERROR, exc))
+                put((_ERROR, as_api_error(exc), 0))
                 return
             slot.set(disposable)
 
@@ -104,8 +161,9 @@ class BlockingStreamIterator(Iterator[T]):
     def __next__(self) -> T:
         if self._finished:
             raise StopIteration
-        kind, value = self._queue.get()
+        kind, value, n = self._queue.get()
         if kind == _NEXT:
+            self._flow.release(n)
             return value  # type: ignore[no-any-return]
         self._finished = True
         self._dispose()
@@ -122,6 +180,7 @@ class BlockingStreamIterator(Iterator[T]):
         loop = self._loop
         if loop.is_closed():
             return
+        self._flow.close()
         try:
             loop.call_soon_threadsafe(self._slot.dispose)
         except RuntimeError:  # loop closed concurrently (interpreter exit)
@@ -140,13 +199,22 @@ class BlockingStreamIterator(Iterator[T]):
             self.close()
 
 
-def to_iterator(source: Observable[T]) -> BlockingStreamIterator[T]:
+def to_iterator(source: Observable[T], *, max_buffer: int | None = None) -> BlockingStreamIterator[T]:
     """A blocking iterator over ``source`` (subscribes now, on rxllm's loop thread).
+
+    Args:
+        source: The Observable to iterate.
+        max_buffer: Bytes (estimated) held for a slow consumer before the upstream stops
+            being read (default :data:`DEFAULT_MAX_BUFFER`).
+
+    Returns:
+        The iterator; errors are raised typed (:class:`rxllm.APIError`) at ``next()``.
 
     Raises:
         RuntimeError: When called on rxllm's own loop thread, where blocking would deadlock.
+        ValueError: When ``max_buffer`` is not a positive integer.
     """
-    return BlockingStreamIterator(source)
+    return BlockingStreamIterator(source, max_buffer=max_buffer)
 
 
 # --------------------------------------------------------------------------- async
@@ -155,21 +223,27 @@ def to_iterator(source: Observable[T]) -> BlockingStreamIterator[T]:
 class _Channel(Generic[T]):
     """The observer side of an async iterator: a buffer and one waiter, on one loop."""
 
-    __slots__ = ("buffer", "loop", "thread_id", "waiter")
+    __slots__ = ("buffer", "flow", "loop", "thread_id", "waiter")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self.loop = loop
         self.thread_id = threading.get_ident()
-        self.buffer: deque[tuple[int, Any]] = deque()
+        self.buffer: deque[tuple[int, Any, int]] = deque()
         self.waiter: asyncio.Future[None] | None = None
+        self.flow = FlowControl(loop, limit)
 
-    def push(self, item: tuple[int, Any]) -> None:
+    def push(self, item: tuple[int, Any, int]) -> None:
         if threading.get_ident() != self.thread_id:
             self.loop.call_soon_threadsafe(self._push, item)
         else:
             self._push(item)
 
-    def _push(self, item: tuple[int, Any]) -> None:
+    def push_next(self, value: Any) -> None:
+        n = approximate_size(value)
+        self.flow.add(n)
+        self.push((_NEXT, value, n))
+
+    def _push(self, item: tuple[int, Any, int]) -> None:
         self.buffer.append(item)
         waiter = self.waiter
         if waiter is not None:
@@ -191,8 +265,9 @@ class AsyncStreamIterator(AsyncIterator[T]):
     per item instead of two). Do not use it on a source shared with other subscribers.
     """
 
-    def __init__(self, source: Observable[T], *, pull: bool = False) -> None:
+    def __init__(self, source: Observable[T], *, pull: bool = False, max_buffer: int | None = None) -> None:
         self._source = source
+        self._limit = _resolve_limit(max_buffer)
         self._pull_enabled = pull
         self._pull: PullSource[Any] | None = None
         self._channel: _Channel[T] | None = None
@@ -203,18 +278,21 @@ class AsyncStreamIterator(AsyncIterator[T]):
         """Subscribe now (idempotent); must be called with a running loop."""
         if self._channel is not None:
             return
-        channel: _Channel[T] = _Channel(asyncio.get_running_loop())
+        channel: _Channel[T] = _Channel(asyncio.get_running_loop(), self._limit)
         self._channel = channel
         push = channel.push
         try:
-            with pulling(self._adopt) if self._pull_enabled else contextlib.nullcontext():
+            with (
+                pulling(self._adopt) if self._pull_enabled else contextlib.nullcontext(),
+                flow_control(channel.flow),
+            ):
                 disposable = self._source.subscribe(
-                    on_next=lambda item: push((_NEXT, item)),
-                    on_error=lambda exc: push((_ERROR, exc)),
-                    on_completed=lambda: push((_DONE, None)),
+                    on_next=channel.push_next,
+                    on_error=lambda exc: push((_ERROR, as_api_error(exc), 0)),
+                    on_completed=lambda: push((_DONE, None, 0)),
                 )
         except Exception as exc:
-            push((_ERROR, exc))
+            push((_ERROR, as_api_error(exc), 0))
             return
         self._slot.set(disposable)
 
@@ -227,7 +305,7 @@ class AsyncStreamIterator(AsyncIterator[T]):
     def __aiter__(self) -> AsyncStreamIterator[T]:
         return self
 
-    async def _fill(self) -> deque[tuple[int, Any]]:
+    async def _fill(self) -> deque[tuple[int, Any, int]]:
         """Wait until the buffer holds something: pull from an adopted source, else wait."""
         if self._channel is None:
             self.start()
@@ -254,8 +332,10 @@ class AsyncStreamIterator(AsyncIterator[T]):
             raise StopAsyncIteration
         channel = self._channel
         buffer = channel.buffer if channel is not None and channel.buffer else await self._fill()
-        kind, value = buffer.popleft()
+        kind, value, n = buffer.popleft()
         if kind == _NEXT:
+            if channel is not None and n:
+                channel.flow.release(n)
             return value  # type: ignore[no-any-return]
         self._finish()
         if kind == _ERROR:
@@ -284,6 +364,9 @@ class AsyncStreamIterator(AsyncIterator[T]):
 
     def _finish(self) -> None:
         self._finished = True
+        channel = self._channel
+        if channel is not None:
+            channel.flow.close()
         self._slot.dispose()
         source = self._pull
         if source is not None and not source.closed:
@@ -311,10 +394,22 @@ class AsyncStreamIterator(AsyncIterator[T]):
 _CLOSING: set[asyncio.Task[None]] = set()
 
 
-def to_async_iterator(source: Observable[T], *, pull: bool = False) -> AsyncStreamIterator[T]:
+def to_async_iterator(
+    source: Observable[T], *, pull: bool = False, max_buffer: int | None = None
+) -> AsyncStreamIterator[T]:
     """An async iterator over ``source``; it subscribes on first ``__anext__``.
 
-    ``pull=True``: the iterator is the source's only consumer and pulls it from its own task
-    (see :class:`AsyncStreamIterator`); leave it off for sources shared with others.
+    Args:
+        source: The Observable to iterate.
+        pull: The iterator is the source's only consumer and pulls it from its own task
+            (see :class:`AsyncStreamIterator`); leave it off for sources shared with others.
+        max_buffer: Bytes (estimated) held for a slow consumer before the upstream stops
+            being read (default :data:`DEFAULT_MAX_BUFFER`).
+
+    Returns:
+        The iterator; errors are raised typed (:class:`rxllm.APIError`) at the ``await``.
+
+    Raises:
+        ValueError: When ``max_buffer`` is not a positive integer.
     """
-    return AsyncStreamIterator(source, pull=pull)
+    return AsyncStreamIterator(source, pull=pull, max_buffer=max_buffer)

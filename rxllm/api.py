@@ -9,17 +9,24 @@ async iterator edge.
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import reactivex
 from reactivex import Observable
 
 from rxllm._instrument import CallInfo, instrument
+from rxllm._log import get_logger
+from rxllm._secrets import register_secret, safe_url
 from rxllm.adapters import AsyncStreamIterator, BlockingStreamIterator, to_async_iterator, to_iterator
 from rxllm.errors import BadRequestError
-from rxllm.providers import ChatRequest, claimed_provider, get_provider, resolve_model, validate_request
+from rxllm.providers import ChatRequest, CheckedStream, claimed_provider, get_provider, resolve_model, validate_request
+from rxllm.providers._http import aclose_sessions
 from rxllm.retry_policy import exponential_backoff
 from rxllm.streams import from_async_iterable
 from rxllm.types import ChatCompletionChunk, ModelResponse
@@ -27,11 +34,14 @@ from rxllm.types import ChatCompletionChunk, ModelResponse
 __all__ = [
     "AsyncCompletionStream",
     "CompletionStream",
+    "aclose",
     "acompletion",
     "build_request",
     "completion",
     "stream",
 ]
+
+_log = get_logger("rxllm.api")
 
 _VALID_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -61,8 +71,10 @@ def build_request(model: str, messages: Sequence[Mapping[str, Any]], params: Map
     rest.pop("stream", None)
     if not isinstance(extra_headers, Mapping):
         raise BadRequestError("extra_headers must be a dict of header names to values", model=model)
-    if api_base is not None and not isinstance(api_base, str):
-        raise BadRequestError(f"api_base must be a URL string, got {type(api_base).__name__}", model=model)
+    if api_base is not None:
+        _check_api_base(api_base, model)
+    _check_depth(checked, "messages", model)
+    _check_depth(rest, "parameters", model)
     if api_key is not None and not isinstance(api_key, str):
         raise BadRequestError(f"api_key must be a string, got {type(api_key).__name__}", model=model)
     return ChatRequest(
@@ -77,6 +89,46 @@ def build_request(model: str, messages: Sequence[Mapping[str, Any]], params: Map
         extra_headers=dict(extra_headers),
         original_model=model,
     )
+
+
+#: How deeply messages and parameters may nest (JSON encoders stop near 255; real requests use < 20).
+MAX_NESTING = 100
+
+
+def _check_depth(value: Any, what: str, model: str) -> None:
+    """Refuse containers nested deeper than :data:`MAX_NESTING` (iteratively: no recursion limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise BadRequestError(f"{what} are nested deeper than {MAX_NESTING} levels", model=model)
+        if isinstance(item, Mapping):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, Mapping | list | tuple))
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, Mapping | list | tuple))
+
+
+def _check_api_base(api_base: Any, model: str) -> None:
+    """A usable http(s) URL without credentials in it; errors never print the URL's secrets."""
+    if not isinstance(api_base, str):
+        raise BadRequestError(f"api_base must be a URL string, got {type(api_base).__name__}", model=model)
+    try:
+        parts = urlsplit(api_base.strip())
+        port = parts.port
+    except ValueError:
+        raise BadRequestError(f"api_base is not a valid URL: {safe_url(api_base)!r}", model=model) from None
+    del port
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequestError(
+            f"api_base must be an http:// or https:// URL with a host, got {safe_url(api_base)!r}", model=model
+        )
+    if parts.username is not None or parts.password is not None:
+        register_secret(parts.password)
+        raise BadRequestError(
+            "api_base must not carry credentials (user:password@host): pass the key as api_key= "
+            f"or in extra_headers; got {safe_url(api_base)!r}",
+            model=model,
+        )
 
 
 def _seconds(value: Any, name: str, model: str) -> float | None:
@@ -102,7 +154,7 @@ def _check_messages(messages: Any, model: str) -> tuple[Mapping[str, Any], ...]:
                 model=model,
             )
         role = message.get("role")
-        if role not in _VALID_ROLES:
+        if not isinstance(role, str) or role not in _VALID_ROLES:
             raise BadRequestError(
                 f"messages[{i}] has role {role!r}; expected one of {', '.join(sorted(_VALID_ROLES))}",
                 model=model,
@@ -139,7 +191,11 @@ def stream(model: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> 
     request = build_request(model, messages, params)
     provider = get_provider(request.provider)
     validate_request(provider, request)
-    return from_async_iterable(lambda: provider.stream(request))
+    # the provider boundary: chunks are checked once, so operators can trust them; the built-in
+    # providers check as they build (no extra hop), any other provider is wrapped
+    if getattr(provider, "checks_chunks", False) is True:
+        return from_async_iterable(lambda: provider.stream(request))
+    return from_async_iterable(lambda: CheckedStream(provider, request))
 
 
 def _pipeline(
@@ -198,6 +254,35 @@ def _check_fallbacks(value: Any, model: str) -> list[dict[str, Any]]:
     return out
 
 
+BLOCKING_LOOP_MESSAGE = (
+    "completion(stream=True) is being iterated on a thread whose event loop is running: every "
+    "chunk blocks that loop (other requests and streams wait). In async code use "
+    "'await rxllm.acompletion(..., stream=True)' with 'async for'."
+)
+
+
+def _in_ipython() -> bool:
+    """True inside an IPython kernel or shell, where blocking a cell's loop is what the user asked for."""
+    ipython = sys.modules.get("IPython")
+    getter = getattr(ipython, "get_ipython", None)
+    try:
+        return getter is not None and getter() is not None
+    except Exception:
+        return False
+
+
+def _warn_if_blocking_a_loop(model: str) -> None:
+    """Warn once per stream when a synchronous stream is about to block a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if _in_ipython():
+        return
+    _log.warning("rxllm.api.blocking_stream_in_event_loop", model=model, hint=BLOCKING_LOOP_MESSAGE)
+    warnings.warn(BLOCKING_LOOP_MESSAGE, RuntimeWarning, stacklevel=4)
+
+
 class CompletionStream(Iterator[ChatCompletionChunk]):
     """What ``completion(stream=True)`` returns: a blocking iterator of chunks.
 
@@ -210,6 +295,8 @@ class CompletionStream(Iterator[ChatCompletionChunk]):
     def __init__(self, observable: Observable[ChatCompletionChunk], info: CallInfo) -> None:
         self.observable = observable
         self._info = info
+        if info.stream:
+            _warn_if_blocking_a_loop(info.model)
         self._iterator: BlockingStreamIterator[ChatCompletionChunk] = to_iterator(observable)
         self._lookahead: list[ChatCompletionChunk] = []
         try:
@@ -342,3 +429,13 @@ async def acompletion(
             pass
     assert info.response is not None
     return info.response
+
+
+async def aclose() -> None:
+    """Close the HTTP session (and its pooled connections) rxllm keeps for the running event loop.
+
+    Sessions are also closed when their loop ends (``asyncio.run`` and every runner that
+    shuts down async generators), so this is for long-lived loops: a service shutting down,
+    a test's teardown. The next request on the loop opens a new session.
+    """
+    await aclose_sessions()

@@ -40,6 +40,7 @@ __all__ = [
     "ResponseSnapshot",
     "ToolCallAssembler",
     "stream_chunk_builder",
+    "thinking_entries",
 ]
 
 #: Chunk-level keys not carried into the response: per-chunk padding and prompt echoes.
@@ -48,12 +49,32 @@ DROPPED_CHUNK_KEYS = frozenset({"obfuscation", "prompt_token_ids", "prompt_text"
 _MISSING: Any = object()
 
 
+def thinking_entries(delta: Any) -> Sequence[Mapping[str, Any]]:
+    """The ``thinking_blocks`` entries (LiteLLM's shape) a delta carries in ``extra``, or ``()``."""
+    extra = delta.extra
+    blocks = extra.get("thinking_blocks") if extra else None
+    if not blocks or isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence):
+        return ()
+    return [b for b in blocks if isinstance(b, Mapping)]
+
+
 def _json_text(value: Any) -> str:
     """Arguments given as a JSON value (Gemini, some gateways) become their JSON text."""
     return orjson.dumps(value).decode()
 
 
 # --------------------------------------------------------------------------- tool calls
+
+
+def _complete_json(text: str) -> bool:
+    """Whether tool-call arguments are a complete JSON value (an object can not grow after its ``}``)."""
+    if not text:
+        return False
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 class _ToolSlot:
@@ -94,8 +115,9 @@ class ToolCallAssembler:
     arguments; argument-only fragments; a whole call in one fragment; several whole calls in
     one delta; fragments without ``index`` (their position in the delta decides); a new ``id``
     at an index already used (a new call, never glued onto the old one; it takes the next
-    free index); arguments as a JSON value (serialized). A call is *closed* when another call
-    starts in the choice, or when :meth:`close_all` is called (the choice finished, or the
+    free index); arguments as a JSON value (serialized); the fragments of parallel calls
+    interleaved. A call is *closed* when another call starts in the choice and its arguments
+    are complete JSON, or when :meth:`close_all` is called (the choice finished, or the
     stream ended). Providers stream calls one after another; should a fragment for a closed
     call still come, it is appended (the rebuilt response stays right) but a call already
     handed out is not revised.
@@ -130,11 +152,12 @@ class ToolCallAssembler:
                     index = max(self._used) + 1
                 self._used.add(index)
                 if self._open:
-                    if closed is None:
-                        closed = self._open
-                    else:
-                        closed.extend(self._open)
-                    self._open = []
+                    done = self._close_complete()
+                    if done:
+                        if closed is None:
+                            closed = done
+                        else:
+                            closed.extend(done)
                 slot = _ToolSlot(index)
                 by_key[key] = slot
                 self.slots.append(slot)
@@ -156,6 +179,20 @@ class ToolCallAssembler:
                 else:
                     slot.extra.update(tcd.extra)
         return closed
+
+    def _close_complete(self) -> list[_ToolSlot]:
+        """A new call started: close the open calls whose arguments are complete JSON.
+
+        Calls whose arguments are still empty or partial stay open: providers that interleave
+        the fragments of parallel calls (several calls open at once) keep sending them, and a
+        call handed out early would run with arguments cut short.
+        """
+        done: list[_ToolSlot] = []
+        still: list[_ToolSlot] = []
+        for slot in self._open:
+            (done if _complete_json("".join(slot.args)) else still).append(slot)
+        self._open = still
+        return done
 
     def close_all(self) -> list[_ToolSlot]:
         """Close the calls still open and return them (in order of appearance)."""
@@ -187,6 +224,8 @@ class _ChoiceMark(NamedTuple):
     n_annotations: int
     tools: tuple[tuple[_ToolSlot, int, str, str, str], ...]
     fc: tuple[str, int] | None
+    n_blocks: int  # -1: no thinking_blocks in the stream
+    last_block_open: bool
 
 
 class _ChoiceState:
@@ -194,10 +233,13 @@ class _ChoiceState:
 
     __slots__ = (
         "annotations",
+        "block_open",
+        "blocks",
         "content",
         "fc_args",
         "fc_name",
         "finish_reason",
+        "has_blocks",
         "has_content",
         "has_fc",
         "has_logprobs",
@@ -226,6 +268,63 @@ class _ChoiceState:
         self.has_fc = False
         self.fc_name = ""
         self.fc_args: list[str] = []
+        #: Reasoning blocks in stream order, as [type, start, end, signature, data] over
+        #: ``reasoning`` (end None while open); reported only once a delta carried thinking_blocks.
+        self.blocks: list[list[Any]] = []
+        self.block_open = False
+        self.has_blocks = False
+
+    def reasoning_text(self, text: str) -> None:
+        """Reasoning arrived: it joins the open reasoning block, or starts one."""
+        if not self.block_open:
+            self.blocks.append(["thinking", len(self.reasoning), None, None, None])
+            self.block_open = True
+        self.reasoning.append(text)
+
+    def close_block(self) -> None:
+        """Text or a tool call arrived: the open reasoning block (if any) ends here."""
+        if self.block_open:
+            self.block_open = False
+            self.blocks[-1][2] = len(self.reasoning)
+
+    def thinking_entries(self, entries: Sequence[Mapping[str, Any]], had_reasoning: bool) -> None:
+        """Fold in a delta's ``thinking_blocks`` (signatures, redacted blocks, LiteLLM-style text)."""
+        self.has_blocks = True
+        for entry in entries:
+            kind = entry.get("type")
+            if kind == "redacted_thinking":
+                self.close_block()
+                self.blocks.append(["redacted_thinking", 0, 0, None, entry.get("data")])
+            elif kind == "thinking":
+                text = entry.get("thinking")
+                if text and not had_reasoning and isinstance(text, str):
+                    self.reasoning_text(text)
+                signature = entry.get("signature")
+                if signature:
+                    if not self.block_open:
+                        self.blocks.append(["thinking", len(self.reasoning), None, None, None])
+                        self.block_open = True
+                    self.blocks[-1][3] = signature
+                    self.close_block()
+
+    def thinking_blocks(self, m: _ChoiceMark) -> tuple[dict[str, Any], ...] | None:
+        """The reasoning blocks as of mark ``m``, in LiteLLM's ``thinking_blocks`` shape."""
+        blocks = self.blocks
+        if m.n_blocks < 0:
+            return None
+        out = []
+        last = m.n_blocks - 1
+        for i, (kind, start, end, signature, data) in enumerate(blocks[: m.n_blocks]):
+            if kind == "redacted_thinking":
+                out.append({"type": "redacted_thinking", "data": data})
+                continue
+            if i == last and m.last_block_open:
+                end, signature = m.n_reasoning, None
+            block: dict[str, Any] = {"type": "thinking", "thinking": "".join(self.reasoning[start:end])}
+            if signature is not None:
+                block["signature"] = signature
+            out.append(block)
+        return tuple(out)
 
     def mark(self) -> _ChoiceMark:
         tools = self.tools
@@ -244,6 +343,8 @@ class _ChoiceState:
             len(self.annotations),
             tuple((s, len(s.args), s.id, s.name, s.type) for s in tools.slots) if tools else (),
             (self.fc_name, len(self.fc_args)) if self.has_fc else None,
+            len(self.blocks) if self.has_blocks else -1,
+            self.block_open,
         )
 
     def materialize(self, m: _ChoiceMark, default_finish: str | None = "stop") -> tuple[Choice, str]:
@@ -280,6 +381,7 @@ class _ChoiceState:
             reasoning,
             refusal,
             tuple(self.annotations[: m.n_annotations]) if m.n_annotations else None,
+            self.thinking_blocks(m),
         )
         choice = Choice(self.index, message, m.finish_reason or default_finish, logprobs)
         text_parts = [content or "", reasoning or "", refusal or ""]
@@ -310,7 +412,9 @@ class ResponseBuilder:
     Semantics (LiteLLM's ``stream_chunk_builder``, for every choice index): ``id`` is the first
     non-empty id; ``created`` and ``model`` the first non-empty values; ``system_fingerprint``
     and ``service_tier`` the last non-empty ones; one choice per choice index, in index order,
-    with its content, ``reasoning_content`` and ``refusal`` joined, its tool calls assembled
+    with its content, ``reasoning_content`` and ``refusal`` joined, its reasoning blocks as
+    ``thinking_blocks`` when the stream carried any (signatures and redacted blocks, in stream
+    order; a block ends where text or a tool call starts), its tool calls assembled
     (see :class:`ToolCallAssembler`), its logprobs concatenated (``None`` when no chunk
     carried a token list), role ``"assistant"`` unless a delta said otherwise,
     ``finish_reason`` the last non-null one (``"stop"`` when none came). ``content`` is
@@ -388,19 +492,27 @@ class ResponseBuilder:
             if st is None:
                 st = states[sc.index] = _ChoiceState(sc.index)
             d = sc.delta
+            r = d.reasoning_content
+            if r:
+                st.reasoning_text(r)
+            if d.extra is not EMPTY:  # (identity first: most deltas share EMPTY)
+                entries = thinking_entries(d)
+                if entries:
+                    st.thinking_entries(entries, bool(r))
             c = d.content
             if c is not None and c.__class__ is str:
                 st.has_content = True
                 if c:
                     st.content.append(c)
-            c = d.reasoning_content
-            if c:
-                st.reasoning.append(c)
+                    if st.block_open:
+                        st.close_block()
             c = d.refusal
             if c:
                 st.refusal.append(c)
             tcs = d.tool_calls
             if tcs:
+                if st.block_open:
+                    st.close_block()
                 tools = st.tools
                 if tools is None:
                     tools = st.tools = ToolCallAssembler(sc.index)
@@ -525,7 +637,8 @@ class ResponseSnapshot:
         """The response as it stood at this chunk (built on first access, then cached)."""
         r = self._response
         if r is None:
-            r = self._response = self._builder._materialize(self._mark)
+            # mid-stream: a choice that has not finished has no finish_reason yet
+            r = self._response = self._builder._materialize(self._mark, None)
         return r
 
     def content(self, choice_index: int = 0) -> str:

@@ -1,9 +1,11 @@
 """The ``rxllm`` command: ``rxllm chat`` streams an answer to the terminal, ``rxllm serve`` runs the proxy.
 
 ``rxllm chat "hello"`` works with no key and no network: the default model is the offline
-mock (``mock/echo``). Text goes to stdout as it arrives; usage, cost and time to first token
-go to stderr at the end, so ``rxllm chat ... > answer.txt`` keeps only the answer. Failures
-exit non-zero with one line on stderr.
+mock (``mock/echo``), which the CLI slows a little (``--mock-delay``, default 0.03 s a chunk)
+so that streaming is visible. Text goes to stdout as it arrives; usage, cost and time to first
+token go to stderr at the end, so ``rxllm chat ... > answer.txt`` keeps only the answer.
+Failures exit non-zero with one line on stderr. ``rxllm chat`` with no prompt and a terminal
+on stdin starts an interactive session (:mod:`rxllm.chat_session`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
+from rxllm.chat_session import DEFAULT_MOCK_DELAY, ChatSession, format_summary, markdown_available, stream_turn
 from rxllm.errors import APIError
 
 __all__ = ["main"]
@@ -27,10 +30,15 @@ DEFAULT_MODEL = "mock/echo"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rxllm", description="LLM streams as ReactiveX Observables.")
+    parser.add_argument("--version", action="version", version=f"rxllm {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    chat = commands.add_parser("chat", help="stream one answer to the terminal")
-    chat.add_argument("prompt", nargs="?", help="the prompt (read from stdin when omitted)")
+    chat = commands.add_parser(
+        "chat", help="stream one answer to the terminal, or chat interactively (no prompt, a terminal)"
+    )
+    chat.add_argument(
+        "prompt", nargs="?", help="the prompt (read from stdin when omitted; none and a terminal: interactive)"
+    )
     chat.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"provider/model (default: {DEFAULT_MODEL})")
     chat.add_argument("--system", "-s", help="a system message")
     chat.add_argument("--json", action="store_true", help="print each chunk (or the response) as JSON")
@@ -38,12 +46,39 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--api-base", help="the provider endpoint (keys come from the provider's env variable)")
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--max-tokens", type=int)
+    chat.add_argument(
+        "--markdown", action="store_true", help="render answers as Markdown (needs rich: pip install 'rxllm[rich]')"
+    )
+    chat.add_argument(
+        "--mock-delay",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"seconds between the mock model's chunks (default {DEFAULT_MOCK_DELAY}; 0 for instant)",
+    )
 
     serve = commands.add_parser("serve", help="run the OpenAI-compatible streaming proxy")
     serve.add_argument("--config", "-c", help="a YAML config in LiteLLM's model_list shape")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", "-p", type=int, default=4000, help="port (default: 4000; 0 picks a free one)")
+    serve.add_argument(
+        "--model",
+        "-m",
+        dest="serve_model",
+        metavar="PROVIDER/MODEL",
+        help="serve this one model without a config file (as `litellm --model`); with --config, added to it",
+    )
+    serve.add_argument("--alias", help="the name clients use for --model (default: the model string itself)")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rxllm")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,17 +108,12 @@ def _chat(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         wrapper_class=structlog.make_filtering_bound_logger(30),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
-    prompt = args.prompt
-    if prompt is None:
-        if sys.stdin is None or sys.stdin.isatty():
-            return _fail("no prompt: give one as an argument or on stdin")
-        prompt = sys.stdin.read()
-    if not prompt.strip():
-        return _fail("the prompt is empty")
-    messages: list[dict[str, Any]] = []
-    if args.system:
-        messages.append({"role": "system", "content": args.system})
-    messages.append({"role": "user", "content": prompt})
+    mock_delay = DEFAULT_MOCK_DELAY if args.mock_delay is None else args.mock_delay
+    if mock_delay < 0:
+        return _fail(f"--mock-delay must be 0 or more seconds, got {mock_delay}")
+    if args.markdown and not markdown_available():
+        err.write("rxllm: --markdown needs rich (pip install 'rxllm[rich]'); showing plain text\n")
+        args.markdown = False
     params: dict[str, Any] = {"stream_options": {"include_usage": True}}
     if args.api_base:
         params["api_base"] = args.api_base
@@ -91,10 +121,50 @@ def _chat(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         params["temperature"] = args.temperature
     if args.max_tokens is not None:
         params["max_tokens"] = args.max_tokens
+    prompt = args.prompt
+    if prompt is None:
+        if sys.stdin is None:
+            return _fail("no prompt: give one as an argument or on stdin")
+        if sys.stdin.isatty():
+            return _interactive(args, params, mock_delay, out, err)
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        return _fail("the prompt is empty")
+    messages: list[dict[str, Any]] = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": prompt})
+    if args.model.startswith("mock/") and mock_delay > 0:
+        params["mock_delay"] = mock_delay
     try:
+        if args.markdown and not args.json and not args.no_stream:
+            turn = stream_turn(args.model, messages, params, out, markdown=True)
+            if turn.report is not None:
+                err.write(format_summary(turn.report, turn.first_token, turn.total) + "\n")
+            return 0
         return _run_chat(args, messages, params, out, err)
     except APIError as exc:
         return _fail(str(exc))
+    except BrokenPipeError:
+        return 1
+
+
+def _interactive(args: argparse.Namespace, params: dict[str, Any], mock_delay: float, out: TextIO, err: TextIO) -> int:
+    try:
+        import readline  # noqa: F401  (line editing and history for input(), where available)
+    except ImportError:  # pragma: no cover - platforms without readline
+        pass
+    session = ChatSession(
+        args.model,
+        params,
+        system=args.system,
+        out=out,
+        err=err,
+        markdown=args.markdown,
+        mock_delay=mock_delay,
+    )
+    try:
+        return session.run()
     except BrokenPipeError:
         return 1
 
@@ -154,15 +224,7 @@ def _run_chat(
 
 
 def _summary(report: Any, first_token: float | None, total: float, err: TextIO) -> None:
-    est = " (estimated)" if report.usage_estimated else ""
-    cost = f"${report.cost:.6f}" if report.cost is not None else "n/a"
-    ttft = first_token if first_token is not None else report.time_to_first_content
-    ttft_text = f"{ttft:.3f} s" if ttft is not None else "n/a"
-    err.write(
-        f"usage: {report.prompt_tokens} prompt + {report.completion_tokens} completion = "
-        f"{report.total_tokens} tokens{est} · cost: {cost} · time to first token: {ttft_text} · "
-        f"total: {total:.3f} s\n"
-    )
+    err.write(format_summary(report, first_token, total) + "\n")
     err.flush()
 
 
@@ -171,9 +233,14 @@ def _summary(report: Any, first_token: float | None, total: float, err: TextIO) 
 
 def _serve(args: argparse.Namespace) -> int:
     from rxllm.proxy import ConfigError, is_loopback, load_config, serve
+    from rxllm.proxy.config import with_model
 
     try:
         config = load_config(args.config)
+        if args.serve_model:
+            config = with_model(config, args.serve_model, args.alias)
+        elif args.alias:
+            return _fail("--alias names the model given with --model; add --model provider/model")
     except ConfigError as exc:
         return _fail(str(exc))
     if not is_loopback(args.host) and not config.master_key:

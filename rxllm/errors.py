@@ -12,8 +12,13 @@ never request headers.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
+
+from rxllm._secrets import scrub, scrub_value
 
 # The partial response is a rxllm.types.ModelResponse; it is typed loosely here because this
 # module is the lowest layer (rxllm.types raises these errors, so it cannot be imported here).
@@ -25,21 +30,26 @@ __all__ = [
     "AuthenticationError",
     "BadGatewayError",
     "BadRequestError",
+    "BudgetExceededError",
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
     "InternalServerError",
     "InvalidToolArgumentsError",
+    "JSONSchemaValidationError",
     "MalformedStreamError",
     "NotFoundError",
+    "PartialJSONError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
     "ServiceUnavailableError",
     "Timeout",
     "UnprocessableEntityError",
+    "as_api_error",
     "error_body",
     "error_for_status",
     "error_status",
+    "parse_retry_after",
     "resolve_error_class",
 ]
 
@@ -70,22 +80,28 @@ class APIError(Exception):
         response_headers: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> None:
+        message = scrub(message) if isinstance(message, str) else message
         super().__init__(message)
         self.message = message
         self.llm_provider = llm_provider
         self.model = model
         self.status_code = self.default_status_code if status_code is None else status_code
         self.partial_response = partial_response
-        self.response_headers = dict(response_headers) if response_headers else {}
-        self.body = body
+        self.response_headers = (
+            {k: scrub(v) if isinstance(v, str) else v for k, v in response_headers.items()} if response_headers else {}
+        )
+        self.body = scrub_value(body) if body is not None else None
 
     def __str__(self) -> str:
-        where = "/".join(p for p in (self.llm_provider, self.model) if p)
+        provider, model = self.llm_provider, self.model
+        if provider and model and model.startswith(provider + "/"):
+            provider = None  # "openai/gpt-4o" already names its provider: never "openai/openai/gpt-4o"
+        where = "/".join(p for p in (provider, model) if p)
         prefix = f"rxllm.{type(self).__name__}"
-        return f"{prefix}: {where}: {self.message}" if where else f"{prefix}: {self.message}"
+        return scrub(f"{prefix}: {where}: {self.message}" if where else f"{prefix}: {self.message}")
 
     def __repr__(self) -> str:
-        return (
+        return scrub(
             f"{type(self).__name__}(message={self.message!r}, status_code={self.status_code}, "
             f"llm_provider={self.llm_provider!r}, model={self.model!r})"
         )
@@ -105,14 +121,46 @@ class APIError(Exception):
         }
 
     def with_partial_response(self, partial_response: PartialResponse | None) -> APIError:
-        """Attach the partial response (once) and return ``self``, for re-raising."""
-        if self.partial_response is None:
-            self.partial_response = partial_response
-        return self
+        """This error carrying ``partial_response``: ``self`` when it already has one, else a copy.
+
+        Errors are never changed as they pass through a pipeline: with ``share()`` every
+        subscriber sees the same exception object, so the copy (same class, same fields,
+        ``__cause__`` kept) is what carries one subscriber's partial response.
+        """
+        if self.partial_response is not None or partial_response is None:
+            return self
+        return self.copy(partial_response=partial_response)
+
+    def copy(self, **changes: Any) -> APIError:
+        """A copy of this error (same class and fields, traceback and ``__cause__`` kept), with ``changes``."""
+        clone = _rebuild(type(self), self.message, {**self.__dict__, **changes})
+        clone.__cause__ = self.__cause__
+        clone.__suppress_context__ = self.__suppress_context__
+        return clone.with_traceback(self.__traceback__)
+
+
+def as_api_error(exc: BaseException, *, llm_provider: str | None = None, model: str | None = None) -> APIError:
+    """``exc`` itself when it is an :class:`APIError`, else an ``APIError`` (status 500) wrapping it.
+
+    The one rule for errors in a pipeline: whatever raises between the socket and the edge (an
+    operator, a builder, a callback, a user's ``map``) reaches the consumer typed. The original
+    exception is the wrapper's ``__cause__``; its message is scrubbed of secrets.
+    """
+    if isinstance(exc, APIError):
+        return exc
+    detail = str(exc)
+    err = APIError(
+        f"{type(exc).__name__} raised while processing the stream" + (f": {detail}" if detail else ""),
+        llm_provider=llm_provider,
+        model=model,
+    )
+    err.__cause__ = exc
+    return err
 
 
 def _rebuild(cls: type[APIError], message: str, state: dict[str, Any]) -> APIError:
-    err = cls(message)
+    err = cls.__new__(cls)
+    APIError.__init__(err, message)
     err.__dict__.update(state)
     return err
 
@@ -174,7 +222,7 @@ class RateLimitError(APIError):
 
     def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.retry_after = retry_after
+        self.retry_after = parse_retry_after(retry_after)
 
     def _state(self) -> dict[str, Any]:
         return {**super()._state(), "retry_after": self.retry_after}
@@ -210,6 +258,84 @@ class MalformedStreamError(APIError):
     default_status_code = 502
 
 
+class BudgetExceededError(APIError):
+    """A stream crossed a budget set with ``ops.limit`` and was cut off (HTTP 400).
+
+    The upstream was disposed the moment the budget was crossed; ``partial_response`` holds
+    everything received until then (the chunk that crossed included).
+
+    Args:
+        message: What was exceeded.
+        budget: Which budget: ``"max_output_tokens"``, ``"max_reasoning_tokens"`` or ``"max_cost"``.
+        limit: The budget's value.
+        used: How much had been used when the stream was cut (tokens, or USD for ``max_cost``).
+        cost: The cost in USD of the partial response, when the model's price is known.
+        **kwargs: The :class:`APIError` keywords (``llm_provider``, ``model``, ``partial_response``).
+    """
+
+    default_status_code = 400
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        budget: str = "",
+        limit: float = 0,
+        used: float = 0,
+        cost: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.budget = budget
+        self.limit = limit
+        self.used = used
+        self.cost = cost
+
+    @property
+    def current_cost(self) -> float | None:
+        """The cost so far (LiteLLM's ``BudgetExceededError`` attribute name)."""
+        return self.cost
+
+    @property
+    def max_budget(self) -> float:
+        """The limit that was crossed (LiteLLM's attribute name)."""
+        return self.limit
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "budget": self.budget, "limit": self.limit, "used": self.used, "cost": self.cost}
+
+
+class JSONSchemaValidationError(APIError):
+    """A model's structured output is not valid JSON or does not match its schema (HTTP 500).
+
+    Args:
+        message: What did not validate.
+        raw_response: The raw text the model produced.
+        schema: The schema (or model class name) it was checked against.
+        errors: One line per problem found.
+        **kwargs: The :class:`APIError` keywords.
+    """
+
+    default_status_code = 500
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        raw_response: str = "",
+        schema: Any = None,
+        errors: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.raw_response = raw_response
+        self.schema = schema
+        self.errors = tuple(errors)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "raw_response": self.raw_response, "schema": self.schema, "errors": self.errors}
+
+
 class InvalidToolArgumentsError(ValueError):
     """A tool call's arguments are not valid JSON.
 
@@ -228,6 +354,23 @@ class InvalidToolArgumentsError(ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.name, self.arguments, self.reason))
+
+
+class PartialJSONError(ValueError):
+    """A JSON text fed to the incremental parser is not valid JSON, or ended too early.
+
+    Args:
+        reason: What was wrong.
+        position: The character offset in the whole text where it was noticed.
+    """
+
+    def __init__(self, reason: str, position: int) -> None:
+        super().__init__(f"invalid JSON at character {position}: {reason}")
+        self.reason = reason
+        self.position = position
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason, self.position))
 
 
 _BY_STATUS: dict[int, type[APIError]] = {
@@ -282,15 +425,55 @@ def error_for_status(
     return cls(message, status_code=status, response_headers=headers, **kwargs)
 
 
+#: ``Retry-After`` values above this many seconds (a day) are absurd and ignored.
+MAX_SANE_RETRY_AFTER = 86400.0
+
+
+def parse_retry_after(value: Any) -> float | None:
+    """Seconds from a ``Retry-After`` value (delay-seconds or an HTTP date), or None when unusable.
+
+    Non-numbers, ``nan``, ``inf``, negative values and values above
+    :data:`MAX_SANE_RETRY_AFTER` are ignored (None): a server's hint must never make a client
+    sleep forever. Callers cap what remains (``retry_stream(max_retry_after=...)``).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            delay = _http_date_delay(text)
+            if delay is None:
+                return None
+            seconds = delay
+    else:
+        return None
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_SANE_RETRY_AFTER:
+        return None
+    return seconds
+
+
+def _http_date_delay(text: str) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     if not headers:
         return None
     for name, value in headers.items():
         if name.lower() == "retry-after":
-            try:
-                return float(value)
-            except ValueError:
-                return None
+            return parse_retry_after(value)
     return None
 
 
@@ -332,11 +515,17 @@ _ERROR_CODES: dict[int, str] = {
 
 
 def error_status(exc: BaseException) -> int:
-    """The HTTP status that reports ``exc`` (500 for anything that is not an :class:`APIError`)."""
+    """The HTTP status that reports ``exc`` to a client.
+
+    An :class:`APIError`'s own 4xx/5xx status; 502 for an upstream answer that is no error
+    status at all (a redirect, which rxllm never follows: the fault is the upstream's); 500
+    for anything that is not an :class:`APIError`.
+    """
     if isinstance(exc, APIError):
         status = exc.status_code
         if isinstance(status, int) and 400 <= status <= 599:
             return status
+        return 502
     return 500
 
 
@@ -362,5 +551,6 @@ def error_body(exc: BaseException, secrets: Iterable[str] = ()) -> dict[str, Any
     for secret in secrets:
         if secret and secret in message:
             message = message.replace(secret, "***")
+    message = scrub(message)
     kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}

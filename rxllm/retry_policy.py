@@ -11,7 +11,10 @@ from collections.abc import Callable
 
 from rxllm.errors import APIConnectionError, InternalServerError, RateLimitError, ServiceUnavailableError, Timeout
 
-__all__ = ["DEFAULT_RETRY_ON", "Backoff", "exponential_backoff"]
+__all__ = ["DEFAULT_MAX_RETRY_AFTER", "DEFAULT_RETRY_ON", "Backoff", "exponential_backoff"]
+
+#: The longest a server's ``Retry-After`` may make a retry wait, in seconds (a hint, capped).
+DEFAULT_MAX_RETRY_AFTER = 60.0
 
 #: The errors worth another attempt: the provider or the network failed, not the request.
 DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (

@@ -19,9 +19,13 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
+from rxllm._log import get_logger
+from rxllm.errors import as_api_error
 from rxllm.loop import get_loop
 
-__all__ = ["PullSource", "from_async_iterable", "live_pump_tasks", "pulling"]
+__all__ = ["FlowControl", "PullSource", "flow_control", "from_async_iterable", "live_pump_tasks", "pulling"]
+
+_log = get_logger("rxllm.streams")
 
 T = TypeVar("T")
 
@@ -30,6 +34,8 @@ _PUMPS: set[asyncio.Task[None]] = set()
 
 # Set while an exclusive consumer subscribes (see `pulling`): it adopts the subscription.
 _ADOPT: ContextVar[Callable[[PullSource[Any]], bool] | None] = ContextVar("rxllm_adopt", default=None)
+# Set while an edge with a bounded buffer subscribes (see `flow_control`): pumps wait on it.
+_FLOW: ContextVar[FlowControl | None] = ContextVar("rxllm_flow", default=None)
 
 
 def live_pump_tasks() -> int:
@@ -65,16 +71,20 @@ def from_async_iterable(factory: Callable[[], AsyncIterable[T]]) -> Observable[T
             on_loop_now = False
         state = _PumpState(loop)
         adopt = _ADOPT.get()
-        if adopt is not None and on_loop_now and adopt(PullSource(factory, observer, state)):
+        if adopt is not None and on_loop_now and adopt(PullSource(factory, observer, state, adopted=True)):
             return Disposable(state.dispose)
+        flow = _FLOW.get()
 
         async def pump() -> None:
+            _ADOPT.set(None)  # later subscriptions made from this task are not adoptable
             source = PullSource(factory, observer, state)
             try:
                 while await source.pull():
-                    pass
+                    if flow is not None and flow.paused:
+                        await flow.wait()  # the edge holds enough: stop reading the socket
             except asyncio.CancelledError:
-                return  # disposal: silent; pull() has closed the iterator
+                await source.aclose()  # disposal: silent
+                return
 
         def start() -> None:
             if state.disposed:
@@ -117,59 +127,100 @@ class PullSource(Generic[T]):
 
     The pump task is a loop over ``pull()``; an adopting consumer (see :func:`pulling`)
     calls it from its own task instead. Either way the emission, disposal, closing and error
-    rules live here once.
+    rules live here once: whatever raises reaches the observer as one ``on_error`` and the
+    iterator is closed; nothing escapes the pump. The iterator's own errors pass as they are
+    (providers raise typed errors); an error raised by the observers it pushes to (an
+    operator, a user's callback) arrives typed (:func:`rxllm.errors.as_api_error`).
     """
 
-    __slots__ = ("_closed", "_factory", "_iterator", "_observer", "_state")
+    __slots__ = ("_adopted", "_closed", "_factory", "_iterator", "_observer", "_state")
 
     def __init__(
-        self, factory: Callable[[], AsyncIterable[T]], observer: abc.ObserverBase[T], state: _PumpState
+        self,
+        factory: Callable[[], AsyncIterable[T]],
+        observer: abc.ObserverBase[T],
+        state: _PumpState,
+        *,
+        adopted: bool = False,
     ) -> None:
         self._factory = factory
         self._observer = observer
         self._state = state
         self._iterator: AsyncIterator[T] | None = None
         self._closed = False
+        self._adopted = adopted
 
     async def pull(self) -> bool:
         """Push the next item (or the end, or the error) to the observer; ``False`` once over.
 
         Raises:
             asyncio.CancelledError: When the consuming task is cancelled (the iterator is
-                closed first).
+                closed first). A cancellation that is the disposal of this subscription (a
+                timeout operator firing while an adopting consumer waits) is not raised:
+                ``pull`` returns ``False``.
         """
         state = self._state
         if state.disposed:
             await self.aclose()
             return False
+        task = asyncio.current_task() if self._adopted else None
         try:
             if self._iterator is None:
                 self._iterator = aiter(self._factory())
+            state.puller = task
             item = await anext(self._iterator)
         except StopAsyncIteration:
+            state.puller = None
             # The iterator has finished: report the end, then release it.
             if not state.disposed:
                 state.disposed = True
-                self._observer.on_completed()
+                self._complete()
             await self.aclose()
             return False
         except asyncio.CancelledError:
+            state.puller = None
             await self.aclose()
+            if task is not None and state.dispose_cancels and task.uncancel() == 0:
+                state.dispose_cancels = 0
+                return False  # disposed while we waited: silence, as for a pump
             raise
         except Exception as exc:
+            state.puller = None
             if not state.disposed:
                 state.disposed = True
-                self._observer.on_error(exc)
+                self._fail(exc, typed=False)  # the iterator's own error, as it is
             await self.aclose()
             return False
+        state.puller = None
         if state.disposed:  # disposed (from another thread) while waiting for the item
             await self.aclose()
             return False
-        self._observer.on_next(item)
+        try:
+            self._observer.on_next(item)
+        except Exception as exc:
+            # an operator or a user's callback downstream raised: the stream ends here, typed
+            if not state.disposed:
+                state.disposed = True
+                self._fail(exc)
+            await self.aclose()
+            return False
         if state.disposed:
             await self.aclose()
             return False
         return True
+
+    def _complete(self) -> None:
+        try:
+            self._observer.on_completed()
+        except Exception as exc:
+            # an observer's on_completed raised; observers are stopped now, so say it once
+            self._fail(exc)
+
+    def _fail(self, exc: Exception, *, typed: bool = True) -> None:
+        try:
+            self._observer.on_error(as_api_error(exc) if typed else exc)
+        except Exception as inner:  # an observer's on_error raised: nothing left to tell
+            _log.warning("rxllm.streams.observer_failed", error=repr(inner), original=repr(exc))
 
     async def aclose(self) -> None:
         """Close the iterator (and the request behind it); idempotent."""
@@ -187,20 +238,31 @@ class PullSource(Generic[T]):
 
 
 class _PumpState:
-    """Per-subscription state shared by the pump task and its disposable."""
+    """Per-subscription state shared by the pump task (or the adopting consumer) and its disposable."""
 
-    __slots__ = ("disposed", "loop", "task", "thread_id")
+    __slots__ = ("dispose_cancels", "disposed", "loop", "puller", "task", "thread_id")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.task: asyncio.Task[None] | None = None
         self.disposed = False
         self.thread_id: int | None = None
+        #: The adopting consumer's task while it waits inside ``pull`` (else None).
+        self.puller: asyncio.Task[Any] | None = None
+        self.dispose_cancels = 0
 
     def dispose(self) -> None:
         if self.disposed:
             return
         self.disposed = True
+        puller = self.puller
+        if puller is not None:
+            # an adopting consumer waits for the next item: a timeout operator (or anything
+            # else on the loop) disposed us, so wake it; pull() turns this cancel into silence
+            if asyncio.current_task(self.loop) is not puller and not puller.done():
+                self.dispose_cancels += 1
+                puller.cancel()
+            return
         task = self.task
         if task is None or task.done():
             return  # not started yet: start() sees the flag and never starts
@@ -211,6 +273,91 @@ class _PumpState:
                 task.cancel()
         else:
             self.loop.call_soon_threadsafe(task.cancel)
+
+
+class FlowControl:
+    """How much an edge holds for its consumer; pumps stop pulling while it is over ``limit``.
+
+    The edge calls :meth:`add` when it buffers an item and :meth:`release` when its consumer
+    takes one (from any thread); a pump subscribed under :func:`flow_control` awaits
+    :meth:`wait` after an item while :attr:`paused`. While no pump pulls, aiohttp's own read
+    buffer fills and it stops reading the socket: the upstream is paced by the consumer.
+
+    Args:
+        loop: The loop the pumps run on.
+        limit: Bytes (estimated) held before pumps pause; they resume below half of it.
+    """
+
+    __slots__ = ("_lock", "_waiter", "limit", "loop", "size")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self.loop = loop
+        self.limit = limit
+        self.size = 0
+        self._lock = threading.Lock()
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def paused(self) -> bool:
+        """Whether the edge holds more than ``limit``."""
+        return self.size > self.limit
+
+    def add(self, n: int) -> None:
+        """The edge buffered an item of about ``n`` bytes."""
+        with self._lock:
+            self.size += n
+
+    def release(self, n: int) -> None:
+        """The consumer took an item of about ``n`` bytes (thread-safe)."""
+        with self._lock:
+            self.size -= n
+            if self.size < 0:
+                self.size = 0
+            waiter = self._waiter
+            if waiter is None or self.size > self.limit // 2:
+                return
+            self._waiter = None
+        if self.loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            _wake(waiter)
+        else:
+            self.loop.call_soon_threadsafe(_wake, waiter)
+
+    def close(self) -> None:
+        """The edge is gone: never hold a pump again."""
+        self.limit = 1 << 62
+        self.release(0)
+
+    async def wait(self) -> None:
+        """Wait until the consumer has taken enough (the buffer is below half the limit)."""
+        while True:
+            with self._lock:
+                if self.size <= self.limit // 2:
+                    return
+                waiter = self._waiter
+                if waiter is None or waiter.done():
+                    waiter = self._waiter = self.loop.create_future()
+            await waiter
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+@contextlib.contextmanager
+def flow_control(flow: FlowControl | None) -> Iterator[None]:
+    """Sources subscribed inside this block (and later from their pumps) are paced by ``flow``."""
+    token = _FLOW.set(flow)
+    try:
+        yield
+    finally:
+        _FLOW.reset(token)
 
 
 async def _aclose(iterator: Any) -> None:

@@ -356,6 +356,11 @@ class Delta(_Wire):
             out["annotations"] = list(self.annotations)
         return _put_extra(out, self.extra)
 
+    @property
+    def thinking_blocks(self) -> Any:
+        """LiteLLM's ``delta.thinking_blocks`` (signatures, redacted blocks), kept in ``extra``; or None."""
+        return self.extra.get("thinking_blocks")
+
 
 _EMPTY_DELTA = Delta()
 
@@ -696,7 +701,12 @@ class ToolCall(_Wire):
 
 @attrs.frozen
 class Message(_Wire):
-    """The assistant message of a final response."""
+    """The assistant message of a final response.
+
+    ``thinking_blocks`` (LiteLLM's shape) holds the reasoning blocks that must be sent back
+    with the message (Anthropic extended thinking): ``{"type": "thinking", "thinking": ...,
+    "signature": ...}`` and ``{"type": "redacted_thinking", "data": ...}``, in stream order.
+    """
 
     role: str = "assistant"
     content: str | None = None
@@ -705,10 +715,20 @@ class Message(_Wire):
     reasoning_content: str | None = None
     refusal: str | None = None
     annotations: tuple[Any, ...] | None = attrs.field(default=None, hash=False)
+    thinking_blocks: tuple[Mapping[str, Any], ...] | None = attrs.field(default=None, hash=False)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)
 
     _known: ClassVar[frozenset[str]] = frozenset(
-        {"role", "content", "tool_calls", "function_call", "reasoning_content", "refusal", "annotations"}
+        {
+            "role",
+            "content",
+            "tool_calls",
+            "function_call",
+            "reasoning_content",
+            "refusal",
+            "annotations",
+            "thinking_blocks",
+        }
     )
 
     @classmethod
@@ -717,6 +737,7 @@ class Message(_Wire):
         tcs = d.get("tool_calls")
         fc = d.get("function_call")
         ann = d.get("annotations")
+        blocks = d.get("thinking_blocks")
         return cls(
             d.get("role") or "assistant",
             d.get("content"),
@@ -725,6 +746,7 @@ class Message(_Wire):
             d.get("reasoning_content"),
             d.get("refusal"),
             tuple(ann) if ann is not None else None,
+            tuple(dict(b) for b in blocks) if blocks is not None else None,
             _extra(d, cls._known),
         )
 
@@ -740,6 +762,8 @@ class Message(_Wire):
             out["refusal"] = self.refusal
         if self.annotations is not None:
             out["annotations"] = list(self.annotations)
+        if self.thinking_blocks is not None:
+            out["thinking_blocks"] = [dict(b) for b in self.thinking_blocks]
         return _put_extra(out, self.extra)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -128,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     modules = args.module or list(CORE)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", *modules], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout
+    if dirty.strip():
+        print(f"refusing to run: these modules have uncommitted changes:\n{dirty}", file=sys.stderr)
+        return 2
+    # a SIGTERM must still restore the file being mutated (the finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     rng = random.Random(args.seed)
     killed = total = 0
     survivors: list[Mutant] = []

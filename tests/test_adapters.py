@@ -10,6 +10,7 @@ import pytest
 import reactivex
 from support import settle, wait_for
 
+import rxllm
 from rxllm.adapters import to_async_iterator, to_iterator
 from rxllm.streams import from_async_iterable, live_pump_tasks
 
@@ -49,12 +50,13 @@ class TestToIterator:
         assert list(to_iterator(reactivex.of(1, 2, 3))) == [1, 2, 3]
 
     def test_error_is_raised_at_next(self, no_leaks: None) -> None:
-        """An error after some items is raised where the consumer iterates."""
+        """An error after some items is raised, typed, where the consumer iterates (the original as its cause)."""
         it = to_iterator(from_async_iterable(failing(2)))
         got = [next(it), next(it)]
 
-        with pytest.raises(KeyError, match="mid-stream"):
+        with pytest.raises(rxllm.APIError, match=r"KeyError.*mid-stream") as info:
             next(it)
+        assert isinstance(info.value.__cause__, KeyError)
         assert got == [0, 1]
         with pytest.raises(StopIteration):
             next(it)
@@ -117,12 +119,13 @@ class TestToAsyncIterator:
         assert got == [0, 1, 2]
 
     async def test_error_is_raised_at_await(self) -> None:
-        """An error is raised at the await of the item it replaces."""
+        """An error is raised, typed, at the await of the item it replaces."""
         it = to_async_iterator(from_async_iterable(failing(1)))
         assert await it.__anext__() == 0
 
-        with pytest.raises(KeyError):
+        with pytest.raises(rxllm.APIError) as info:
             await it.__anext__()
+        assert isinstance(info.value.__cause__, KeyError)
         with pytest.raises(StopAsyncIteration):
             await it.__anext__()
 
@@ -239,12 +242,13 @@ class TestPullMode:
         assert sorted(got) == [0, 0, 1, 1, 2]
 
     async def test_error_from_a_pulled_source_is_raised(self) -> None:
-        """An error raised by the pulled iterator is raised at the await."""
+        """An error raised by the pulled iterator is raised, typed, at the await."""
         it = to_async_iterator(from_async_iterable(failing(1)), pull=True)
         assert await it.__anext__() == 0
 
-        with pytest.raises(KeyError):
+        with pytest.raises(rxllm.APIError) as info:
             await it.__anext__()
+        assert isinstance(info.value.__cause__, KeyError)
 
     async def test_downstream_disposal_closes_the_pulled_source(self) -> None:
         """take(2) downstream of a pulled source closes it after the second item."""

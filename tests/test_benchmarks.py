@@ -31,7 +31,7 @@ def test_smoke_run_prints_rxllm_rows_with_numbers(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     out = proc.stdout
-    for heading in ("### Client", "### Proxy", "### Import time", "### Memory per open stream"):
+    for heading in ("### Client", "### Proxy", "### Import time", "### Memory per open stream", "### Dialects"):
         assert heading in out
     # client: the floor and rxllm's rows have a number and a ratio in every column
     for prefix in ("floor:", "rxllm `acompletion(stream=True)`", "rxllm `stream()`", "rxllm provider"):
@@ -43,6 +43,11 @@ def test_smoke_run_prints_rxllm_rows_with_numbers(tmp_path: Path) -> None:
     assert len(re.findall(_NUMBER, proxy)) >= 6, proxy
     assert re.search(r"\| `import rxllm` \| [0-9,]+ \|", out)
     assert re.search(r"\| rxllm `acompletion\(stream=True\)` \| " + _NUMBER, out)
+    # dialects: every encoder has a number and a ratio to chat completions
+    for prefix in ("chat completions SSE", "Responses events", "Messages events", "UI message stream ("):
+        assert re.search(_NUMBER + r" \| " + _NUMBER + "x", _row(out, prefix))
+    for prefix in ("chat completions (`", "Responses (`", "Messages (`", "UI message stream (`/api"):
+        assert re.search(_NUMBER + r" \| " + _NUMBER + "x", _row(out, prefix))
     # a peer is either measured or says why not, never silently missing
     litellm = _row(out, "litellm `acompletion")
     assert "not installed" in litellm or re.search(_NUMBER, litellm), litellm

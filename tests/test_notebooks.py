@@ -177,7 +177,7 @@ class TestQuickstart:
         """The looping model raises InternalServerError after the limit; the cost callback fires."""
         out = text_of(executed("01_quickstart"))
 
-        assert "InternalServerError (status 500) after 100 chunks" in out
+        assert "InternalServerError (status 500) after 99 chunks" in out  # the 100th identical chunk raises
         assert "Streaming response cost: " in out and "outcome: completed" in out
         assert "RateLimitError 429" in out
 
@@ -247,3 +247,19 @@ class TestObservability:
         assert "quickest to first token: snappy | slowest: thinker" in out
         assert "cheapest: " in out and "priciest: " in out
         assert out.count("rxllm.stream model=gpt-4o-mini outcome=completed") == 3
+
+
+class TestEventLayerCells:
+    def test_events_structured_output_smoothing_and_budget(self) -> None:
+        """Notebook 02's event-layer cells: events, structured output, smoothing in virtual time, a budget cut."""
+        out = text_of(executed("02_operators"))
+
+        assert "done      #0 get_weather {'city': 'Paris', 'unit': 'celsius'}\n" in out
+        assert "partial={'city': 'Pa'}" in out
+        assert "StructuredFinal Forecast(city='Paris', celsius=21, summary='Sunny, light wind')\n" in out
+        assert "invalid: ('$.celsius: greater than 60',) raw: {\"celsius\": 99}\n" in out
+        assert "t=0: 'The '\nt=1: 'quick '\nt=2: 'brown '\nt=3: 'fox '\n" in out
+        assert "t=11: 'dog.'\nt=11: '<end>'\n" in out
+        assert "cut off: max_output_tokens=30, used 31\n" in out
+        assert "chunks produced upstream: 19 of 101, passed on: 18\n" in out
+        assert "finish_reason=None" in out

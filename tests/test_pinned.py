@@ -246,3 +246,28 @@ class TestMutationSurvivors:
         assert len(seen) == 1
         with pytest.raises(ValueError, match="at least 1"):
             ops.retry_stream(0)
+
+
+class TestErrorText:
+    @pytest.mark.parametrize(
+        ("provider", "model", "where"),
+        [
+            ("openai", "openai/gpt-4o-mini", "openai/gpt-4o-mini"),
+            ("openai", "gpt-4o-mini", "openai/gpt-4o-mini"),
+            (None, "gpt-4o", "gpt-4o"),
+            ("groq", None, "groq"),
+        ],
+    )
+    def test_the_provider_is_named_once(self, provider: str | None, model: str | None, where: str) -> None:
+        """str(error) names provider and model once, whether or not the model carries its prefix."""
+        error = APIError("boom", llm_provider=provider, model=model)
+
+        assert str(error) == f"rxllm.APIError: {where}: boom"
+
+    def test_an_upstream_redirect_is_reported_as_a_bad_gateway(self) -> None:
+        """An APIError carrying a 3xx (a refused redirect) is a 502 to clients; a bug is a 500."""
+        from rxllm.errors import error_status
+
+        assert error_status(APIError("redirected", status_code=307)) == 502
+        assert error_status(APIError("limited", status_code=429)) == 429
+        assert error_status(ValueError("bug")) == 500

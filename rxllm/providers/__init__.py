@@ -6,20 +6,25 @@ here exposes ``get_provider(prefix: str) -> Provider``.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
-from rxllm.errors import BadRequestError
+from rxllm._validate import chunk_problem, describe
+from rxllm.errors import APIError, BadRequestError, MalformedStreamError
 from rxllm.providers.base import ChatRequest, Provider
+from rxllm.types import ChatCompletionChunk
 
 __all__ = [
     "MOCK_PARAMS",
     "ChatRequest",
+    "CheckedStream",
     "Provider",
     "claimed_provider",
     "get_provider",
     "known_providers",
+    "open_stream",
     "register_provider",
     "resolve_model",
     "split_model",
@@ -152,3 +157,90 @@ def get_provider(prefix: str) -> Provider:
     provider: Provider = importlib.import_module(module_name).get_provider(prefix)
     _CACHE[prefix] = provider
     return provider
+
+
+# --------------------------------------------------------------------------- the boundary
+
+
+class CheckedStream(AsyncIterator[ChatCompletionChunk]):
+    """A provider's chunk iterator with the boundary rules applied: what passes can be trusted.
+
+    Every chunk is checked once (:func:`rxllm._validate.chunk_problem`); a chunk of the wrong
+    shape, or any exception of the provider's code that is not an :class:`~rxllm.errors.APIError`
+    (a ``TypeError`` on a payload field of the wrong type), becomes a
+    :class:`~rxllm.errors.MalformedStreamError` naming the field (or the exception) and the
+    provider, with no transport object in its ``__cause__``/``__context__``. Closing it closes
+    the provider's iterator (and its HTTP response).
+
+    Args:
+        provider: The provider.
+        request: The request to stream.
+    """
+
+    __slots__ = ("_iterator", "_model", "_name", "_next", "_provider", "_request")
+
+    def __init__(self, provider: Provider, request: ChatRequest) -> None:
+        self._provider = provider
+        self._request = request
+        self._name = str(getattr(provider, "name", None) or request.provider)
+        self._model = request.original_model or request.model
+        self._iterator: AsyncIterator[ChatCompletionChunk] | None = None
+        self._next: Callable[[], Awaitable[ChatCompletionChunk]] | None = None
+
+    def __aiter__(self) -> CheckedStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        error: APIError
+        try:
+            step = self._next
+            if step is None:
+                iterator = self._iterator = aiter(self._provider.stream(self._request))
+                step = self._next = iterator.__anext__
+            chunk = await step()
+        except (StopAsyncIteration, APIError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            error = MalformedStreamError(
+                f"the {self._name} stream has a field of an unexpected type or shape "
+                f"({type(exc).__name__}: {exc})",
+                llm_provider=self._name,
+                model=self._model,
+            )
+            if not type(exc).__module__.startswith("aiohttp"):
+                error.__cause__ = exc
+        else:
+            if chunk.__class__ is not ChatCompletionChunk:
+                raise MalformedStreamError(
+                    f"the {self._name} provider yielded {describe(chunk)}, not a ChatCompletionChunk",
+                    llm_provider=self._name,
+                    model=self._model,
+                )
+            problem = chunk_problem(chunk)
+            if problem is None:
+                return chunk
+            error = MalformedStreamError(
+                f"malformed chunk from {self._name}: {problem}", llm_provider=self._name, model=self._model
+            )
+        raise error  # outside the except block: no provider exception in __context__
+
+    async def aclose(self) -> None:
+        """Close the provider's iterator (idempotent)."""
+        iterator, self._iterator = self._iterator, None
+        self._next = _closed_step
+        aclose: Any = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _closed_step() -> ChatCompletionChunk:
+    raise StopAsyncIteration
+
+
+def open_stream(request: ChatRequest) -> CheckedStream:
+    """The checked chunk iterator of ``request``'s provider (see :class:`CheckedStream`).
+
+    Raises:
+        BadRequestError: For an unknown provider.
+    """
+    return CheckedStream(get_provider(request.provider), request)

@@ -17,12 +17,16 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Final
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import orjson
+import yarl
 
+from rxllm._secrets import register_secret, register_secrets, safe_url, scrub
+from rxllm._validate import chunk_problem
 from rxllm.errors import (
     APIConnectionError,
     APIError,
@@ -41,18 +45,23 @@ from rxllm.errors import (
 from rxllm.loop import on_shutdown
 from rxllm.providers.base import ChatRequest
 from rxllm.sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
+from rxllm.types import ChatCompletionChunk
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_STREAM_TIMEOUT",
     "SSEBody",
+    "Shape",
     "aclose_sessions",
     "api_key_for",
     "bad_json",
+    "checked_chunk",
     "dumps",
     "endpoint",
     "error_from_payload",
     "get_session",
+    "shape_error",
+    "shape_problem",
     "sse_events",
 ]
 
@@ -65,10 +74,18 @@ DEFAULT_STREAM_TIMEOUT: Final = 600.0
 _MAX_ERROR_BODY: Final = 64 * 1024
 
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = weakref.WeakKeyDictionary()
+# One closer per session: an async generator the loop tracks (see _watch_loop_end).
+_closers: dict[int, AsyncGenerator[None, None]] = {}
 
 
 def get_session() -> aiohttp.ClientSession:
-    """The running loop's shared session, created on first use (a session is bound to its loop)."""
+    """The running loop's shared session, created on first use (a session is bound to its loop).
+
+    The session is closed when its loop ends: ``asyncio.run`` (and every runner that calls
+    ``loop.shutdown_asyncgens()``) closes it, so repeated ``asyncio.run(acompletion(...))``
+    leaves no session, connection or file descriptor behind. :func:`aclose_sessions` (public
+    as ``rxllm.aclose()``) closes it earlier.
+    """
     loop = asyncio.get_running_loop()
     session = _sessions.get(loop)
     if session is None or session.closed:
@@ -78,17 +95,53 @@ def get_session() -> aiohttp.ClientSession:
             json_serialize=lambda obj: dumps(obj).decode(),
         )
         _sessions[loop] = session
+        _watch_loop_end(loop, session)
     return session
 
 
+async def _closer(loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        _closers.pop(id(session), None)
+        if _sessions.get(loop) is session:
+            del _sessions[loop]
+        if not session.closed:
+            await session.close()
+            await asyncio.sleep(0)  # let the transports finish closing before the loop does
+
+
+def _watch_loop_end(loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
+    """Close ``session`` when ``loop`` shuts down its async generators (as ``asyncio.run`` does).
+
+    The loop tracks every async generator first iterated on it and closes them in
+    ``shutdown_asyncgens()``, after the program's own tasks are done: a started generator
+    whose ``finally`` closes the session is a shutdown hook any loop honours. Started here
+    synchronously (one step to its ``yield``), so ``get_session`` stays a plain function.
+    """
+    gen = _closer(loop, session)
+    step = gen.__anext__()  # the loop's first-iteration hook registers the generator now
+    try:
+        step.send(None)
+    except StopIteration:
+        _closers[id(session)] = gen
+    else:  # pragma: no cover - the closer never awaits before its yield
+        step.close()
+
+
 async def aclose_sessions() -> None:
-    """Close the current loop's shared session and its pooled connections (call at shutdown)."""
+    """Close the running loop's shared session and its pooled connections (``rxllm.aclose()``)."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
     session = _sessions.pop(loop, None)
-    if session is not None and not session.closed:
+    if session is None:
+        return
+    closer = _closers.pop(id(session), None)
+    if closer is not None:
+        await closer.aclose()
+    elif not session.closed:
         await session.close()
 
 
@@ -121,23 +174,31 @@ def endpoint(api_base: str | None, default_base: str, path: str) -> str:
     given, and so is one whose root already holds the start of ``path`` (``.../v1`` with
     ``/v1/messages``).
     """
-    base = (api_base or default_base).rstrip("/")
-    plain = base.split("?", 1)[0]
+    base = api_base or default_base
+    plain, sep, query = base.partition("?")
+    plain = plain.rstrip("/")
+    query = sep + query  # a query string (``?api-version=...``) stays at the end
     if plain.endswith(path):
-        return base
+        return plain + query
     head, _, tail = path.lstrip("/").partition("/")
     if tail and plain.endswith("/" + head):
-        return base + "/" + tail
-    return base + path
+        return plain + "/" + tail + query
+    return plain + path + query
 
 
 def api_key_for(explicit: str | None, env_names: tuple[str, ...]) -> str | None:
-    """The key to send: the caller's ``api_key``, else the first set environment variable."""
+    """The key to send: the caller's ``api_key``, else the first set environment variable.
+
+    Either way the scrubber learns it (:func:`rxllm._secrets.register_secret`).
+    """
     if explicit:
+        register_secret(explicit)
         return explicit
     for name in env_names:
         value = os.environ.get(name)
         if value:
+            if not name.endswith(("_BASE", "_URL", "_ENDPOINT")):  # endpoints share this lookup
+                register_secret(value)
             return value
     return None
 
@@ -285,6 +346,77 @@ def bad_json(data: str, provider: str, model: str, what: str = "a JSON object") 
     )
 
 
+# --------------------------------------------------------------------------- payload shapes
+
+#: A provider's expected payload shape: dotted paths (``[]`` for each list element) to types.
+Shape = Mapping[str, type | tuple[type, ...]]
+
+_TYPE_NAMES: Final = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number"}
+
+
+def _values_at(data: Any, path: str) -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = [("", data)]
+    for segment in path.split("."):
+        each = segment.endswith("[]")
+        name = segment[:-2] if each else segment
+        nxt: list[tuple[str, Any]] = []
+        for where, value in found:
+            if not isinstance(value, dict) or name not in value:
+                continue
+            inner = value[name]
+            at = f"{where}.{name}" if where else name
+            if each:
+                if isinstance(inner, list):
+                    nxt.extend((f"{at}[{i}]", item) for i, item in enumerate(inner))
+            else:
+                nxt.append((at, inner))
+        found = nxt
+    return found
+
+
+def _fits(value: Any, expected: type | tuple[type, ...]) -> bool:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int) and float in kinds:
+        return True
+    return isinstance(value, kinds)
+
+
+def shape_problem(data: Any, shape: Shape) -> str | None:
+    """The first field of a decoded payload whose type is not the one ``shape`` expects (``null`` passes)."""
+    for path, expected in shape.items():
+        for where, value in _values_at(data, path):
+            if value is not None and not _fits(value, expected):
+                kinds = expected if isinstance(expected, tuple) else (expected,)
+                wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+                shown = repr(value)
+                shown = shown if len(shown) <= 60 else shown[:60] + "..."
+                return f"{where} must be {wanted}, got {type(value).__name__} {shown}"
+    return None
+
+
+def checked_chunk(chunk: ChatCompletionChunk, provider: str, model: str) -> ChatCompletionChunk:
+    """``chunk`` when its fields have the data model's types, else a :class:`MalformedStreamError` naming the field.
+
+    The built-in providers call this on every chunk they yield (and say so with
+    ``checks_chunks = True``), so the boundary check costs a function call, not an extra
+    iterator hop (see :class:`rxllm.providers.CheckedStream`).
+    """
+    problem = chunk_problem(chunk)
+    if problem is None:
+        return chunk
+    raise MalformedStreamError(f"malformed chunk from {provider}: {problem}", llm_provider=provider, model=model)
+
+
+def shape_error(data: Any, shape: Shape, exc: Exception, provider: str, model: str) -> MalformedStreamError:
+    """The error for a payload the provider's code could not read: the field at fault, or what broke."""
+    problem = shape_problem(data, shape)
+    if problem is None:
+        problem = f"a field of an unexpected type or shape ({type(exc).__name__}: {scrub(str(exc))})"
+    return MalformedStreamError(f"malformed event from {provider}: {problem}", llm_provider=provider, model=model)
+
+
 # --------------------------------------------------------------------------- requests
 
 
@@ -308,12 +440,33 @@ class SSEBody:
                 model=model,
             )
         shown = self.first_bytes[:200].decode("utf-8", "replace")
+        if _looks_like_sse(shown):
+            # it began as an event stream and ended inside its first event: a cut stream
+            return APIConnectionError(
+                f"the stream was cut inside its first event (it starts with {shown[:80]!r}): the "
+                "connection closed early or the body was cut",
+                llm_provider=provider,
+                model=model,
+            )
         return MalformedStreamError(
             f"the response body is not a server-sent event stream (content-type "
             f"{self.content_type or 'missing'!r}); it starts with {shown!r}",
             llm_provider=provider,
             model=model,
         )
+
+
+def _looks_like_sse(text: str) -> bool:
+    head = text.lstrip("\ufeff").lstrip("\r\n")
+    return head.startswith(("data:", "event:", "id:", "retry:", ":"))
+
+
+def _limit_name(timeout: float | None, stream_timeout: float | None) -> str:
+    if stream_timeout is not None:
+        return "stream_timeout"
+    if timeout is not None:
+        return "timeout"
+    return "the default stream_timeout"
 
 
 async def sse_events(
@@ -336,78 +489,102 @@ async def sse_events(
     Use it under ``contextlib.aclosing`` so that closing the provider's generator closes this
     one, and with it the HTTP response.
 
+    Timeouts, as the OpenAI SDK and LiteLLM users expect: ``timeout`` bounds connecting and,
+    unless ``stream_timeout`` is given, every read too (the wait for the response headers and
+    each gap between body reads); ``stream_timeout`` bounds the reads alone. Redirects are
+    never followed (a 3xx could send the key to another origin): it is an error.
+
     Args:
         url: The full endpoint URL.
         headers: Request headers, including the provider's auth header.
         body: The JSON request body.
         provider: The provider prefix, for errors.
         model: The model name, for errors.
-        timeout: Seconds to connect (default :data:`DEFAULT_CONNECT_TIMEOUT`).
-        stream_timeout: Seconds allowed between body reads (default :data:`DEFAULT_STREAM_TIMEOUT`).
+        timeout: Seconds to connect, and for each read when ``stream_timeout`` is not given
+            (default :data:`DEFAULT_CONNECT_TIMEOUT` to connect).
+        stream_timeout: Seconds allowed for each read: the response headers and each gap
+            between body reads (default ``timeout``, else :data:`DEFAULT_STREAM_TIMEOUT`).
         state: Filled in as the body is read (the decoder, for the caller's end-of-stream checks).
         max_event_size: Passed to :class:`~rxllm.sse.SSEDecoder`.
 
     Raises:
-        APIError: The class matching an HTTP error status, with the provider's message.
+        APIError: The class matching an HTTP error status, with the provider's message; a
+            plain ``APIError`` (status 3xx) for a redirect, naming the target origin.
         APIConnectionError: When connecting fails or the connection drops mid-body.
-        Timeout: When connecting or a gap between body reads takes too long.
+        Timeout: When connecting, waiting for the headers or a gap between body reads takes
+            too long; the message names the limit that fired.
         MalformedStreamError: When an event exceeds ``max_event_size``.
+
+    No exception raised here has an aiohttp object as its ``__cause__`` or ``__context__``
+    (their ``request_info`` holds the request headers, keys included).
     """
     session = get_session()
+    read_limit = stream_timeout if stream_timeout is not None else timeout
+    connect = timeout if timeout is not None else DEFAULT_CONNECT_TIMEOUT
     client_timeout = aiohttp.ClientTimeout(
         total=None,
-        sock_connect=timeout if timeout is not None else DEFAULT_CONNECT_TIMEOUT,
-        sock_read=stream_timeout if stream_timeout is not None else DEFAULT_STREAM_TIMEOUT,
+        sock_connect=connect,
+        sock_read=read_limit if read_limit is not None else DEFAULT_STREAM_TIMEOUT,
     )
+    limit_name = _limit_name(timeout, stream_timeout)
     send_headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **headers}
+    where = safe_url(url)
+    error: APIError | None = None
+    resp: aiohttp.ClientResponse | None = None
     try:
-        resp = await session.post(url, data=dumps(body), headers=send_headers, timeout=client_timeout)
-    except (TimeoutError, aiohttp.ServerTimeoutError):
-        raise Timeout(
-            f"could not connect to {_safe_url(url)} within {client_timeout.sock_connect} s",
-            llm_provider=provider,
-            model=model,
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise APIConnectionError(
-            f"could not reach {_safe_url(url)}: {type(exc).__name__}: {_describe(exc)}",
-            llm_provider=provider,
-            model=model,
-        ) from None
+        data = dumps(body)
+    except (TypeError, ValueError) as exc:
+        error = BadRequestError(
+            f"the request cannot be encoded as JSON: {exc}", llm_provider=provider, model=model
+        )
+    else:
+        try:
+            resp = await session.post(
+                url, data=data, headers=send_headers, timeout=client_timeout, allow_redirects=False
+            )
+        except aiohttp.ConnectionTimeoutError:
+            error = Timeout(
+                f"could not connect to {where} within {connect:g} s (timeout)", llm_provider=provider, model=model
+            )
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            error = Timeout(
+                f"{where} sent no response headers within {client_timeout.sock_read:g} s of the request "
+                f"({limit_name})",
+                llm_provider=provider,
+                model=model,
+            )
+        except aiohttp.InvalidURL:
+            error = BadRequestError(f"invalid URL {where!r}", llm_provider=provider, model=model)
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            error = APIConnectionError(
+                f"could not reach {where}: {type(exc).__name__}: {_describe(exc)}", llm_provider=provider, model=model
+            )
+    if error is not None:
+        raise error  # outside the except block: no aiohttp exception in __context__
+    assert resp is not None
 
     completed = False
     try:
+        if 300 <= resp.status < 400:
+            raise _redirect_error(resp, provider, model)
         if resp.status >= 400:
             raw = await _read_limited(resp, provider, model, client_timeout)
             raise _error_from_body(resp.status, resp.reason or "", raw, dict(resp.headers), provider, model)
         decoder = state.decoder if state is not None else SSEDecoder(max_event_size=max_event_size)
         if state is not None:
             state.content_type = resp.headers.get("Content-Type", "")
-        try:
-            async for piece in resp.content.iter_any():
-                if state is not None and not state.first_bytes:
-                    state.first_bytes = piece[:200]
-                events = decoder.feed(piece)
-                if events:
-                    if state is not None:
-                        state.events += len(events)
-                    yield events
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise Timeout(
-                f"no data from the server for {client_timeout.sock_read} s (stream_timeout) while streaming",
-                llm_provider=provider,
-                model=model,
-            ) from None
-        except aiohttp.ClientPayloadError as exc:
-            raise APIConnectionError(
-                f"the connection broke mid-stream: {_describe(exc)}", llm_provider=provider, model=model
-            ) from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise APIConnectionError(
-                f"the connection broke mid-stream: {type(exc).__name__}: {_describe(exc)}",
-                llm_provider=provider,
-                model=model,
-            ) from None
+        pieces = resp.content.iter_any().__aiter__()
+        while True:
+            piece = await _next_piece(pieces, provider, model, client_timeout.sock_read, limit_name)
+            if piece is None:
+                break
+            if state is not None and not state.first_bytes:
+                state.first_bytes = piece[:200]
+            events = decoder.feed(piece)
+            if events:
+                if state is not None:
+                    state.events += len(events)
+                yield events
         completed = True
     finally:
         if completed:
@@ -417,11 +594,60 @@ async def sse_events(
             resp.close()
 
 
+async def _next_piece(
+    pieces: AsyncIterator[bytes], provider: str, model: str, seconds: float | None, limit_name: str
+) -> bytes | None:
+    """The next read of the body (None at its end), with aiohttp's errors turned into ours."""
+    error: APIError
+    try:
+        return await anext(pieces)
+    except StopAsyncIteration:
+        return None
+    except (TimeoutError, aiohttp.ServerTimeoutError):
+        error = Timeout(
+            f"no data from the server for {seconds:g} s while streaming ({limit_name})",
+            llm_provider=provider,
+            model=model,
+        )
+    except aiohttp.ClientPayloadError as exc:
+        error = APIConnectionError(
+            f"the connection broke mid-stream: {_describe(exc)}", llm_provider=provider, model=model
+        )
+    except (aiohttp.ClientError, OSError) as exc:
+        error = APIConnectionError(
+            f"the connection broke mid-stream: {type(exc).__name__}: {_describe(exc)}",
+            llm_provider=provider,
+            model=model,
+        )
+    raise error  # outside the except block: no aiohttp exception in __context__
+
+
+def _redirect_error(resp: aiohttp.ClientResponse, provider: str, model: str) -> APIError:
+    """A 3xx: never followed for API calls (the key would go along); name where it pointed."""
+    location = resp.headers.get("Location", "")
+    target = ""
+    if location:
+        try:
+            target_url = resp.url.join(yarl.URL(location))
+            target = target_url.origin().human_repr() if target_url.absolute else ""
+        except (ValueError, TypeError):
+            target = ""
+    shown = f" to {target}" if target else (" without a Location" if not location else "")
+    return APIError(
+        f"HTTP {resp.status} redirect{shown}: not followed (API calls never follow redirects, which could "
+        "send the API key to another server); point api_base at the final URL",
+        llm_provider=provider,
+        model=model,
+        status_code=resp.status,
+    )
+
+
 async def _read_limited(
     resp: aiohttp.ClientResponse, provider: str, model: str, client_timeout: aiohttp.ClientTimeout
 ) -> bytes:
     parts: list[bytes] = []
     size = 0
+    error: APIError | None = None
     try:
         async for piece in resp.content.iter_any():
             parts.append(piece)
@@ -429,26 +655,49 @@ async def _read_limited(
             if size >= _MAX_ERROR_BODY:
                 break
     except (TimeoutError, aiohttp.ServerTimeoutError):
-        raise Timeout(
+        error = Timeout(
             f"HTTP {resp.status}: no data for {client_timeout.sock_read} s while reading the error body",
             llm_provider=provider,
             model=model,
-        ) from None
-    except aiohttp.ClientError:
+        )
+    except (aiohttp.ClientError, OSError):
         pass  # a cut error body still names the status
+    if error is not None:
+        raise error
     return b"".join(parts)
 
 
 def _safe_url(url: str) -> str:
-    """The URL without its query string (where some gateways put keys)."""
-    return url.split("?", 1)[0]
+    """The URL without user info and query string (where some gateways put keys)."""
+    return safe_url(url)
 
 
 def _describe(exc: BaseException) -> str:
     """An aiohttp exception in words, without its request_info (which holds the headers)."""
     if isinstance(exc, aiohttp.ClientResponseError):
-        return f"{exc.status} {exc.message}"
-    return str(exc) or type(exc).__name__
+        return f"{exc.status} {scrub(exc.message)}"
+    return scrub(str(exc)) or type(exc).__name__
+
+
+_AUTH_HEADERS: Final = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key", "proxy-authorization"})
+
+
+def register_request_secrets(request: ChatRequest, url: str, headers: Mapping[str, str]) -> None:
+    """Tell the scrubber every secret this request carries: keys, auth and extra header values, URL query values."""
+    register_secret(request.api_key)
+    for name, value in headers.items():
+        if name.lower() in _AUTH_HEADERS:
+            register_secret(value)
+    register_secrets(request.extra_headers)
+    for candidate in (url, request.api_base):
+        if candidate and ("?" in candidate or "@" in candidate):
+            try:
+                parts = urlsplit(candidate)
+            except ValueError:
+                continue
+            register_secret(parts.password)
+            for _, value in parse_qsl(parts.query, keep_blank_values=False):
+                register_secret(value)
 
 
 def request_events(
@@ -457,6 +706,7 @@ def request_events(
     """Start :func:`sse_events` for one request: the event batches, the body state, and the
     model name that errors carry (as the caller wrote it)."""
     model_name = request.original_model or request.model
+    register_request_secrets(request, url, headers)
     state = SSEBody(SSEDecoder())
     events = sse_events(
         url,

@@ -2,7 +2,10 @@
 
 Request: system messages become ``system``, tool results become ``tool_result`` blocks in a
 user turn, image parts become ``image`` blocks, tools get ``input_schema``, ``max_tokens``
-(required by the API) defaults to :data:`DEFAULT_MAX_TOKENS`.
+(required by the API) defaults to :data:`DEFAULT_MAX_TOKENS`. An assistant message's
+``thinking_blocks`` (as rebuilt from a stream) go back first, as signed ``thinking`` and
+``redacted_thinking`` blocks, so a tool-use loop with extended thinking continues;
+``reasoning_effort`` becomes a ``thinking`` budget (:data:`THINKING_BUDGETS`).
 
 Stream: ``message_start`` gives id, model and input usage; ``text_delta`` → ``content``,
 ``thinking_delta`` → ``reasoning_content``; each ``tool_use`` block gets the next tool-call
@@ -23,8 +26,17 @@ from typing import Any, Final
 
 import orjson
 
-from rxllm.errors import APIConnectionError, AuthenticationError
-from rxllm.providers._http import api_key_for, bad_json, endpoint, error_from_payload, request_events
+from rxllm.errors import APIConnectionError, APIError, AuthenticationError, BadRequestError
+from rxllm.providers._http import (
+    Shape,
+    api_key_for,
+    bad_json,
+    checked_chunk,
+    endpoint,
+    error_from_payload,
+    request_events,
+    shape_error,
+)
 from rxllm.providers.base import ChatRequest
 from rxllm.types import (
     ChatCompletionChunk,
@@ -37,7 +49,14 @@ from rxllm.types import (
     Usage,
 )
 
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider", "get_provider", "translate_request"]
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "THINKING_BUDGETS",
+    "AnthropicProvider",
+    "get_provider",
+    "thinking_for_effort",
+    "translate_request",
+]
 
 #: ``max_tokens`` sent when the caller gives none (the API requires one).
 DEFAULT_MAX_TOKENS: Final = 4096
@@ -55,6 +74,26 @@ _FINISH: Final = {
 }
 
 _PASSED: Final = ("temperature", "top_p", "top_k", "thinking", "service_tier")
+
+#: ``reasoning_effort`` as an extended-thinking budget (LiteLLM's defaults; the API's minimum is 1024).
+THINKING_BUDGETS: Final = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
+
+
+def thinking_for_effort(effort: Any) -> dict[str, Any] | None:
+    """The ``thinking`` parameter for an OpenAI-style ``reasoning_effort`` (None: thinking off).
+
+    ``"minimal"``/``"low"`` → 1024 budget tokens, ``"medium"`` → 2048, ``"high"`` → 4096;
+    ``"none"``/``"disable"`` → no thinking.
+
+    Raises:
+        BadRequestError: For any other value.
+    """
+    if effort in (None, "none", "disable", "disabled"):
+        return None
+    budget = THINKING_BUDGETS.get(str(effort).lower())
+    if budget is None:
+        raise BadRequestError(f"reasoning_effort must be one of none/minimal/low/medium/high, got {effort!r}")
+    return {"type": "enabled", "budget_tokens": budget}
 
 
 # --------------------------------------------------------------------------- request
@@ -112,10 +151,28 @@ def _arguments(raw: Any) -> Any:
     return raw if raw is not None else {}
 
 
+def _thinking_block(block: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A ``thinking_blocks`` entry (LiteLLM's shape) as the Anthropic block to send back.
+
+    Signed thinking keeps its text and signature; redacted blocks keep their data; an
+    unsigned thinking block is dropped (the API rejects thinking it cannot verify).
+    """
+    kind = block.get("type")
+    if kind == "redacted_thinking":
+        return {"type": "redacted_thinking", "data": block.get("data") or ""}
+    if kind == "thinking":
+        signature = block.get("signature") or block.get("signature_delta")
+        if not signature:
+            return None
+        return {"type": "thinking", "thinking": block.get("thinking") or "", "signature": signature}
+    return dict(block)
+
+
 def _assistant_blocks(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    for block in message.get("thinking_blocks") or ():
-        blocks.append(dict(block))
+    for entry in message.get("thinking_blocks") or ():
+        if isinstance(entry, Mapping) and (block := _thinking_block(entry)) is not None:
+            blocks.append(block)
     blocks.extend(_content_blocks(message.get("content")))
     for call in message.get("tool_calls") or ():
         fn = call.get("function") or {}
@@ -168,6 +225,10 @@ def translate_request(request: ChatRequest) -> dict[str, Any]:
         body["system"] = system[0]["text"] if len(system) == 1 and len(system[0]) == 2 else system
     max_tokens = params.get("max_tokens") or params.get("max_completion_tokens") or DEFAULT_MAX_TOKENS
     thinking = params.get("thinking")
+    if thinking is None and params.get("reasoning_effort") is not None:
+        thinking = thinking_for_effort(params["reasoning_effort"])
+        if thinking is not None:
+            body["thinking"] = thinking
     if isinstance(thinking, Mapping) and isinstance(thinking.get("budget_tokens"), int):
         max_tokens = max(max_tokens, thinking["budget_tokens"] + 1)
     body["max_tokens"] = max_tokens
@@ -256,8 +317,46 @@ def _usage(start: Mapping[str, Any], end: Mapping[str, Any]) -> Usage:
     )
 
 
+#: The fields of Messages stream events this provider reads, and their types.
+_SHAPE: Final[Shape] = {
+    "type": str,
+    "index": int,
+    "message": dict,
+    "message.id": str,
+    "message.model": str,
+    "message.usage": dict,
+    "message.usage.input_tokens": int,
+    "message.usage.output_tokens": int,
+    "message.usage.cache_read_input_tokens": int,
+    "message.usage.cache_creation_input_tokens": int,
+    "delta": dict,
+    "delta.type": str,
+    "delta.text": str,
+    "delta.partial_json": str,
+    "delta.thinking": str,
+    "delta.signature": str,
+    "delta.stop_reason": str,
+    "content_block": dict,
+    "content_block.type": str,
+    "content_block.id": str,
+    "content_block.name": str,
+    "content_block.text": str,
+    "content_block.thinking": str,
+    "usage": dict,
+    "usage.input_tokens": int,
+    "usage.output_tokens": int,
+    "usage.cache_read_input_tokens": int,
+    "usage.cache_creation_input_tokens": int,
+    "usage.output_tokens_details": dict,
+    "usage.output_tokens_details.thinking_tokens": int,
+}
+
+
 class AnthropicProvider:
     """Streams ``POST {api_base}/v1/messages`` and yields OpenAI-style chunks."""
+
+    #: Every chunk is checked as it is built (the provider boundary, without an extra hop).
+    checks_chunks = True
 
     def __init__(self, name: str = "anthropic") -> None:
         self.name = name
@@ -305,13 +404,14 @@ class AnthropicProvider:
         tool_index: dict[int, int] = {}  # content block index -> tool-call index
 
         def chunk(delta: Delta, finish: str | None = None, usage: Usage | None = None) -> ChatCompletionChunk:
-            return ChatCompletionChunk(
+            built = ChatCompletionChunk(
                 id=chunk_id,
                 choices=(StreamChoice(index=0, delta=delta, finish_reason=finish),),
                 created=created,
                 model=model,
                 usage=usage,
             )
+            return checked_chunk(built, self.name, model_name)
 
         async with aclosing(events):
             async for batch in events:
@@ -322,63 +422,68 @@ class AnthropicProvider:
                         raise bad_json(event.data, self.name, model_name) from None
                     if not isinstance(d, dict):
                         raise bad_json(event.data, self.name, model_name)
-                    kind = d.get("type") or event.event
-                    if kind == "content_block_delta":
-                        delta = d.get("delta") or {}
-                        dkind = delta.get("type")
-                        if dkind == "text_delta":
-                            yield chunk(Delta(content=delta.get("text", "")))
-                        elif dkind == "input_json_delta":
-                            position = tool_index.get(d.get("index", -1))
-                            partial = delta.get("partial_json") or ""
-                            if position is not None and partial:
-                                call = ToolCallDelta(index=position, function=FunctionDelta(arguments=partial))
-                                yield chunk(Delta(tool_calls=(call,)))
-                        elif dkind == "thinking_delta":
-                            yield chunk(Delta(reasoning_content=delta.get("thinking", "")))
-                        elif dkind == "signature_delta":
-                            block = {"type": "thinking", "signature": delta.get("signature", "")}
-                            yield chunk(Delta(extra={"thinking_blocks": [block]}))
-                        elif dkind == "citations_delta":
-                            yield chunk(Delta(extra={"citations": [delta.get("citation")]}))
-                    elif kind == "content_block_start":
-                        block = d.get("content_block") or {}
-                        bkind = block.get("type")
-                        if bkind == "tool_use":
-                            position = len(tool_index)
-                            tool_index[d.get("index", position)] = position
-                            call = ToolCallDelta(
-                                index=position,
-                                id=block.get("id", ""),
-                                type="function",
-                                function=FunctionDelta(name=block.get("name", ""), arguments=""),
+                    try:
+                        kind = d.get("type") or event.event
+                        if kind == "content_block_delta":
+                            delta = d.get("delta") or {}
+                            dkind = delta.get("type")
+                            if dkind == "text_delta":
+                                yield chunk(Delta(content=delta.get("text", "")))
+                            elif dkind == "input_json_delta":
+                                position = tool_index.get(d.get("index", -1))
+                                partial = delta.get("partial_json") or ""
+                                if position is not None and partial:
+                                    call = ToolCallDelta(index=position, function=FunctionDelta(arguments=partial))
+                                    yield chunk(Delta(tool_calls=(call,)))
+                            elif dkind == "thinking_delta":
+                                yield chunk(Delta(reasoning_content=delta.get("thinking", "")))
+                            elif dkind == "signature_delta":
+                                block = {"type": "thinking", "signature": delta.get("signature", "")}
+                                yield chunk(Delta(extra={"thinking_blocks": [block]}))
+                            elif dkind == "citations_delta":
+                                yield chunk(Delta(extra={"citations": [delta.get("citation")]}))
+                        elif kind == "content_block_start":
+                            block = d.get("content_block") or {}
+                            bkind = block.get("type")
+                            if bkind == "tool_use":
+                                position = len(tool_index)
+                                tool_index[d.get("index", position)] = position
+                                call = ToolCallDelta(
+                                    index=position,
+                                    id=block.get("id", ""),
+                                    type="function",
+                                    function=FunctionDelta(name=block.get("name", ""), arguments=""),
+                                )
+                                yield chunk(Delta(role="assistant", tool_calls=(call,)))
+                            elif bkind == "text" and block.get("text"):
+                                yield chunk(Delta(content=block["text"]))
+                            elif bkind == "thinking" and block.get("thinking"):
+                                yield chunk(Delta(reasoning_content=block["thinking"]))
+                            elif bkind == "redacted_thinking":
+                                kept = {"type": "redacted_thinking", "data": block.get("data", "")}
+                                yield chunk(Delta(extra={"thinking_blocks": [kept]}))
+                        elif kind == "message_start":
+                            message = d.get("message") or {}
+                            chunk_id = message.get("id") or chunk_id
+                            model = message.get("model") or model
+                            start_usage = message.get("usage") or {}
+                            yield chunk(Delta(role="assistant", content=""))
+                        elif kind == "message_delta":
+                            reason = (d.get("delta") or {}).get("stop_reason")
+                            finish = _FINISH.get(reason, reason) if reason else None
+                            usage = _usage(start_usage, d.get("usage") or {})
+                            yield chunk(Delta(), finish, usage)
+                        elif kind == "message_stop":
+                            return
+                        elif kind == "error" or event.event == "error":
+                            raise error_from_payload(
+                                d, provider=self.name, model=model_name, context="error event in stream"
                             )
-                            yield chunk(Delta(role="assistant", tool_calls=(call,)))
-                        elif bkind == "text" and block.get("text"):
-                            yield chunk(Delta(content=block["text"]))
-                        elif bkind == "thinking" and block.get("thinking"):
-                            yield chunk(Delta(reasoning_content=block["thinking"]))
-                        elif bkind == "redacted_thinking":
-                            kept = {"type": "redacted_thinking", "data": block.get("data", "")}
-                            yield chunk(Delta(extra={"thinking_blocks": [kept]}))
-                    elif kind == "message_start":
-                        message = d.get("message") or {}
-                        chunk_id = message.get("id") or chunk_id
-                        model = message.get("model") or model
-                        start_usage = message.get("usage") or {}
-                        yield chunk(Delta(role="assistant", content=""))
-                    elif kind == "message_delta":
-                        reason = (d.get("delta") or {}).get("stop_reason")
-                        finish = _FINISH.get(reason, reason) if reason else None
-                        usage = _usage(start_usage, d.get("usage") or {})
-                        yield chunk(Delta(), finish, usage)
-                    elif kind == "message_stop":
-                        return
-                    elif kind == "error" or event.event == "error":
-                        raise error_from_payload(
-                            d, provider=self.name, model=model_name, context="error event in stream"
-                        )
-                    # ping, content_block_stop and unknown events carry nothing for the caller
+                        # ping, content_block_stop and unknown events carry nothing for the caller
+                    except APIError:
+                        raise
+                    except Exception as exc:  # a payload field of the wrong type or shape: name it
+                        raise shape_error(d, _SHAPE, exc, self.name, model_name) from None
         tail = state.decoder.flush()
         if tail is not None and (tail.event == "message_stop" or '"message_stop"' in tail.data):
             return

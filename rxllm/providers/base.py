@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from rxllm._secrets import safe_url
 from rxllm.types import ChatCompletionChunk
 
 __all__ = ["ChatRequest", "Provider"]
@@ -30,7 +31,8 @@ class ChatRequest:
         params: OpenAI-format optional parameters (``temperature``, ``tools``,
             ``tool_choice``, ``max_tokens``, ``stop``, ``n``, ``stream_options``...),
             plus provider-specific ones (``thinking``, ``mock_*``).
-        api_base: Overrides the provider's endpoint root (or full URL).
+        api_base: Overrides the provider's endpoint root (or full URL); shown without its
+            query string or user info in reprs.
         api_key: Overrides the provider's key variable. Never shown in reprs.
         timeout: Seconds to connect (LiteLLM's ``timeout``).
         stream_timeout: Seconds allowed between body reads (LiteLLM's ``stream_timeout``).
@@ -42,7 +44,7 @@ class ChatRequest:
     provider: str
     messages: tuple[Mapping[str, Any], ...]
     params: Mapping[str, Any] = attrs.field(factory=dict)
-    api_base: str | None = None
+    api_base: str | None = attrs.field(default=None, repr=lambda v: repr(safe_url(v)) if v else repr(v))
     api_key: str | None = attrs.field(default=None, repr=False)
     timeout: float | None = None
     stream_timeout: float | None = None

@@ -3,7 +3,8 @@
 Request: system messages become ``systemInstruction``, assistant turns role ``model`` with
 ``functionCall`` parts, tool results ``functionResponse`` parts (named after the call they
 answer), image parts ``inlineData``/``fileData``; tools become ``functionDeclarations``;
-sampling parameters go into ``generationConfig``.
+sampling parameters go into ``generationConfig``; ``reasoning_effort`` becomes its
+``thinkingConfig`` (:func:`thinking_config_for_effort`).
 
 Stream: each event is a whole ``GenerateContentResponse``. Text parts → ``content``,
 ``thought: true`` parts → ``reasoning_content``, each ``functionCall`` → one complete tool-call
@@ -25,8 +26,16 @@ from urllib.parse import quote
 
 import orjson
 
-from rxllm.errors import APIConnectionError, AuthenticationError
-from rxllm.providers._http import api_key_for, bad_json, error_from_payload, request_events
+from rxllm.errors import APIConnectionError, APIError, AuthenticationError, BadRequestError
+from rxllm.providers._http import (
+    Shape,
+    api_key_for,
+    bad_json,
+    checked_chunk,
+    error_from_payload,
+    request_events,
+    shape_error,
+)
 from rxllm.providers.base import ChatRequest
 from rxllm.types import (
     ChatCompletionChunk,
@@ -39,7 +48,7 @@ from rxllm.types import (
     Usage,
 )
 
-__all__ = ["GeminiProvider", "get_provider", "translate_request"]
+__all__ = ["THINKING_BUDGETS", "GeminiProvider", "get_provider", "thinking_config_for_effort", "translate_request"]
 
 DEFAULT_BASE: Final = "https://generativelanguage.googleapis.com"
 
@@ -64,6 +73,33 @@ _GENERATION: Final = {
     "frequency_penalty": "frequencyPenalty",
     "seed": "seed",
 }
+
+#: ``reasoning_effort`` as a Gemini 2.5 ``thinkingBudget`` (LiteLLM's defaults).
+THINKING_BUDGETS: Final = {"minimal": 128, "low": 1024, "medium": 2048, "high": 4096}
+
+
+def thinking_config_for_effort(effort: Any, model: str = "") -> dict[str, Any]:
+    """The ``generationConfig.thinkingConfig`` for an OpenAI-style ``reasoning_effort``.
+
+    Gemini 2.5 takes a token budget (:data:`THINKING_BUDGETS`; ``"none"`` → budget 0, thoughts
+    off); Gemini 3 models take a ``thinkingLevel`` (``"low"`` for minimal/low, ``"high"`` for
+    medium/high; ``"none"`` → ``"low"`` with thoughts hidden, as Gemini 3 always thinks).
+    Thought summaries are requested whenever thinking is on.
+
+    Raises:
+        BadRequestError: For a value other than none/minimal/low/medium/high.
+    """
+    level = str(effort).lower()
+    if level in ("none", "disable", "disabled"):
+        if "gemini-3" in model:  # Gemini 3 cannot switch thinking off: the least of it, unshown
+            return {"includeThoughts": False, "thinkingLevel": "low"}
+        return {"includeThoughts": False, "thinkingBudget": 0}
+    if level not in THINKING_BUDGETS:
+        raise BadRequestError(f"reasoning_effort must be one of none/minimal/low/medium/high, got {effort!r}")
+    if "gemini-3" in model:
+        return {"includeThoughts": True, "thinkingLevel": "low" if level in ("minimal", "low") else "high"}
+    return {"includeThoughts": True, "thinkingBudget": THINKING_BUDGETS[level]}
+
 
 #: JSON-schema keys the Gemini ``parameters`` schema rejects.
 _SCHEMA_DROP: Final = frozenset({"additionalProperties", "$schema", "strict"})
@@ -183,6 +219,8 @@ def translate_request(request: ChatRequest) -> dict[str, Any]:
         config["thinkingConfig"] = {"includeThoughts": enabled, "thinkingBudget": budget if enabled else 0}
         if enabled and budget is None:
             del config["thinkingConfig"]["thinkingBudget"]
+    elif params.get("reasoning_effort") is not None:
+        config["thinkingConfig"] = thinking_config_for_effort(params["reasoning_effort"], request.model)
     if config:
         body["generationConfig"] = config
     tools = params.get("tools")
@@ -232,8 +270,36 @@ def _usage(meta: Mapping[str, Any]) -> Usage:
     )
 
 
+#: The fields of ``GenerateContentResponse`` events this provider reads, and their types.
+_SHAPE: Final[Shape] = {
+    "responseId": str,
+    "modelVersion": str,
+    "candidates": list,
+    "candidates[]": dict,
+    "candidates[].index": int,
+    "candidates[].finishReason": str,
+    "candidates[].content": dict,
+    "candidates[].content.parts": list,
+    "candidates[].content.parts[]": dict,
+    "candidates[].content.parts[].text": str,
+    "candidates[].content.parts[].thoughtSignature": str,
+    "candidates[].content.parts[].functionCall": dict,
+    "candidates[].content.parts[].functionCall.id": str,
+    "candidates[].content.parts[].functionCall.name": str,
+    "usageMetadata": dict,
+    "usageMetadata.promptTokenCount": int,
+    "usageMetadata.candidatesTokenCount": int,
+    "usageMetadata.thoughtsTokenCount": int,
+    "usageMetadata.cachedContentTokenCount": int,
+    "promptFeedback": dict,
+}
+
+
 class GeminiProvider:
     """Streams ``POST {api_base}/v1beta/models/{model}:streamGenerateContent?alt=sse``."""
+
+    #: Every chunk is checked as it is built (the provider boundary, without an extra hop).
+    checks_chunks = True
 
     def __init__(self, name: str = "gemini") -> None:
         self.name = name
@@ -286,6 +352,8 @@ class GeminiProvider:
         calls_made: dict[int, int] = {}  # candidate index -> tool calls emitted
         finished = False
         started: set[int] = set()
+        seen: set[int] = set()  # candidate indexes that appeared
+        done: set[int] = set()  # ... and those that sent a finishReason
         async with aclosing(events):
             async for batch in events:
                 for event in batch:
@@ -297,37 +365,47 @@ class GeminiProvider:
                         d = d[0]
                     if not isinstance(d, dict):
                         raise bad_json(event.data, self.name, model_name)
-                    if d.get("error"):
-                        raise error_from_payload(d, provider=self.name, model=model_name, context="error in stream")
-                    chunk_id = d.get("responseId") or chunk_id
-                    model = d.get("modelVersion") or model
-                    if d.get("usageMetadata"):
-                        usage_meta = d["usageMetadata"]
-                    choices: list[StreamChoice] = []
-                    for position, candidate in enumerate(d.get("candidates") or ()):
-                        index = candidate.get("index", position)
-                        delta = self._delta(candidate, index, calls_made, started)
-                        reason = candidate.get("finishReason")
-                        finish = None
-                        if reason:
+                    try:
+                        if d.get("error"):
+                            raise error_from_payload(d, provider=self.name, model=model_name, context="error in stream")
+                        chunk_id = d.get("responseId") or chunk_id
+                        model = d.get("modelVersion") or model
+                        if d.get("usageMetadata"):
+                            usage_meta = d["usageMetadata"]
+                        choices: list[StreamChoice] = []
+                        for position, candidate in enumerate(d.get("candidates") or ()):
+                            index = candidate.get("index", position)
+                            delta = self._delta(candidate, index, calls_made, started)
+                            reason = candidate.get("finishReason")
+                            finish = None
+                            seen.add(index)
+                            if reason:
+                                finished = True
+                                done.add(index)
+                                finish = _FINISH.get(reason, "stop")
+                                if finish == "stop" and calls_made.get(index):
+                                    finish = "tool_calls"
+                            if delta is not None or finish is not None:
+                                choices.append(StreamChoice(index=index, delta=delta or Delta(), finish_reason=finish))
+                        feedback = d.get("promptFeedback")
+                        if not d.get("candidates") and isinstance(feedback, Mapping) and feedback.get("blockReason"):
                             finished = True
-                            finish = _FINISH.get(reason, "stop")
-                            if finish == "stop" and calls_made.get(index):
-                                finish = "tool_calls"
-                        if delta is not None or finish is not None:
-                            choices.append(StreamChoice(index=index, delta=delta or Delta(), finish_reason=finish))
-                    feedback = d.get("promptFeedback")
-                    if not d.get("candidates") and isinstance(feedback, Mapping) and feedback.get("blockReason"):
-                        finished = True
-                        choices.append(
-                            StreamChoice(
-                                index=0,
-                                delta=Delta(extra={"prompt_feedback": dict(feedback)}),
-                                finish_reason="content_filter",
+                            choices.append(
+                                StreamChoice(
+                                    index=0,
+                                    delta=Delta(extra={"prompt_feedback": dict(feedback)}),
+                                    finish_reason="content_filter",
+                                )
                             )
-                        )
-                    if choices:
-                        yield ChatCompletionChunk(id=chunk_id, choices=tuple(choices), created=created, model=model)
+                        if choices:
+                            built = ChatCompletionChunk(
+                                id=chunk_id, choices=tuple(choices), created=created, model=model
+                            )
+                            yield checked_chunk(built, self.name, model_name)
+                    except APIError:
+                        raise
+                    except Exception as exc:  # a payload field of the wrong type or shape: name it
+                        raise shape_error(d, _SHAPE, exc, self.name, model_name) from None
         state.decoder.close()
         if not finished:
             if state.events == 0:
@@ -337,8 +415,21 @@ class GeminiProvider:
                 llm_provider=self.name,
                 model=model_name,
             )
+        unfinished = sorted(seen - done)
+        if unfinished:
+            # n > 1: one candidate finished, another was cut: the stream is cut, not a success
+            raise APIConnectionError(
+                f"the Gemini stream ended before candidate {unfinished[0]} had a finishReason: the body was cut",
+                llm_provider=self.name,
+                model=model_name,
+            )
         if usage_meta is not None:
-            yield ChatCompletionChunk(id=chunk_id, choices=(), created=created, model=model, usage=_usage(usage_meta))
+            try:
+                usage = _usage(usage_meta)
+            except Exception as exc:
+                raise shape_error({"usageMetadata": usage_meta}, _SHAPE, exc, self.name, model_name) from None
+            built = ChatCompletionChunk(id=chunk_id, choices=(), created=created, model=model, usage=usage)
+            yield checked_chunk(built, self.name, model_name)
 
     @staticmethod
     def _delta(candidate: Mapping[str, Any], index: int, calls_made: dict[int, int], started: set[int]) -> Delta | None:

@@ -27,7 +27,16 @@ import attrs
 import orjson
 
 from rxllm.errors import APIConnectionError, AuthenticationError
-from rxllm.providers._http import api_key_for, bad_json, endpoint, error_from_payload, request_events
+from rxllm.providers._http import (
+    Shape,
+    api_key_for,
+    bad_json,
+    checked_chunk,
+    endpoint,
+    error_from_payload,
+    request_events,
+    shape_error,
+)
 from rxllm.providers.base import ChatRequest
 from rxllm.types import ChatCompletionChunk
 
@@ -111,6 +120,28 @@ _NOT_SENT: Final = frozenset(
 
 _PATH: Final = "/chat/completions"
 
+#: The structure of a ``chat.completion.chunk`` (leaf types are checked on the built chunk).
+_SHAPE: Final[Shape] = {
+    "choices": list,
+    "choices[]": dict,
+    "choices[].index": int,
+    "choices[].delta": dict,
+    "choices[].delta.content": (str, list),
+    "choices[].delta.tool_calls": list,
+    "choices[].delta.tool_calls[]": dict,
+    "choices[].delta.tool_calls[].index": int,
+    "choices[].delta.tool_calls[].function": dict,
+    "choices[].delta.function_call": dict,
+    "choices[].logprobs": dict,
+    "choices[].logprobs.content": list,
+    "choices[].logprobs.content[]": dict,
+    "choices[].logprobs.refusal": list,
+    "choices[].logprobs.refusal[]": dict,
+    "usage": dict,
+    "usage.prompt_tokens_details": dict,
+    "usage.completion_tokens_details": dict,
+}
+
 #: Delta keys that need no normalizing; any other key (reasoning, tool_calls, ...) takes the slow path.
 _PLAIN_DELTA: Final = frozenset({"role", "content", "refusal", "reasoning_content", "function_call"})
 _DONE: Final = "[DONE]"
@@ -191,6 +222,9 @@ class OpenAICompatibleProvider:
         config: Its default endpoint and key variables.
     """
 
+    #: Every chunk is checked as it is built (the provider boundary, without an extra hop).
+    checks_chunks = True
+
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
         self.config = config
@@ -245,6 +279,8 @@ class OpenAICompatibleProvider:
             MalformedStreamError: For invalid JSON in a data field or a body that is not SSE.
         """
         url, headers, body = self.prepare(request)
+        name = self.name
+        checked = checked_chunk
         normalizer: _Normalizer | None = None
         from_dict = ChatCompletionChunk.from_dict
         loads = orjson.loads
@@ -274,23 +310,28 @@ class OpenAICompatibleProvider:
                         raise bad_json(data, self.name, model_name)
                     # cheap check; only chunks that may need fixing pay for the normalizer
                     suspect = "error" in d
-                    if not suspect:
-                        for choice in d.get("choices") or ():
-                            delta = choice.get("delta") if type(choice) is dict else None
-                            if delta and (not delta.keys() <= _PLAIN_DELTA or type(delta.get("content")) is list):
-                                suspect = True
-                                break
-                    if suspect:
-                        if d.get("error"):
-                            raise error_from_payload(d, provider=self.name, model=model_name, context="error in stream")
-                        if normalizer is None:
-                            normalizer = _Normalizer()
-                        normalizer.fix(d)
+                    try:
+                        if not suspect:
+                            for choice in d.get("choices") or ():
+                                delta = choice.get("delta") if type(choice) is dict else None
+                                if delta and (not delta.keys() <= _PLAIN_DELTA or type(delta.get("content")) is list):
+                                    suspect = True
+                                    break
+                        if suspect:
+                            if d.get("error"):
+                                raise error_from_payload(
+                                    d, provider=self.name, model=model_name, context="error in stream"
+                                )
+                            if normalizer is None:
+                                normalizer = _Normalizer()
+                            normalizer.fix(d)
+                    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+                        raise shape_error(d, _SHAPE, exc, self.name, model_name) from None
                     try:
                         chunk = from_dict(d)
-                    except (AttributeError, TypeError, KeyError, ValueError):
-                        raise bad_json(data, self.name, model_name, "a chat.completion.chunk") from None
-                    yield chunk
+                    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+                        raise shape_error(d, _SHAPE, exc, self.name, model_name) from None
+                    yield checked(chunk, name, model_name)
         # the body ended without [DONE]
         tail = state.decoder.flush()
         if tail is not None and tail.data == _DONE:
@@ -306,8 +347,9 @@ class OpenAICompatibleProvider:
 
 def _azure_url(url: str, base: str, request: ChatRequest) -> str:
     """Azure's v1 endpoint lives under ``/openai/v1``; ``api_version`` becomes a query parameter."""
-    if "/openai" not in base.split("?", 1)[0]:
-        url = endpoint(base.rstrip("/") + "/openai/v1", "", _PATH)
+    root, sep, query = base.partition("?")
+    if "/openai" not in root:
+        url = endpoint(root.rstrip("/") + "/openai/v1" + sep + query, "", _PATH)
     version = request.params.get("api_version")
     if version and "api-version=" not in url:
         url += ("&" if "?" in url else "?") + f"api-version={version}"

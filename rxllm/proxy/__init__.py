@@ -8,7 +8,7 @@ protocols are :class:`Dialect` values (see :mod:`rxllm.proxy.dialect`), one modu
 
 from __future__ import annotations
 
-from rxllm.proxy.app import PROXY_STATE, ProxyState, create_app, serve
+from rxllm.proxy.app import PROXY_STATE, ProxyState, create_app, make_runner, serve
 from rxllm.proxy.auth import KeyChecker, is_loopback
 from rxllm.proxy.config import ENV_MASTER_KEY, ConfigError, Deployment, ProxyConfig, load_config, parse_config
 from rxllm.proxy.dialect import Call, Context, Dialect, ErrorInfo, StreamEncoder
@@ -36,6 +36,7 @@ __all__ = [
     "create_app",
     "is_loopback",
     "load_config",
+    "make_runner",
     "parse_config",
     "serve",
 ]

@@ -7,8 +7,15 @@ Routes:
 
 - every dialect's POST routes, e.g. ``POST /v1/chat/completions`` (and ``/chat/completions``):
   ``stream: true`` answers ``text/event-stream``; otherwise one JSON answer;
-- ``GET /v1/models`` (and ``/models``): the configured model names;
-- ``GET /health/liveliness``, ``GET /health/readiness``: never need a key.
+- ``GET /v1/models`` (and ``/models``): the configured model names; ``GET /v1/models/{id}``;
+- ``GET /health/liveliness``, ``GET /health/readiness``: never need a key;
+- ``GET /metrics`` when metrics are enabled (:mod:`rxllm.proxy.metrics`; the master key
+  applies, as to every route but the health checks).
+
+Every request passes the middleware first: a web page's ``Origin`` that is not allowed
+(:mod:`rxllm.proxy.cors`) is refused with 403 before anything else; allowed preflights are
+answered; then the master key is checked (``Authorization: Bearer``, ``x-api-key`` or
+``api-key``, see :mod:`rxllm.proxy.auth`).
 
 Failures before the first chunk answer with their HTTP status and the dialect's error body,
 after trying the model's other deployments (see :mod:`rxllm.proxy.router`); after the first
@@ -111,6 +118,13 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
     app.router.add_get("/health/liveliness", _liveliness)
     app.router.add_get("/health/liveness", _liveliness)
     app.router.add_get("/health/readiness", _readiness)
+    config.apply_environment()
+    for warning in config.warnings:
+        _log.warning("rxllm.proxy.config_warning", message=warning)
+    if config.metrics:
+        from rxllm.proxy.metrics import install_metrics
+
+        install_metrics(app, state)
     app.on_response_prepare.append(_add_cors_headers)
     if config.resumable_streams:
         from rxllm.proxy.resumable import RESUMABLE, Resumable
@@ -149,6 +163,7 @@ async def _middleware(
     outcome = Outcome(_request_id(request), request.method, request.path, asyncio.get_running_loop().time())
     request[OUTCOME] = outcome
     is_health = request.path.startswith("/health/")
+    quiet = is_health or request.path == "/metrics"
     try:
         origin = request.headers.get("Origin")
         if origin is not None:
@@ -198,7 +213,7 @@ async def _middleware(
         _log.error("rxllm.proxy.unhandled", request_id=outcome.request_id, error=type(exc).__name__)
         return _error_response(exc, request, state, outcome)
     finally:
-        if not is_health:  # probes every few seconds would drown the request log
+        if not quiet:  # probes and scrapes every few seconds would drown the request log
             _finish(outcome, state)
 
 
@@ -396,8 +411,9 @@ def make_runner(app: web.Application, **overrides: Any) -> web.AppRunner:
 
     ``handler_cancellation`` is on (a client that leaves cancels its upstream at once), there
     is no access log (the proxy logs each request itself), and the keepalive timeout is the
-    config's ``header_timeout``: aiohttp closes a connection that has not sent a complete
-    request's headers within it (from connect, or from the end of the previous response), so
+    config's ``header_timeout``: aiohttp (3.14, the version rxllm is tested with, starts that
+    timer when a connection opens) closes a connection that has not sent a complete request's
+    headers within it (from connect, or from the end of the previous response), so
     a client dripping its headers is cut off; the unread rest of a body answered early is
     drained for at most 2 s. Bind it with ``web.TCPSite(runner, host, port,
     backlog=config.listen_backlog)``.

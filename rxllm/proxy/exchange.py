@@ -42,7 +42,7 @@ import rxllm
 from rxllm._log import get_logger
 from rxllm.builder import ResponseBuilder
 from rxllm.errors import APIError, BadRequestError, MalformedStreamError, Timeout
-from rxllm.operators import CostReport, detect_repeated_chunks, tap_cost
+from rxllm.operators import CostReport, detect_repeated_chunks, split_think_tags, tap_cost, tap_otel
 from rxllm.proxy.auth import KeyChecker
 from rxllm.proxy.config import Deployment, ProxyConfig
 from rxllm.proxy.cors import CorsPolicy
@@ -95,6 +95,7 @@ class Outcome:
         model: The model name the client asked for.
         deployment: The id of the deployment that served (or last tried) it.
         attempts: Deployments tried.
+        tried: The ids of the deployments tried, in order (a retry repeats one).
         stream: Whether the client asked for a stream.
         status: The HTTP status the client got (499: it left first).
         outcome: ``"completed"``, ``"error"`` or ``"cancelled"``.
@@ -119,6 +120,7 @@ class Outcome:
         "start",
         "status",
         "stream",
+        "tried",
     )
 
     def __init__(self, request_id: str, method: str, path: str, start: float) -> None:
@@ -130,6 +132,7 @@ class Outcome:
         self.model: str | None = None
         self.deployment: str | None = None
         self.attempts = 0
+        self.tried: list[str] = []
         self.stream: bool | None = None
         self.status = 200
         self.outcome: str | None = None
@@ -561,10 +564,15 @@ class Exchange:
             outcome.report = report
             router.add_tokens(candidate, report.total_tokens)
 
-        return rxllm.stream(deployment.model, call.messages, **params).pipe(
+        source = rxllm.stream(deployment.model, call.messages, **params).pipe(
+            split_think_tags(**deployment.think_tags) if deployment.think_tags is not None else (lambda source: source),
             detect_repeated_chunks(partial_response=False),
-            tap_cost(on_report, model=deployment.model, messages=call.messages),
+            tap_cost(on_report, pricing=deployment.pricing, model=deployment.model, messages=call.messages),
         )
+        if self._state.config.otel:
+            attributes = {"rxllm.deployment": deployment.id, "rxllm.request_id": outcome.request_id}
+            source = source.pipe(tap_otel(model=deployment.model, messages=call.messages, attributes=attributes))
+        return source
 
     async def _open(self, plan: list[DeploymentState], make_feed: Callable[[], _Feed]) -> _Attempt:
         """Start the first deployment in ``plan`` that produces a chunk (or ends cleanly).
@@ -583,6 +591,7 @@ class Exchange:
             deployment = lease.deployment
             outcome.deployment = deployment.id
             outcome.attempts += 1
+            outcome.tried.append(deployment.id)
             attempt = _Attempt(lease, make_feed())
             self.attempt = attempt
             if self.aborted is not None:
@@ -865,7 +874,7 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     call: Call = dialect.translate(body, request)
     outcome.model = call.model
     outcome.stream = call.stream
-    plan = await state.router.aplan(call.model)
+    plan = await _full_plan(state, call.model)
     admit(call, plan, config)
     # the slot is taken only now: a client dripping its body holds no slot while it does
     limit = config.max_parallel_requests
@@ -901,6 +910,22 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     finally:
         if not detached:
             release()
+
+
+async def _full_plan(state: ProxyState, model: str) -> list[DeploymentState]:
+    """The router's plan, then the fallback models' plans, stretched to ``num_retries + 1`` attempts."""
+    router = state.router
+    config = state.config
+    plan = await router.aplan(model)
+    for name in config.fallbacks_for(model):
+        try:
+            plan += await router.aplan(name)
+        except ProxyError:
+            continue  # that fallback is at its rpm limit: skip it
+    retries = config.num_retries
+    if retries is not None and plan and len(plan) < retries + 1:
+        plan = [plan[i % len(plan)] for i in range(retries + 1)]
+    return plan
 
 
 def _prompt_chars(messages: Any) -> int:

@@ -105,6 +105,8 @@ class Router:
         self._allow_mock = config.allow_mock_models
         self._groups: dict[str, list[DeploymentState]] = {}
         self._turn: dict[str, int] = {}
+        #: Called with a deployment each time a failure puts it in cooldown (metrics).
+        self.cooldown_hooks: list[Callable[[Deployment], object]] = []
         for deployment in config.deployments:
             group = self._groups.setdefault(deployment.model_name, [])
             group.append(DeploymentState(deployment, len(group)))
@@ -202,3 +204,6 @@ class Router:
     def finish(self, state: DeploymentState, *, failed: bool) -> None:
         """An attempt on ``state`` ended; a failure puts it in cooldown."""
         self.shared.finish(state, failed=failed)
+        if failed and self._cooldown > 0:
+            for hook in self.cooldown_hooks:
+                hook(state.deployment)

@@ -46,44 +46,44 @@ def outcome(chunks: list[ChatCompletionChunk], limit: int | None = None, **kw: A
 
 
 class TestBoundaries:
-    def test_limit_plus_one_identical_chunks_fail_on_the_last(self) -> None:
-        """101 identical chunks, limit 100: 100 pass, then InternalServerError; upstream disposed then."""
+    def test_the_limit_th_identical_chunk_fails(self) -> None:
+        """100 identical chunks, limit 100: 99 pass, the 100th raises InternalServerError (LiteLLM's count)."""
         scheduler = TestScheduler()
         chunks = [content_chunk(LOOP, model="gpt-4o-mini") for _ in range(101)]
         xs = hot(scheduler, chunks, end=400)
 
         results = scheduler.start(lambda: xs.pipe(ops.detect_repeated_chunks(100, llm_provider="openai")))
 
-        assert [m.time for m in results.messages] == list(range(201, 302))
-        assert [k for _, k in kinds(results.messages)] == ["N"] * 100 + ["E"]
+        assert [m.time for m in results.messages] == list(range(201, 301))
+        assert [k for _, k in kinds(results.messages)] == ["N"] * 99 + ["E"]
         err = exception_of(results.messages)
         assert type(err) is InternalServerError
         assert err.status_code == 500
         assert err.message == "The model is repeating the same chunk = How are you?."
         assert (err.llm_provider, err.model) == ("openai", "gpt-4o-mini")
         assert err.partial_response is not None
-        assert err.partial_response.choices[0].message.content == LOOP * 100
-        assert xs.subscriptions == [subscribe(200, 301)]
+        assert err.partial_response.choices[0].message.content == LOOP * 99
+        assert xs.subscriptions == [subscribe(200, 300)]
 
-    def test_exactly_limit_identical_chunks_pass(self) -> None:
-        """``limit`` identical chunks are fine; the stream completes."""
+    def test_limit_minus_one_identical_chunks_pass(self) -> None:
+        """``limit - 1`` identical chunks are fine; the stream completes."""
         scheduler = TestScheduler()
-        xs = hot(scheduler, [content_chunk(LOOP) for _ in range(100)])
+        xs = hot(scheduler, [content_chunk(LOOP) for _ in range(99)])
 
         results = scheduler.start(lambda: xs.pipe(ops.detect_repeated_chunks(100)))
 
-        assert [k for _, k in kinds(results.messages)] == ["N"] * 100 + ["C"]
-        assert xs.subscriptions == [subscribe(200, 301)]
+        assert [k for _, k in kinds(results.messages)] == ["N"] * 99 + ["C"]
+        assert xs.subscriptions == [subscribe(200, 300)]
 
     def test_two_characters_never_count_and_reset(self) -> None:
         """Content of 2 chars or fewer never trips the limit, and breaks a run of longer content."""
-        assert outcome([content_chunk("ab") for _ in range(50)], limit=3) == (50, None)
+        assert outcome([content_chunk("ab") for _ in range(50)], limit=4) == (50, None)
         broken = [content_chunk(LOOP)] * 3 + [content_chunk("\n\n")] + [content_chunk(LOOP)] * 3
-        assert outcome(broken, limit=3) == (7, None)
+        assert outcome(broken, limit=4) == (7, None)
 
     def test_three_characters_count(self) -> None:
         """Content of 3 characters is counted."""
-        n, err = outcome([content_chunk("abc")] * 4, limit=3)
+        n, err = outcome([content_chunk("abc")] * 4, limit=4)
 
         assert n == 3
         assert isinstance(err, InternalServerError)
@@ -92,7 +92,7 @@ class TestBoundaries:
         """Chunks with "" or no content neither count nor break the run."""
         chunks = [content_chunk(LOOP), content_chunk(""), content_chunk(None), finish_chunk("stop")]
         chunks += [content_chunk(LOOP), content_chunk(LOOP)]
-        n, err = outcome(chunks, limit=2)
+        n, err = outcome(chunks, limit=3)
 
         assert n == 5
         assert isinstance(err, InternalServerError)
@@ -101,21 +101,21 @@ class TestBoundaries:
         """Only consecutive identical content counts."""
         chunks = [content_chunk(LOOP)] * 2 + [content_chunk("Something else")] + [content_chunk(LOOP)] * 2
 
-        assert outcome(chunks, limit=2) == (5, None)
+        assert outcome(chunks, limit=3) == (5, None)
 
     def test_tool_call_chunk_resets(self) -> None:
         """A chunk carrying tool calls resets its choice's run."""
         tool = make_chunk({"index": 0, "delta": {"content": LOOP, "tool_calls": [tool_fragment(0, "a", "f", "{}")]}})
         chunks = [content_chunk(LOOP)] * 2 + [tool] + [content_chunk(LOOP)] * 2
 
-        assert outcome(chunks, limit=2) == (5, None)
-        assert outcome([*chunks, content_chunk(LOOP)], limit=2)[0] == 5
+        assert outcome(chunks, limit=3) == (5, None)
+        assert outcome([*chunks, content_chunk(LOOP)], limit=3)[0] == 5
 
     def test_tool_argument_chunks_do_not_count(self) -> None:
         """Identical argument fragments are tool data, not repeated content."""
         chunks = [tool_chunk(tool_fragment(0, arguments='"aaa"')) for _ in range(10)]
 
-        assert outcome(chunks, limit=2) == (10, None)
+        assert outcome(chunks, limit=3) == (10, None)
 
 
 class TestPerChoice:
@@ -123,7 +123,7 @@ class TestPerChoice:
         """Interleaved choices repeating the same text each keep their own count."""
         chunks = [content_chunk(LOOP, index=i % 2) for i in range(4)]  # 2 per choice
 
-        assert outcome(chunks, limit=2) == (4, None)
+        assert outcome(chunks, limit=3) == (4, None)
 
     def test_partial_response_can_be_left_to_a_downstream_operator(self) -> None:
         """partial_response=False builds nothing; to_response downstream attaches the partial."""
@@ -131,7 +131,7 @@ class TestPerChoice:
         xs = hot(scheduler, [content_chunk(LOOP) for _ in range(4)], end=400)
 
         results = scheduler.start(
-            lambda: xs.pipe(ops.detect_repeated_chunks(2, partial_response=False), ops.to_response())
+            lambda: xs.pipe(ops.detect_repeated_chunks(3, partial_response=False), ops.to_response())
         )
 
         err = exception_of(results.messages)
@@ -142,7 +142,7 @@ class TestPerChoice:
 
     def test_without_partial_response_the_error_has_none(self) -> None:
         """partial_response=False alone: the error carries no partial response."""
-        n, err = outcome([content_chunk(LOOP) for _ in range(3)], limit=2, partial_response=False)
+        n, err = outcome([content_chunk(LOOP) for _ in range(3)], limit=3, partial_response=False)
 
         assert n == 2
         assert isinstance(err, InternalServerError) and err.partial_response is None
@@ -153,7 +153,7 @@ class TestPerChoice:
         for i in range(3):
             chunks.append(content_chunk(f"choice zero {i}", index=0))
             chunks.append(content_chunk(LOOP, index=1))
-        n, err = outcome(chunks, limit=2)
+        n, err = outcome(chunks, limit=3)
 
         assert n == 5
         assert isinstance(err, InternalServerError)
@@ -167,7 +167,7 @@ class TestPerChoice:
         """A tool call in choice 0 does not reset choice 1's run."""
         chunks = [content_chunk(LOOP, index=1)] * 2
         chunks += [tool_chunk(tool_fragment(0, "a", "f", "{}"), choice=0), content_chunk(LOOP, index=1)]
-        n, err = outcome(chunks, limit=2)
+        n, err = outcome(chunks, limit=3)
 
         assert n == 3
         assert isinstance(err, InternalServerError)
@@ -182,7 +182,7 @@ class TestLimitSetting:
 
         passed: list[Any] = []
         reactivex.from_iterable(chunks).pipe(op).subscribe(passed.append, lambda e: None)
-        assert len(passed) == 3
+        assert len(passed) == 2
         monkeypatch.setattr(rxllm, "REPEATED_STREAMING_CHUNK_LIMIT", 10, raising=False)
         passed.clear()
         reactivex.from_iterable(chunks).pipe(op).subscribe(passed.append)
@@ -238,7 +238,7 @@ class TestLimitSetting:
         """An explicit limit ignores the module attribute."""
         monkeypatch.setattr(rxllm, "REPEATED_STREAMING_CHUNK_LIMIT", 1, raising=False)
 
-        assert outcome([content_chunk(LOOP)] * 3, limit=5) == (3, None)
+        assert outcome([content_chunk(LOOP)] * 3, limit=6) == (3, None)
 
     def test_bad_limits(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """limit < 1 is refused at once; a bad module value fails the subscription."""
@@ -289,7 +289,7 @@ class TestStream:
         xs = scheduler.create_cold_observable(
             on_next(1, content_chunk(LOOP)), on_next(2, content_chunk(LOOP)), on_completed(3)
         )
-        pipeline = xs.pipe(ops.detect_repeated_chunks(3))
+        pipeline = xs.pipe(ops.detect_repeated_chunks(4))
 
         results = scheduler.start(lambda: reactivex.concat(pipeline, pipeline))
 

@@ -78,7 +78,7 @@ class TestToResponse:
         assert xs.subscriptions == [subscribe(200, 300)]
 
     def test_api_error_gets_the_partial_response(self) -> None:
-        """An upstream APIError passes through carrying the response rebuilt so far."""
+        """An upstream APIError passes through as a copy carrying the response so far; the original is untouched."""
         scheduler = TestScheduler()
         err = InternalServerError("boom", llm_provider="openai")
         xs = scheduler.create_hot_observable(
@@ -88,9 +88,11 @@ class TestToResponse:
         results = scheduler.start(lambda: xs.pipe(ops.to_response()))
 
         assert kinds(results.messages) == [(230, "E")]
-        assert exception_of(results.messages) is err
-        assert err.partial_response is not None
-        assert err.partial_response.choices[0].message.content == "Hello"
+        got = exception_of(results.messages)
+        assert type(got) is InternalServerError and got.message == "boom"
+        assert got.partial_response is not None
+        assert got.partial_response.choices[0].message.content == "Hello"
+        assert err.partial_response is None
         assert xs.subscriptions == [subscribe(200, 230)]
 
     def test_existing_partial_response_is_kept(self) -> None:
@@ -197,8 +199,10 @@ class TestSnapshots:
         results = scheduler.start(lambda: xs.pipe(ops.snapshots()))
 
         assert kinds(results.messages) == [(210, "N"), (220, "E")]
-        assert err.partial_response is not None
-        assert err.partial_response.choices[0].message.content == "abc"
+        got = exception_of(results.messages)
+        assert got.partial_response is not None
+        assert got.partial_response.choices[0].message.content == "abc"
+        assert err.partial_response is None
         assert xs.subscriptions == [subscribe(200, 220)]
 
     def test_error_inside_is_forwarded(self) -> None:

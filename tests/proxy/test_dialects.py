@@ -177,6 +177,28 @@ class TestKeepalive:
         assert any(e.startswith("event: text") for e in events)
         assert events[-1].startswith("event: end")
 
+    async def test_after_a_keepalive_failover_still_happens_and_failures_are_error_events(self) -> None:
+        """Headers committed by a keepalive: a failing deployment is still replaced; if all fail, an error event."""
+        async with upstream() as broken, upstream(count=2) as good:
+            broken.first_delay = 0.6
+            broken.fail_status = 500
+            both = config(upstream_entry("m", broken), upstream_entry("m", good), keepalive_interval=0.25)
+            only_broken = config(upstream_entry("m", broken), keepalive_interval=0.25)
+            body_in = {"model": "m", "prompt": "x", "stream": True}
+            async with _ToyServer(both) as server:
+                _, _, failed_over = await _post(server.url + "/toy", body_in)
+            async with _ToyServer(only_broken) as server:
+                status, _, failed = await _post(server.url + "/toy", body_in)
+
+        events = [block for block in failed_over.decode().split("\n\n") if block]
+        assert events[0] == "event: ping\ndata: {}"
+        assert "".join(orjson.loads(e.split("data: ", 1)[1])["t"] for e in events if e.startswith("event: text"))
+        assert events[-1].startswith("event: end")
+        tail = [block for block in failed.decode().split("\n\n") if block]
+        assert status == 200
+        assert tail[0] == "event: ping\ndata: {}"
+        assert tail[-1].startswith("event: oops")
+
     async def test_chat_keepalives_are_comments_the_openai_sdk_ignores(self) -> None:
         """Chat completions sends ': ping' comments; the official client still reads the whole answer."""
         cfg = config(mock_entry("m", mock_response="a b c", mock_delay=0.7), keepalive_interval=0.25)

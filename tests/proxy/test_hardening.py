@@ -155,6 +155,7 @@ class TestSecrets:
                     "extra_headers": {"X-Custom-Auth": "hdr-secret-5678"},
                     "aws_secret_access_key": "aws-secret-9012",
                     "temperature": 0.5,
+                    "max_tokens": 100,
                 },
             },
             master_key="sk-master-NOT-3456",
@@ -164,6 +165,7 @@ class TestSecrets:
         for secret in ("sk-visible-NOT-1234", "hdr-secret-5678", "aws-secret-9012", "sk-master-NOT-3456"):
             assert secret not in shown
         assert "X-Custom-Auth" in shown and "0.5" in shown
+        assert "'max_tokens': 100" in shown  # not a secret for ending in "tokens"
 
     async def test_an_upstream_echoing_secrets_leaks_them_nowhere(self) -> None:
         """An error body echoing the key and a header value: not in the client's body, not in the log."""
