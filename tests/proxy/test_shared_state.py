@@ -85,9 +85,9 @@ class TestConfig:
         assert "p@ss/word" in cfg.secrets() and "p%40ss" not in repr(cfg)
 
     def test_bad_router_settings_name_the_setting(self) -> None:
-        """Unknown keys, a URL without a scheme, or a port without a host fail at load."""
-        with pytest.raises(ConfigError, match="routing_mode"):
-            parse_config({"router_settings": {"routing_mode": "x"}}, environ={})
+        """Unknown redis_* keys, a URL without a scheme, or a port without a host fail at load."""
+        with pytest.raises(ConfigError, match="redis_sentinel"):
+            parse_config({"router_settings": {"redis_sentinel": "x"}}, environ={})
         with pytest.raises(ConfigError, match="redis_url must start"):
             parse_config({"router_settings": {"redis_url": "localhost:6379"}}, environ={})
         with pytest.raises(ConfigError, match="redis_port needs"):
