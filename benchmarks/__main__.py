@@ -3,7 +3,7 @@
     python -m benchmarks            # full run, a few minutes (2 cores)
     python -m benchmarks --quick    # about a minute
     python -m benchmarks --smoke    # seconds: CI's check that the benchmarks still run
-    python -m benchmarks --only client|proxy|import|memory|dialects
+    python -m benchmarks --only client|layers|proxy|import|memory|dialects
 
 Peers (``openai``, ``litellm`` with its proxy) come from the ``bench`` extra; install them in a
 separate virtual environment (``pip install -e ".[bench]"``). A peer that is not installed gets
@@ -20,11 +20,11 @@ import sys
 import time
 from typing import Any
 
-from benchmarks import _client, _proxy, _startup, bench_dialects
+from benchmarks import _ablation, _client, _proxy, _startup, bench_dialects
 from benchmarks._common import apply_offline_env, fmt, machine, raise_fd_limit, table
 from benchmarks._upstream import Upstream
 
-SECTIONS = ("client", "proxy", "import", "memory", "dialects")
+SECTIONS = ("client", "layers", "proxy", "import", "memory", "dialects")
 
 #: size -> (client cases, repeats, settle s, import runs, memory streams)
 SIZES: dict[str, dict[str, Any]] = {
@@ -105,6 +105,44 @@ def client_section(upstream: Upstream, size: dict[str, Any], failures: list[str]
         "text or tool calls, checked against what was sent."
     )
     return f"### Client: CPU per streamed chunk\n\n{table(header, rows)}\n\n{notes}\n"
+
+
+def layers_section(upstream: Upstream, size: dict[str, Any], failures: list[str]) -> str:
+    cases = size["cases"]
+    impls = _ablation.implementations()
+    results = asyncio.run(_client.measure(upstream, cases, size["repeats"], size["settle"], _log, impls))
+    names = [name for name, _, _ in impls]
+    header = ["client path, layer by layer"]
+    for case in cases:
+        header += [f"{_case_title(case)}: µs CPU/chunk", "x floor", "+µs"]
+    rows = []
+    for i, name in enumerate(names):
+        row = [name]
+        for case in cases:
+            value, floor = results[case][name], results[case][names[0]]
+            below = results[case][names[i - 1]] if 0 < i < len(names) - 1 else None
+            if isinstance(value, str):
+                row += [value, "", ""]
+                failures.append(f"layer {name} ({_case_title(case)}): {value}")
+                continue
+            ratio = value / floor if isinstance(floor, float) else float("nan")
+            added = fmt(value - below) if isinstance(below, float) else ""
+            row += [fmt(value), fmt(ratio, 2) + "x", added]
+        rows.append(row)
+    gc_row = ["GC share of row 6"]
+    for case in cases:
+        on, off = results[case][names[-2]], results[case][names[-1]]
+        share = (on - off) / on if isinstance(on, float) and isinstance(off, float) and on else float("nan")
+        gc_row += [f"{share * 100:.0f} %", "", ""]
+    rows.append(gc_row)
+    notes = (
+        "Each row adds one layer of rxllm's client path to the row above (*+µs*: what that layer "
+        "costs per chunk), measured like the client table (median of "
+        f"{size['repeats']} streams, rows alternating). Rows 1-5 rebuild the text on the fly; row 6 "
+        "keeps every chunk and rebuilds the response with `stream_chunk_builder`; the GC share is "
+        "(row 6 - row 6 with `gc.disable()`) / row 6."
+    )
+    return f"### Client path, layer by layer\n\n{table(header, rows)}\n\n{notes}\n"
 
 
 def proxy_section(upstream: Upstream, size_name: str, failures: list[str], profile: str | None) -> str:
@@ -240,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     with Upstream() as upstream:
         if "client" in sections:
             out.append(client_section(upstream, size, failures))
+        if "layers" in sections:
+            out.append(layers_section(upstream, size, failures))
         if "proxy" in sections:
             out.append(proxy_section(upstream, size_name, failures, args.profile_proxy))
         if "import" in sections:

@@ -265,9 +265,13 @@ async def measure(
     repeats: int,
     settle: float,
     log: Callable[[str], None],
+    impls: list[tuple[str, str, Impl | None]] | None = None,
 ) -> dict[tuple[str, str, int], dict[str, float | str]]:
-    """For each ``(variant, mode, n)``: row name -> median µs per chunk (or a reason string)."""
-    impls = implementations()
+    """For each ``(variant, mode, n)``: row name -> median µs per chunk (or a reason string).
+
+    ``impls``: the rows to measure (default: :func:`implementations`).
+    """
+    impls = implementations() if impls is None else impls
     out: dict[tuple[str, str, int], dict[str, float | str]] = {}
     if installed("litellm"):
         import litellm

@@ -103,6 +103,27 @@ def pipeline(*stages: Callable[[Any], Any]) -> Callable[[list[ChatCompletionChun
     return run
 
 
+def _info() -> Any:
+    from rxllm._instrument import CallInfo
+
+    return CallInfo(model="gpt-4o", messages=[], params={}, stream=True, is_async=True, llm_provider="openai")
+
+
+def completion_stages(fused: bool) -> Callable[[list[ChatCompletionChunk]], Any]:
+    """``completion()``'s per-chunk work: repeated-chunk detection and the instrumentation.
+
+    ``fused``: as ``completion`` runs it (one observer); else as two composed operators.
+    """
+    from rxllm._instrument import instrument
+
+    def run(chunks: list[ChatCompletionChunk]) -> Any:
+        if fused:
+            return pipeline(instrument(_info(), detect_repeats=True))(chunks)
+        return pipeline(ops.detect_repeated_chunks(partial_response=False), instrument(_info()))(chunks)
+
+    return run
+
+
 CASES: list[Case] = [
     ("baseline: from_iterable → subscribe", pipeline()),
     ("ResponseBuilder.add (+1 build)", builder_add),
@@ -111,6 +132,8 @@ CASES: list[Case] = [
     ("to_response", pipeline(ops.to_response())),
     ("snapshots (not read)", pipeline(ops.snapshots())),
     ("text", pipeline(ops.text())),
+    ("completion's stages composed: detect → instrument", completion_stages(fused=False)),
+    ("completion's stages fused: instrument(detect_repeats=True)", completion_stages(fused=True)),
     (
         "detect → publish(accumulate_tool_calls ∥ to_response)",
         pipeline(

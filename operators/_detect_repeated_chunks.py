@@ -12,7 +12,62 @@ from rxllm.errors import InternalServerError
 from rxllm.settings import check_repeated_chunk_limit, settings
 from rxllm.types import ChatCompletionChunk
 
-__all__ = ["detect_repeated_chunks"]
+__all__ = ["RepeatTracker", "detect_repeated_chunks"]
+
+
+class RepeatTracker:
+    """One stream's repeated-chunk state: per choice, the last content and how often it came in a row.
+
+    :meth:`check` is the whole per-chunk cost of the detection: for each choice, its content is
+    compared with that choice's previous content (``==``, which is an identity check first),
+    and a counter is bumped in place (no allocation per chunk). Shared by
+    :func:`detect_repeated_chunks` and ``completion``/``acompletion``, which run it inside their
+    instrumentation (one observer layer less per chunk).
+
+    Args:
+        limit: The number of identical chunks in a row that counts as a loop (at least 1).
+    """
+
+    __slots__ = ("count", "index", "last", "limit", "runs")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        # the run of the choice seen last, in slots: a one-choice stream never touches the dict
+        self.index = -1
+        self.last: str | None = None
+        self.count = 0
+        self.runs: dict[int, tuple[str | None, int]] = {}  # the other choices' runs
+
+    def check(self, chunk: ChatCompletionChunk) -> str | None:
+        """The content ``chunk`` repeats for the ``limit``-th time in a row, or ``None``."""
+        for sc in chunk.choices:
+            d = sc.delta
+            c = d.content
+            i = sc.index
+            if i != self.index:  # another choice than last time: swap its run into the slots
+                runs = self.runs
+                if self.index >= 0:
+                    runs[self.index] = (self.last, self.count)
+                self.last, self.count = runs.pop(i, (None, 0))
+                self.index = i
+            if d.tool_calls:
+                self.last = None
+                continue
+            if not c or c.__class__ is not str:
+                continue
+            if len(c) <= 2:
+                self.last = None
+            elif c == self.last:
+                self.count += 1
+                if self.count >= self.limit:
+                    return c
+            else:
+                self.last = c
+                self.count = 1
+                if self.limit <= 1:
+                    return c
+        return None
+
 
 def detect_repeated_chunks(
     limit: int | None = None,
@@ -66,36 +121,22 @@ def detect_repeated_chunks(
             except ValueError as exc:
                 observer.on_error(exc)
                 return Disposable()  # never subscribe: that would start a request for nothing
-            runs: dict[int, tuple[str, int]] = {}  # choice index -> (content, identical in a row)
+            check = RepeatTracker(lim).check
             builder = ResponseBuilder() if partial_response else None
 
             def on_next(chunk: ChatCompletionChunk) -> None:
                 try:
-                    for sc in chunk.choices:
-                        d = sc.delta
-                        if d.tool_calls:
-                            runs.pop(sc.index, None)
-                            continue
-                        c = d.content
-                        if not c or c.__class__ is not str:
-                            continue
-                        if len(c) <= 2:
-                            runs.pop(sc.index, None)
-                            continue
-                        run = runs.get(sc.index)
-                        count = 1 if run is None or run[0] != c else run[1] + 1
-                        if count < lim:
-                            runs[sc.index] = (c, count)
-                        else:
-                            observer.on_error(
-                                InternalServerError(
-                                    f"The model is repeating the same chunk = {c}.",
-                                    llm_provider=llm_provider,
-                                    model=chunk.model or None,
-                                    partial_response=builder.build(partial=True) if builder else None,
-                                )
+                    repeated = check(chunk)
+                    if repeated is not None:
+                        observer.on_error(
+                            InternalServerError(
+                                f"The model is repeating the same chunk = {repeated}.",
+                                llm_provider=llm_provider,
+                                model=chunk.model or None,
+                                partial_response=builder.build(partial=True) if builder else None,
                             )
-                            return
+                        )
+                        return
                     if builder is not None:
                         builder.add(chunk)
                 except Exception as exc:

@@ -26,8 +26,8 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable
 
 from rxllm._log import get_logger
-from rxllm.errors import APIError
-from rxllm.settings import settings
+from rxllm.errors import APIError, InternalServerError
+from rxllm.settings import check_repeated_chunk_limit, settings
 from rxllm.types import ChatCompletionChunk, ModelResponse
 
 __all__ = ["CallInfo", "instrument"]
@@ -49,21 +49,49 @@ class CallInfo:
     response: ModelResponse | None = None
 
 
-def instrument(info: CallInfo) -> Callable[[Observable[ChatCompletionChunk]], Observable[ChatCompletionChunk]]:
-    """Rebuild the response as chunks pass, attach it to errors, and fire the callbacks once."""
+def instrument(
+    info: CallInfo, *, detect_repeats: bool = False
+) -> Callable[[Observable[ChatCompletionChunk]], Observable[ChatCompletionChunk]]:
+    """Rebuild the response as chunks pass, attach it to errors, and fire the callbacks once.
+
+    ``detect_repeats``: also do ``detect_repeated_chunks``' work (the module limit, read at
+    subscription) in the same observer, instead of one more layer per chunk.
+    """
 
     def operator(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
         def subscribe(
             observer: abc.ObserverBase[ChatCompletionChunk], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
             from rxllm.builder import ResponseBuilder
+            from rxllm.operators._detect_repeated_chunks import RepeatTracker
 
+            check = None
+            if detect_repeats:
+                try:
+                    check = RepeatTracker(check_repeated_chunk_limit(settings.repeated_chunk_limit)).check
+                except ValueError as exc:
+                    observer.on_error(exc)
+                    return Disposable()  # never subscribe: that would start a request for nothing
             builder = ResponseBuilder(messages=info.messages)
+            add = builder.add
             start = datetime.datetime.now()
             ended = False
 
             def on_next(chunk: ChatCompletionChunk) -> None:
-                builder.add(chunk)  # chunks are validated at the provider boundary
+                if ended:
+                    return
+                if check is not None:
+                    repeated = check(chunk)
+                    if repeated is not None:
+                        on_error(
+                            InternalServerError(
+                                f"The model is repeating the same chunk = {repeated}.",
+                                llm_provider=info.llm_provider,
+                                model=chunk.model or None,
+                            )
+                        )
+                        return
+                add(chunk)  # chunks are validated at the provider boundary
                 observer.on_next(chunk)
 
             def on_error(exc: Exception) -> None:

@@ -206,6 +206,12 @@ def _pipeline(
     num_retries = params.pop("num_retries", None)
     retry_backoff = params.pop("retry_backoff", None)
     fallbacks = _check_fallbacks(params.pop("fallbacks", None), model)
+    info = CallInfo(model=model, messages=list(messages), params=params, stream=streaming, is_async=is_async)
+    info.llm_provider = claimed_provider(model)
+    if not num_retries and not fallbacks:
+        # the common call: detection runs inside the instrumentation (one observer per chunk)
+        plain = stream(model, messages, **{k: v for k, v in params.items() if k != "model"})
+        return plain.pipe(instrument(info, detect_repeats=True)), info
     source = _detected(model, messages, params, eager=not fallbacks)
     if num_retries:
         if isinstance(num_retries, bool) or not isinstance(num_retries, int) or num_retries < 0:
@@ -218,8 +224,6 @@ def _pipeline(
             for alt in fallbacks
         ]
         source = source.pipe(ops.fallback(*alternatives))
-    info = CallInfo(model=model, messages=list(messages), params=params, stream=streaming, is_async=is_async)
-    info.llm_provider = claimed_provider(model)
     return source.pipe(instrument(info)), info
 
 

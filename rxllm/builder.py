@@ -45,6 +45,7 @@ __all__ = [
 
 #: Chunk-level keys not carried into the response: per-chunk padding and prompt echoes.
 DROPPED_CHUNK_KEYS = frozenset({"obfuscation", "prompt_token_ids", "prompt_text"})
+_chunk_unknown_keys = ChatCompletionChunk._unknown_keys
 
 _MISSING: Any = object()
 
@@ -479,7 +480,7 @@ class ResponseBuilder:
         if u is not None:
             self._usage.add(u)
             self._usage_result = None
-        ex = chunk.extra
+        ex = _chunk_unknown_keys(chunk)  # extra without obfuscation (dropped anyway): no dict built
         if ex:
             extra = self._extra
             for k, val in ex.items():

@@ -31,8 +31,14 @@ def test_smoke_run_prints_rxllm_rows_with_numbers(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     out = proc.stdout
-    for heading in ("### Client", "### Proxy", "### Import time", "### Memory per open stream", "### Dialects"):
+    for heading in ("### Client", "### Client path, layer by layer", "### Proxy", "### Import time",
+                    "### Memory per open stream", "### Dialects"):  # fmt: skip
         assert heading in out
+    # the layer table: every layer has a number and a ratio in every case, and the GC share is a percentage
+    for prefix in ("1. floor", "2. + decode", "3. + parse", "4. + Observable", "5. + operators", "6. + builder"):
+        row = _row(out, prefix)
+        assert len(re.findall(_NUMBER + r" \| " + _NUMBER + "x", row)) == 3, row
+    assert re.search(r"\| GC share of row 6 \| -?[0-9]+ %", out)
     # client: the floor and rxllm's rows have a number and a ratio in every column
     for prefix in ("floor:", "rxllm `acompletion(stream=True)`", "rxllm `stream()`", "rxllm provider"):
         row = _row(out, prefix)

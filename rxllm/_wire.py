@@ -1,0 +1,407 @@
+"""The wire codec: ``from_dict``, ``to_dict`` and the known keys, generated from one field table.
+
+Each class of :mod:`rxllm.types` declares its fields once, as attrs fields made by
+:func:`wire` (the annotation is the type; ``wire(...)`` says how the field travels), and is
+decorated with :func:`wire_class`, which generates, from that table alone:
+
+- ``from_dict(d)``: one ``d.get`` per key, nested objects decoded by the nested class's
+  generated decoder, unknown keys into ``extra`` (the shared empty mapping when there are none),
+  built through :func:`rxllm._fastnew.mutable_sibling` (slot stores) where the class allows it;
+- ``to_dict()``: the wire dict back, losslessly (``extra`` written back; ``None`` fields left
+  out unless the field says ``always``);
+- ``_known`` (the modelled wire keys) and ``_fields`` (the field names, in order).
+
+The generated code is then verified, at import time: every attrs field but ``extra`` must be
+declared with :func:`wire`, ``extra`` must come last, and a probe dict (a distinct value per key,
+nested probes for nested classes, an unknown key) must decode into an object whose every field
+holds its own key's value and encode back to the same dict. A table that disagrees with its
+class fails ``import rxllm``, never the first chunk.
+
+Adding a wire field is one line in the class body, e.g. ``audio: str | None = wire(None)``.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final, TypeVar
+
+import attrs
+import orjson
+
+from rxllm._fastnew import mutable_sibling
+
+__all__ = ["EMPTY", "Kind", "hidden_key", "verify", "wire", "wire_class"]
+
+_T = TypeVar("_T")
+
+#: The metadata key under which :func:`wire` stores a field's :class:`Spec`.
+_META: Final = "rxllm.wire"
+
+
+class _Empty(Mapping[str, Any]):
+    """The immutable, picklable empty mapping shared by every object with no unknown keys."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __reduce__(self) -> str:
+        return "EMPTY"
+
+
+#: The shared immutable default for ``extra``: most objects carry no unknown keys.
+EMPTY: Mapping[str, Any] = _Empty()
+
+
+class Kind:
+    """How a field's value travels (the ``kind=`` of :func:`wire`).
+
+    ``ATOM``: as it is (strings, numbers, ``None``). ``TUPLE``: a JSON list kept as a tuple
+    (written back as a list). ``JSON_TEXT``: a string; any other JSON value is stored as its
+    JSON text. ``FLAG``: a bool, written only when true. ``DICTS``: a list of objects kept as a
+    tuple of dicts. A wire class (``kind=Delta``): one nested object; ``(Delta,)``: a list of them.
+    """
+
+    ATOM: Final = "atom"
+    TUPLE: Final = "tuple"
+    JSON_TEXT: Final = "json_text"
+    FLAG: Final = "flag"
+    DICTS: Final = "dicts"
+
+
+@attrs.frozen
+class Spec:
+    """One row of a class's field table (see :func:`wire`)."""
+
+    kind: Any
+    key: str | None
+    always: bool | None
+    falsy_default: bool
+    keep_null: bool
+    required: bool
+    hidden: bool
+
+
+def wire(
+    default: Any = attrs.NOTHING,
+    *,
+    kind: Any = Kind.ATOM,
+    key: str | None = None,
+    always: bool | None = None,
+    falsy_default: bool = False,
+    keep_null: bool = False,
+    hash: bool | None = None,
+) -> Any:
+    """Declare one wire field (an ``attrs.field`` carrying its codec row).
+
+    Args:
+        default: The value when the key is absent or ``null``; no default makes the key required.
+        kind: A :class:`Kind`, a wire class (one nested object) or a 1-tuple ``(cls,)`` (a list).
+        key: The wire key, when it is not the field's name.
+        always: Write the key even when the value is ``None`` (default: only fields whose
+            default is not ``None`` are always written).
+        falsy_default: Read any falsy wire value (``""``, ``0``, ``null``) as the default.
+        keep_null: Read an absent or ``null`` key as ``None``, not the default (the default
+            is then only the constructor's).
+        hash: Passed to ``attrs.field``.
+
+    Returns:
+        The attrs field.
+    """
+    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING, False)
+    return attrs.field(default=default, hash=hash, metadata={_META: spec})
+
+
+def hidden_key(key: str) -> dict[str, Any]:
+    """The metadata of a hidden wire key: ``attrs.field(default=None, init=False, eq=False,
+    repr=False, hash=False, metadata=hidden_key("obfuscation"))``.
+
+    A known key the model does not expose (OpenAI's ``obfuscation`` padding): stored in a
+    private slot, so a chunk carrying it needs no ``extra`` dict of its own; ``extra`` still
+    shows it (built when read) and ``to_dict`` writes it back. Not an ``__init__`` argument and
+    not compared (``extra`` is). The class needs ``wire_class(fast=True)``. (Spelled as an
+    ``attrs.field`` so type checkers see ``init=False``.)
+    """
+    return {_META: Spec(Kind.ATOM, key, None, False, False, False, True)}
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def _rows(cls: type[Any]) -> list[tuple[str, str, Spec, Any]]:
+    """``(field name, wire key, spec, default)`` for every wire field; refuses an incomplete table."""
+    fields = attrs.fields(cls)
+    if not fields or fields[-1].name != "extra":
+        raise TypeError(f"wire_class: {cls.__name__}'s last field must be 'extra' (unknown keys)")
+    rows = []
+    for f in fields[:-1]:
+        spec = f.metadata.get(_META)
+        if spec is None:
+            raise TypeError(f"wire_class: {cls.__name__}.{f.name} is not declared with wire()")
+        rows.append((f.name, spec.key or f.name, spec, f.default))
+    keys = [key for _, key, _, _ in rows]
+    if len(set(keys)) != len(keys):
+        raise TypeError(f"wire_class: {cls.__name__} declares a wire key twice: {keys}")
+    return rows
+
+
+def _nested(kind: Any) -> tuple[type[Any] | None, bool]:
+    """``(wire class, is a list)`` for a nested kind, else ``(None, False)``."""
+    if isinstance(kind, tuple) and len(kind) == 1 and isinstance(kind[0], type):
+        return kind[0], True
+    if isinstance(kind, type):
+        return kind, False
+    return None, False
+
+
+def _decoder_name(cls: type[Any]) -> str:
+    return f"_dec_{cls.__name__}"
+
+
+def _decode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], ns: dict[str, Any], fast: bool) -> str:
+    """The body of the decoder (after its ``def`` line): ``d`` is the wire dict."""
+    lines = ["    get = d.get"]
+    args = []
+    for i, (_name, key, spec, default) in enumerate(rows):
+        v = f"v{i}"
+        dname = f"_default{i}"
+        ns[dname] = default
+        raw = f"d[{key!r}]" if spec.required else f"get({key!r})"
+        target, many = _nested(spec.kind)
+        if target is not None:
+            ns[_decoder_name(target)] = target._wire_decode
+            dec = _decoder_name(target)
+            built = f"tuple([{dec}(x) for x in {v}])" if many else f"{dec}({v})"
+            test = f"{v}" if default is not None else f"{v} is not None"
+            lines += [f"    {v} = {raw}", f"    {v} = {built} if {test} else {dname}"]
+        elif spec.kind == Kind.ATOM:
+            if spec.falsy_default:
+                lines.append(f"    {v} = {raw} or {dname}")
+            elif default is None or spec.required or spec.keep_null:
+                lines.append(f"    {v} = {raw}")
+            else:
+                lines += [f"    {v} = {raw}", f"    if {v} is None:", f"        {v} = {dname}"]
+        elif spec.kind == Kind.TUPLE:
+            lines += [f"    {v} = {raw}", f"    {v} = tuple({v}) if {v} is not None else {dname}"]
+        elif spec.kind == Kind.DICTS:
+            lines += [f"    {v} = {raw}", f"    {v} = tuple([dict(x) for x in {v}]) if {v} is not None else {dname}"]
+        elif spec.kind == Kind.JSON_TEXT:
+            lines += [
+                f"    {v} = {raw}",
+                f"    if {v} is None:",
+                f"        {v} = {dname}",
+                f"    elif not isinstance({v}, str):",
+                f"        {v} = _dumps({v}).decode()",
+            ]
+        elif spec.kind == Kind.FLAG:
+            lines.append(f"    {v} = bool({raw})")
+        else:
+            raise TypeError(f"wire_class: {cls.__name__}.{key}: unknown kind {spec.kind!r}")
+        args.append(v)
+    lines += [
+        "    extra = _EMPTY if d.keys() <= _known else {k: x for k, x in d.items() if k not in _known}",
+        f"    o = _new({', '.join([*args, 'extra'])})",
+    ]
+    if fast:  # rxllm._fastnew's mutable sibling: swap in the frozen class
+        lines.append("    o.__class__ = _cls")
+    lines.append("    return o")
+    return "\n".join(lines) + "\n"
+
+
+def _encode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], order: tuple[str, ...]) -> str:
+    by_key = {key: (name, spec, default) for name, key, spec, default in rows}
+    unknown = [k for k in order if k not in by_key]
+    if unknown:
+        raise TypeError(f"wire_class: {cls.__name__}: encode order names unknown keys {unknown}")
+    keys = list(order) + [k for k in by_key if k not in order]
+    lines = ["def to_dict(self):", "    out = {}"]
+    for key in keys:
+        name, spec, default = by_key[key]
+        always = spec.always if spec.always is not None else (default is not None or spec.required)
+        target, many = _nested(spec.kind)
+        x = f"self.{name}"
+        if target is not None:
+            value = "[y.to_dict() for y in x]" if many else "x.to_dict()"
+        elif spec.kind in (Kind.TUPLE, Kind.DICTS):
+            value = "list(x)" if spec.kind == Kind.TUPLE else "[dict(y) for y in x]"
+        else:
+            value = "x"
+        if spec.kind == Kind.FLAG:
+            lines += [f"    if {x}:", f"        out[{key!r}] = True"]
+        elif always and value == "x":
+            lines.append(f"    out[{key!r}] = {x}")
+        elif always:
+            lines += [f"    x = {x}", f"    out[{key!r}] = {value} if x is not None else None"]
+        else:
+            lines += [f"    x = {x}", "    if x is not None:", f"        out[{key!r}] = {value}"]
+    lines += ["    extra = self.extra", "    if extra:", "        out.update(extra)", "    return out"]
+    return "\n".join(lines) + "\n"
+
+
+def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[type[_T]], type[_T]]:
+    """Generate and verify ``from_dict``/``to_dict``/``_known``/``_fields`` from the class's field table.
+
+    Apply above ``@attrs.frozen``.
+
+    Args:
+        order: Wire keys ``to_dict`` writes first, in this order (the rest follow in field order).
+        fast: Build objects through :func:`rxllm._fastnew.mutable_sibling` (the class must be made
+            with :func:`rxllm._fastnew.slotted_base`); otherwise with the class itself.
+
+    Returns:
+        The class decorator.
+
+    Raises:
+        TypeError: At class creation, when the table is incomplete or does not verify.
+    """
+
+    def decorate(cls: type[_T]) -> type[_T]:
+        rows = _rows(cls)
+        known = frozenset(key for _, key, _, _ in rows)
+        ns: dict[str, Any] = {
+            "_EMPTY": EMPTY,
+            "_known": known,
+            "_dumps": orjson.dumps,
+            "_new": mutable_sibling(cls) if fast else cls,
+            "_cls": cls,
+        }
+        body = _decode_source(cls, rows, ns, fast)
+        # the same body twice: a plain function for nested decoding, a classmethod for users
+        source = f"def decode(d):\n{body}\ndef from_dict(cls, d):\n{body}\n" + _encode_source(cls, rows, order)
+        exec(compile(source, f"<rxllm.wire {cls.__name__}>", "exec"), ns)  # noqa: S102
+        decode, from_dict, encode = ns["decode"], ns["from_dict"], ns["to_dict"]
+        decode.__qualname__ = f"{cls.__qualname__}._wire_decode"
+        from_dict.__doc__ = f"Build a ``{cls.__name__}`` from its wire dict (unknown keys go to ``extra``)."
+        from_dict.__qualname__ = f"{cls.__qualname__}.from_dict"
+        encode.__doc__ = "The wire dict (keys kept in ``extra`` written back)."
+        encode.__qualname__ = f"{cls.__qualname__}.to_dict"
+        cls._wire_decode = staticmethod(decode)  # type: ignore[attr-defined]
+        cls.from_dict = classmethod(from_dict)  # type: ignore[attr-defined]
+        cls.to_dict = encode  # type: ignore[attr-defined]
+        cls._known = known  # type: ignore[attr-defined]
+        cls._fields = tuple(name for name, _, _, _ in rows)  # type: ignore[attr-defined]
+        cls._wire_probe = _probe(cls, rows)  # type: ignore[attr-defined]
+        hidden = [(name, key) for name, key, spec, _ in rows if spec.hidden]
+        for f in attrs.fields(cls):  # type: ignore[arg-type]
+            spec = f.metadata.get(_META)
+            if spec is not None and spec.hidden and (f.init or f.eq or f.repr is not False or f.default is not None):
+                raise TypeError(
+                    f"wire_class: {cls.__name__}.{f.name}: a hidden key needs init/eq/repr off, default None"
+                )
+        if hidden:
+            if not fast:
+                raise TypeError(f"wire_class: {cls.__name__}: hidden keys need fast=True (a slotted_base layout)")
+            _show_hidden(cls, hidden)
+        else:
+            cls._unknown_keys = operator.attrgetter("extra")  # type: ignore[attr-defined]
+        verify(cls)
+        return cls
+
+    return decorate
+
+
+def _show_hidden(cls: type[Any], hidden: list[tuple[str, str]]) -> None:
+    """Make ``extra`` read the unknown keys plus the hidden ones that are set (built when read).
+
+    The slot keeps only the unknown keys; a property on the frozen class, above the slot's
+    descriptor in the base, adds the hidden keys. attrs' ``__init__`` (and ``evolve``, pickling)
+    store ``extra`` through ``object.__setattr__``, which reaches the property's setter;
+    assignment by users still meets the frozen class's ``__setattr__``.
+    """
+    slots = cls.__mro__[1].__dict__
+    raw = slots["extra"]
+    hidden_slots = [(slots[name].__get__, key) for name, key in hidden]
+    raw_get, raw_set = raw.__get__, raw.__set__
+
+    def get_extra(self: Any) -> Mapping[str, Any]:
+        extra = raw_get(self)
+        shown = None
+        for get, key in hidden_slots:
+            value = get(self)
+            if value is not None:
+                if shown is None:
+                    shown = dict(extra)
+                shown[key] = value
+        return extra if shown is None else shown
+
+    def set_extra(self: Any, value: Mapping[str, Any]) -> None:
+        raw_set(self, value)
+
+    cls.extra = property(get_extra, set_extra, doc="Wire keys rxllm does not model, as sent.")
+    cls._unknown_keys = staticmethod(raw_get)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def _probe(cls: type[Any], rows: list[tuple[str, str, Spec, Any]]) -> Callable[[str], dict[str, Any]]:
+    """A function making a probe wire dict: a distinct, well-typed value for every key."""
+
+    def make(tag: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for n, (name, key, spec, _default) in enumerate(rows):
+            mark = f"{tag}.{name}"
+            target, many = _nested(spec.kind)
+            if target is not None:
+                nested = target._wire_probe(mark)
+                out[key] = [nested] if many else nested
+            elif spec.kind == Kind.TUPLE:
+                out[key] = [mark, n]
+            elif spec.kind == Kind.DICTS:
+                out[key] = [{"probe": mark}]
+            elif spec.kind == Kind.FLAG:
+                out[key] = True
+            else:
+                out[key] = mark
+        return out
+
+    return make
+
+
+def _expected(spec: Spec, raw: Any) -> Any:
+    target, many = _nested(spec.kind)
+    if target is not None:
+        return tuple(target._wire_decode(x) for x in raw) if many else target._wire_decode(raw)
+    if spec.kind in (Kind.TUPLE, Kind.DICTS):
+        return tuple(raw)
+    return raw
+
+
+def verify(cls: type[Any]) -> None:
+    """Check that ``cls``'s generated codec agrees with its fields (run at import for every class).
+
+    A probe dict with a distinct value for every key (and one unknown key) must decode into an
+    object whose every field holds exactly its key's value, whose ``extra`` holds just the
+    unknown key, and which encodes back to the probe.
+
+    Raises:
+        TypeError: Naming the first field that does not read back, or the lossy round trip.
+    """
+    rows = _rows(cls)
+    probe = cls._wire_probe(cls.__name__)
+    probe["x_rxllm_probe"] = [1, "unknown"]
+    obj = cls.from_dict(probe)
+    if type(obj) is not cls:
+        raise TypeError(f"wire_class: {cls.__name__}.from_dict built a {type(obj).__name__}")
+    for name, key, spec, _default in rows:
+        got, want = getattr(obj, name), _expected(spec, probe[key])
+        if got != want:
+            raise TypeError(f"wire_class: {cls.__name__}.{name} reads {got!r} from key {key!r}, expected {want!r}")
+    shown = {key: probe[key] for _, key, spec, _ in rows if spec.hidden}
+    if dict(obj.extra) != {"x_rxllm_probe": [1, "unknown"], **shown}:
+        raise TypeError(f"wire_class: {cls.__name__}.extra does not hold exactly the unknown keys: {obj.extra!r}")
+    back = obj.to_dict()
+    if back != probe:
+        diff = sorted(k for k in {*back, *probe} if back.get(k) != probe.get(k))
+        raise TypeError(f"wire_class: {cls.__name__} does not round-trip its wire dict (keys {diff})")

@@ -1,0 +1,295 @@
+"""The field-table codec (rxllm._wire) and the fast constructor (rxllm._fastnew): tables that lie fail at import."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import pytest
+
+from rxllm import types
+from rxllm._fastnew import positional_new, slotted_base
+from rxllm._wire import EMPTY, Kind, verify, wire, wire_class
+
+WIRE_CLASSES = [getattr(types, name) for name in types.__all__ if isinstance(getattr(types, name), type)]
+
+
+class TestEveryWireClass:
+    @pytest.mark.parametrize("cls", WIRE_CLASSES, ids=lambda c: c.__name__)
+    def test_verifies(self, cls: type[Any]) -> None:
+        """Every public wire class's generated codec passes verification (as it did at import)."""
+        verify(cls)
+
+        keys = {f.metadata["rxllm.wire"].key or f.name for f in attrs.fields(cls)[:-1]}
+        assert cls._known == keys
+
+    @pytest.mark.parametrize("cls", WIRE_CLASSES, ids=lambda c: c.__name__)
+    def test_known_keys_are_the_fields_but_extra(self, cls: type[Any]) -> None:
+        """The known keys are exactly the declared fields (extra holds the rest)."""
+        names = [f.name for f in attrs.fields(cls)]
+
+        assert names[-1] == "extra"
+        assert list(cls._fields) == names[:-1]
+
+    def test_unknown_keys_go_to_extra_and_back(self) -> None:
+        """An unknown key at any level is kept in that level's extra and written back."""
+        wire_dict = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "hi", "x_delta": 1}, "finish_reason": None, "x_c": [2]}],
+            "x_top": {"a": 1},
+        }
+        chunk = types.ChatCompletionChunk.from_dict(wire_dict)
+
+        assert chunk.extra == {"x_top": {"a": 1}}
+        assert chunk.choices[0].extra == {"x_c": [2]}
+        assert chunk.choices[0].delta.extra == {"x_delta": 1}
+        assert chunk.to_dict() == wire_dict
+
+    def test_no_unknown_keys_share_the_empty_mapping(self) -> None:
+        """Objects without unknown keys all share the one immutable empty mapping."""
+        chunk = types.ChatCompletionChunk.from_dict({"id": "c", "choices": [{"delta": {"content": "x"}}]})
+
+        assert chunk.extra is EMPTY and chunk.choices[0].extra is EMPTY
+
+    def test_fast_classes_are_still_frozen(self) -> None:
+        """A chunk built by the fast constructor is the frozen class itself."""
+        chunk = types.ChatCompletionChunk.from_dict({"id": "c"})
+
+        assert type(chunk) is types.ChatCompletionChunk
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            chunk.id = "other"  # type: ignore[misc]
+
+
+def _table(**fields: Any) -> type[Any]:
+    """A fresh class over the given attrs fields (plus extra), not yet decorated."""
+    body: dict[str, Any] = {"__annotations__": {name: "Any" for name in [*fields, "extra"]}}
+    body.update(fields)
+    body["extra"] = attrs.field(default=EMPTY, hash=False)
+    return type("Probe", (types._Wire,), body)
+
+
+class TestTablesThatLie:
+    def test_a_field_missing_from_the_table_fails(self) -> None:
+        """An attrs field not declared with wire() is refused when the class is made."""
+        cls = attrs.frozen(_table(name=wire(None), forgotten=attrs.field(default=None)))
+
+        with pytest.raises(TypeError, match=r"Probe\.forgotten is not declared with wire\(\)"):
+            wire_class()(cls)
+
+    def test_extra_must_be_last(self) -> None:
+        """A table whose last field is not ``extra`` is refused."""
+        body: dict[str, Any] = {"__annotations__": {"extra": "Any", "name": "Any"}}
+        body.update(extra=attrs.field(default=EMPTY), name=wire(None))
+        cls = attrs.frozen(type("Probe", (types._Wire,), body))
+
+        with pytest.raises(TypeError, match="last field must be 'extra'"):
+            wire_class()(cls)
+
+    def test_a_key_declared_twice_fails(self) -> None:
+        """Two fields reading the same wire key are refused."""
+        cls = attrs.frozen(_table(a=wire(None), b=wire(None, key="a")))
+
+        with pytest.raises(TypeError, match="wire key twice"):
+            wire_class()(cls)
+
+    def test_a_symmetric_swap_fails_verification(self) -> None:
+        """A decoder that puts two same-typed keys into each other's fields fails verify()."""
+        cls = wire_class()(attrs.frozen(_table(role=wire(None), content=wire(None))))
+        swapped = cls._wire_decode
+
+        def decode(d: Mapping[str, Any]) -> Any:
+            good = swapped(d)
+            return cls(good.content, good.role, good.extra)
+
+        cls._wire_decode = staticmethod(decode)
+        cls.from_dict = classmethod(lambda klass, d: decode(d))
+
+        with pytest.raises(TypeError, match=r"Probe\.role reads 'Probe\.content' from key 'role'"):
+            verify(cls)
+
+    def test_a_lossy_encoder_fails_verification(self) -> None:
+        """An encoder that drops a key fails verify(): the round trip must be lossless."""
+        cls = wire_class()(attrs.frozen(_table(role=wire(None), content=wire(None))))
+        cls.to_dict = lambda self: {"role": self.role, **self.extra}
+
+        with pytest.raises(TypeError, match=r"does not round-trip.*content"):
+            verify(cls)
+
+    def test_adding_a_field_is_one_line(self) -> None:
+        """A new field declared with wire() decodes, encodes and is known, with no other code."""
+        cls = wire_class()(attrs.frozen(_table(content=wire(None), audio=wire(None))))
+
+        obj = cls.from_dict({"content": "hi", "audio": "b64", "other": 1})
+
+        assert (obj.content, obj.audio, dict(obj.extra)) == ("hi", "b64", {"other": 1})
+        assert "audio" in cls._known
+        assert obj.to_dict() == {"content": "hi", "audio": "b64", "other": 1}
+
+    def test_kinds_round_trip(self) -> None:
+        """Nested objects, lists of them, tuples, JSON text, flags and dicts all round-trip."""
+        inner = wire_class()(attrs.frozen(_table(v=wire(None))))
+        cls = wire_class()(
+            attrs.frozen(
+                _table(
+                    one=wire(None, kind=inner),
+                    many=wire(None, kind=(inner,)),
+                    seq=wire(None, kind=Kind.TUPLE),
+                    text=wire(None, kind=Kind.JSON_TEXT),
+                    flag=wire(False, kind=Kind.FLAG),
+                    blocks=wire(None, kind=Kind.DICTS),
+                )
+            )
+        )
+        wire_dict = {"one": {"v": 1}, "many": [{"v": 2}], "seq": [1, 2], "text": "{}", "flag": True, "blocks": [{}]}
+
+        obj = cls.from_dict(wire_dict)
+
+        assert obj.one == inner(1) and obj.many == (inner(2),) and obj.seq == (1, 2)
+        assert obj.to_dict() == wire_dict
+        assert cls.from_dict({"text": {"a": 1}}).text == '{"a":1}'
+
+
+class TestFastConstructorRefuses:
+    def test_a_class_without_slotted_base(self) -> None:
+        """A frozen class whose fields are not in a slotted_base() base is refused (layout unknown)."""
+        cls = attrs.frozen(_table(a=wire(None)))
+
+        with pytest.raises(TypeError, match="not in a slotted_base"):
+            positional_new(cls)
+
+    def test_a_layout_change(self) -> None:
+        """A class over a base whose slots no longer match its fields (one field gone) is refused."""
+
+        @attrs.frozen(weakref_slot=False)
+        @slotted_base
+        class Good(types._Wire):
+            a: Any = None
+            b: Any = None
+
+        fewer = type("Fewer", (Good.__mro__[1],), {"__annotations__": {"a": "Any"}, "a": None})
+        fewer = attrs.frozen(weakref_slot=False)(fewer)
+
+        with pytest.raises(TypeError, match=r"slot layout \('a', 'b'\) is not its fields in order \('a',\)"):
+            positional_new(fewer)
+
+    def test_fields_swapped_against_the_slots(self) -> None:
+        """Fields declared in another order than the base's slots (a symmetric swap) are refused."""
+
+        @slotted_base
+        class Half(types._Wire):
+            a: Any = None
+            b: Any = None
+
+        swapped = type("Swapped", (Half.__mro__[1],), {"__annotations__": {"b": "Any", "a": "Any"}, "a": None})
+        swapped = attrs.frozen(weakref_slot=False)(swapped)
+
+        with pytest.raises(TypeError, match="slot layout"):
+            positional_new(swapped)
+
+    def test_a_validator(self) -> None:
+        """A field with a validator is refused: the fast path would skip it."""
+
+        @attrs.frozen(weakref_slot=False)
+        @slotted_base
+        class Checked(types._Wire):
+            a: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
+
+        with pytest.raises(TypeError, match="'a' has a validator"):
+            positional_new(Checked)
+
+    def test_a_post_init_hook(self) -> None:
+        """A class with __attrs_post_init__ is refused: the fast path would not run it."""
+
+        @attrs.frozen(weakref_slot=False)
+        @slotted_base
+        class Hooked(types._Wire):
+            a: int = 0
+
+            def __attrs_post_init__(self) -> None:
+                pass
+
+        with pytest.raises(TypeError, match="__attrs_post_init__"):
+            positional_new(Hooked)
+
+    def test_builds_the_frozen_class(self) -> None:
+        """What it builds is the frozen class, equal to the one attrs' __init__ builds."""
+
+        @attrs.frozen(weakref_slot=False)
+        @slotted_base
+        class Pair(types._Wire):
+            a: int = 0
+            b: str = ""
+
+        new = positional_new(Pair)
+
+        assert new(1, "x") == Pair(1, "x") and type(new(1, "x")) is Pair
+
+
+class TestHiddenKeys:
+    WIRE = {"id": "c", "choices": [{"index": 0, "delta": {"content": "hi"}}], "obfuscation": "V3a", "x": 1}
+
+    def test_extra_still_shows_obfuscation(self) -> None:
+        """OpenAI's obfuscation padding reads from extra and item access as before."""
+        chunk = types.ChatCompletionChunk.from_dict(self.WIRE)
+
+        assert chunk.extra == {"x": 1, "obfuscation": "V3a"}
+        assert chunk["obfuscation"] == "V3a" and chunk.get("obfuscation") == "V3a"
+
+    def test_no_extra_dict_for_obfuscation_alone(self) -> None:
+        """A chunk whose only unmodelled key is obfuscation keeps the shared empty mapping in its slot."""
+        chunk = types.ChatCompletionChunk.from_dict({"id": "c", "obfuscation": "V3a"})
+
+        assert types.ChatCompletionChunk._unknown_keys(chunk) is EMPTY
+        assert chunk.extra == {"obfuscation": "V3a"}
+
+    def test_round_trips_and_compares(self) -> None:
+        """to_dict writes it back; it takes part in equality, evolve and pickling, like any extra key."""
+        import pickle
+
+        chunk = types.ChatCompletionChunk.from_dict(self.WIRE)
+        other = types.ChatCompletionChunk.from_dict({**self.WIRE, "obfuscation": "zz"})
+
+        assert chunk.to_dict() == {
+            **self.WIRE,
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "",
+            "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+        }
+        assert chunk != other
+        assert attrs.evolve(chunk, id="d").to_dict()["obfuscation"] == "V3a"
+        assert pickle.loads(pickle.dumps(chunk)) == chunk
+        assert types.ChatCompletionChunk(extra={"obfuscation": "q"}).to_dict()["obfuscation"] == "q"
+
+    def test_not_assignable(self) -> None:
+        """extra stays frozen, whatever it is made of."""
+        chunk = types.ChatCompletionChunk.from_dict(self.WIRE)
+
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            chunk.extra = {}  # type: ignore[misc]
+
+    def test_positional_signature_is_unchanged(self) -> None:
+        """The hidden key is no __init__ argument: the nine positional fields stay as they were."""
+        chunk = types.ChatCompletionChunk(
+            "c", (), 1, "m", "chat.completion.chunk", None, None, None, {"obfuscation": "V"}
+        )
+
+        assert chunk.extra == {"obfuscation": "V"} and chunk.to_dict()["obfuscation"] == "V"
+
+    def test_a_hidden_key_must_stay_out_of_init(self) -> None:
+        """A hidden key declared as an __init__ argument is refused (it would shift the positional fields)."""
+        from rxllm._wire import hidden_key
+
+        @attrs.frozen(weakref_slot=False)
+        @slotted_base
+        class Leaky(types._Wire):
+            a: Any = wire(None)  # noqa: RUF009 - wire() is a field specifier
+            _pad: Any = attrs.field(default=None, metadata=hidden_key("pad"))
+            extra: Any = attrs.field(default=EMPTY, hash=False)
+
+        with pytest.raises(TypeError, match="hidden key needs init/eq/repr off"):
+            wire_class(fast=True)(Leaky)
