@@ -27,6 +27,7 @@ from ._split_think_tags import split_think_tags
 from ._structured import structured_output
 from ._tap_cost import CostReport, tap_cost
 from ._tap_otel import tap_otel
+from ._tee_to import tee_to
 from ._text import reasoning, text
 from ._throttle_snapshots import throttle_snapshots
 from ._timeouts import deadline, first_chunk_timeout, stall_timeout
@@ -63,6 +64,7 @@ __all__ = [
     "structured_output",
     "tap_cost",
     "tap_otel",
+    "tee_to",
     "text",
     "throttle_snapshots",
     "to_messages_sse",

@@ -70,6 +70,9 @@ if TYPE_CHECKING:
     from rxllm.pricing import model_cost as model_cost
     from rxllm.pricing import register_model as register_model
     from rxllm.retry_policy import exponential_backoff as exponential_backoff
+    from rxllm.stream_log import MemoryStreamLog as MemoryStreamLog
+    from rxllm.stream_log import StreamLog as StreamLog
+    from rxllm.stream_log import resume as resume
 
 __version__ = "0.1.0"
 
@@ -121,6 +124,9 @@ _LAZY = {
     "PriceNotFoundError": ("rxllm.pricing", "PriceNotFoundError"),
     "model_cost": ("rxllm.pricing", "model_cost"),
     "register_model": ("rxllm.pricing", "register_model"),
+    "resume": ("rxllm.stream_log", "resume"),
+    "MemoryStreamLog": ("rxllm.stream_log", "MemoryStreamLog"),
+    "StreamLog": ("rxllm.stream_log", "StreamLog"),
 }
 
 
@@ -162,6 +168,7 @@ __all__ = [
     "InvalidToolArgumentsError",
     "JSONSchemaValidationError",
     "MalformedStreamError",
+    "MemoryStreamLog",
     "Message",
     "ModelResponse",
     "NotFoundError",
@@ -173,6 +180,7 @@ __all__ = [
     "ResponseSnapshot",
     "ServiceUnavailableError",
     "StreamChoice",
+    "StreamLog",
     "Timeout",
     "ToolCall",
     "ToolCallDelta",
@@ -193,6 +201,7 @@ __all__ = [
     "operators",
     "register_model",
     "register_provider",
+    "resume",
     "stream",
     "stream_chunk_builder",
     "success_callback",

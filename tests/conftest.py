@@ -1,4 +1,4 @@
-"""Shared test fixtures: leak accounting for tasks, threads and pump tasks."""
+"""Shared test fixtures: leak accounting for tasks, threads and pump tasks; a real Redis."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from redis_support import RedisServer, missing_redis, remove, start_redis_server
 from support import rxllm_threads, wait_for
 
 import rxllm
@@ -55,3 +56,23 @@ def _reset_settings() -> Iterator[None]:
     rxllm.REPEATED_STREAMING_CHUNK_LIMIT = limit
     rxllm.success_callback[:] = success
     rxllm.failure_callback[:] = failure
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for this test session (skipped, or failed in CI, when absent)."""
+    server = start_redis_server()
+    if isinstance(server, str):
+        missing_redis(server)
+        return
+    try:
+        yield server
+    finally:
+        remove(server)
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, running and empty at the start of the test."""
+    redis_server.flush()
+    return redis_server.url

@@ -62,6 +62,7 @@ from rxllm.proxy.exchange import (
     new_request_id,
 )
 from rxllm.proxy.router import Router
+from rxllm.proxy.shared_state import LocalState, RouterState
 
 __all__ = ["PROXY_STATE", "WATCH_INTERVAL", "ProxyState", "create_app", "make_runner", "serve"]
 
@@ -90,7 +91,7 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
     config = config or ProxyConfig()
     state = ProxyState(
         config=config,
-        router=Router(config),
+        router=Router(config, state=router_state(config)),
         checker=KeyChecker(config.master_key) if config.master_key else None,
         secrets=config.secrets(),
         cors=CorsPolicy(config.cors_allowed_origins),
@@ -125,7 +126,17 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
 
         install_metrics(app, state)
     app.on_response_prepare.append(_add_cors_headers)
+    if config.resumable_streams:
+        from rxllm.proxy.resumable import RESUMABLE, Resumable
+
+        resumable = Resumable.from_config(config)
+        app[RESUMABLE] = resumable
+        state.detach = resumable.detach
+        for base in ("/v1/chat/completions", "/chat/completions"):
+            app.router.add_get(base + "/{response_id}/stream", resumable.resume)
+            app.router.add_post(base + "/{response_id}/cancel", resumable.cancel)
     app.on_startup.append(_start_watchdog)
+    app.on_startup.append(_start_shared_state)
     app.on_shutdown.append(_drain)
     app.on_cleanup.append(_cleanup)
     return app
@@ -362,8 +373,28 @@ async def _drain(app: web.Application) -> None:
         await asyncio.sleep(0.01)
 
 
+def router_state(config: ProxyConfig) -> RouterState:
+    """The router's bookkeeping: shared through Redis when ``router_settings`` names one, else per worker."""
+    if config.redis_url is None:
+        return LocalState()
+    from rxllm.proxy.shared_state import RedisState
+
+    return RedisState(config.redis_url, cooldown=config.cooldown_time, cache_ttl=config.redis_cache_ttl)
+
+
+async def _start_shared_state(app: web.Application) -> None:
+    router = app[PROXY_STATE].router
+    await router.shared.start_background(router.groups())
+
+
 async def _cleanup(app: web.Application) -> None:
     state = app[PROXY_STATE]
+    from rxllm.proxy.resumable import RESUMABLE
+
+    resumable = app.get(RESUMABLE)
+    if resumable is not None:
+        await resumable.aclose()
+    await state.router.shared.aclose()
     task = state.watchdog
     if task is not None:
         task.cancel()

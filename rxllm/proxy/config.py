@@ -9,6 +9,7 @@ A config names deployments under public model names and sets server-wide limits:
           api_base: https://api.openai.com/v1
           api_key: os.environ/OPENAI_API_KEY
           rpm: 500                          # requests per minute this deployment takes
+          tpm: 200000                       # tokens per minute (prompt + completion)
           timeout: 30                       # seconds to the first chunk (and to connect)
           stream_timeout: 60                # seconds allowed between chunks
       - model_name: gpt-4o                  # a second deployment: load-balanced, failover
@@ -27,6 +28,12 @@ A config names deployments under public model names and sets server-wide limits:
       listen_backlog: 2048                  # connections the kernel queues before accept()
       cors_allowed_origins: []              # web origins whose pages may call the proxy
       responses_store_size: 0               # /v1/responses answers kept for previous_response_id (0: none)
+      resumable_streams: false              # keep streams' events so clients can resume them
+      resumable_stream_ttl: 3600            # seconds a stream's events are kept
+      resumable_stream_maxlen: 10000        # events kept per stream
+    router_settings:                        # state shared by every worker and instance
+      redis_url: os.environ/REDIS_URL       # or LiteLLM's redis_host / redis_port / redis_password
+      redis_cache_ttl: 0.1                  # seconds the cached shared state is trusted
 
 Every problem is reported as :class:`ConfigError` naming where it is
 (``model_list[1].litellm_params.rpm``), so a bad file fails at startup, not at the first
@@ -52,6 +59,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote, unquote, urlsplit
 
 import attrs
 import yaml
@@ -79,7 +87,7 @@ _PRICE_KEYS: Final = frozenset({"input_cost_per_token", "output_cost_per_token",
 
 #: litellm_params the proxy interprets itself; everything else is passed to rxllm.stream().
 _TRANSPORT: Final = frozenset(
-    {"model", "api_base", "base_url", "api_key", "rpm", "timeout", "stream_timeout", "split_think_tags"}
+    {"model", "api_base", "base_url", "api_key", "rpm", "tpm", "timeout", "stream_timeout", "split_think_tags"}
 )
 
 #: The keyword arguments ``split_think_tags`` accepts in a deployment's ``litellm_params``.
@@ -105,7 +113,15 @@ _GENERAL_KEYS: Final = frozenset(
         "mock_max_tokens",
         "cors_allowed_origins",
         "responses_store_size",
+        "resumable_streams",
+        "resumable_stream_ttl",
+        "resumable_stream_maxlen",
     }
+)
+
+#: router_settings naming the Redis that workers and instances share (LiteLLM's spelling, or one URL).
+_REDIS_KEYS: Final = frozenset(
+    {"redis_url", "redis_host", "redis_port", "redis_password", "redis_db", "redis_cache_ttl"}
 )
 
 #: LiteLLM's general_settings this proxy does not implement, and why (a ConfigError names them).
@@ -227,7 +243,6 @@ _KNOWN_PASSTHROUGH: Final = frozenset(
 )
 #: litellm_params LiteLLM's router reads that rxllm does not use; each is named in a warning.
 _PARAMS_IGNORED: Final = {
-    "tpm": "only rpm limits are enforced",
     "weight": "load is balanced by requests in flight",
     "order": "deployments are tried least busy first",
     "max_parallel_requests": "use rpm, or general_settings.global_max_parallel_requests",
@@ -275,6 +290,7 @@ class Deployment:
         api_base: The upstream endpoint, if not the provider's default.
         api_key: The upstream key (resolved from ``os.environ/NAME``); never shown.
         rpm: Requests per minute this deployment accepts (``None``: unlimited).
+        tpm: Tokens (prompt + completion) per minute this deployment accepts (``None``: unlimited).
         timeout: Seconds to connect and to wait for the first chunk (passed to :func:`rxllm.stream`,
             where it also bounds each read unless ``stream_timeout`` is set).
         stream_timeout: Seconds allowed between chunks once streaming.
@@ -294,6 +310,7 @@ class Deployment:
     api_base: str | None = None
     api_key: str | None = attrs.field(default=None, repr=False)
     rpm: int | None = None
+    tpm: int | None = None
     timeout: float | None = None
     stream_timeout: float | None = None
     params: Mapping[str, Any] = attrs.field(factory=dict, repr=_redacted)
@@ -354,6 +371,18 @@ class ProxyConfig:
         responses_store_size: How many ``/v1/responses`` answers the proxy keeps in memory
             for ``previous_response_id``, ``item_reference`` and ``GET /v1/responses/{id}``
             (0, the default: none, and such requests are a 400).
+        redis_url: Where the router state shared by workers and instances lives
+            (``router_settings.redis_url``, or ``redis_host``/``redis_port``/``redis_password``);
+            ``None``: each worker keeps its own. Never shown (it may hold a password).
+        redis_cache_ttl: Seconds the router trusts its cached copy of the shared state
+            (in-flight counts, cooldowns) before it reads Redis again.
+        resumable_streams: Keep every stream's events in a stream log (Redis when configured,
+            else this process's memory), so clients can reconnect and resume.
+        resumable_stream_ttl: Seconds a resumable stream's events are kept after its last one.
+        resumable_stream_maxlen: Events kept per resumable stream.
+        cors_allowed_origins: Web origins (``"http://localhost:3000"``) whose pages may call
+            the proxy from a browser (``"*"``: any). A request whose ``Origin`` header is not
+            among them is refused (403) before anything else happens; default: none.
     """
 
     deployments: tuple[Deployment, ...] = ()
@@ -381,6 +410,7 @@ class ProxyConfig:
     def apply_environment(self) -> None:
         """Set ``environment_variables`` in the process's environment (providers read keys there)."""
         os.environ.update(self.environment)
+
     max_n: int = 16
     header_timeout: float = 10.0
     body_timeout: float = 30.0
@@ -389,6 +419,11 @@ class ProxyConfig:
     mock_max_tokens: int = 32768
     cors_allowed_origins: tuple[str, ...] = ()
     responses_store_size: int = 0
+    redis_url: str | None = attrs.field(default=None, repr=False)
+    redis_cache_ttl: float = 0.1
+    resumable_streams: bool = False
+    resumable_stream_ttl: float = 3600.0
+    resumable_stream_maxlen: int = 10_000
 
     @property
     def model_names(self) -> list[str]:
@@ -402,6 +437,10 @@ class ProxyConfig:
             found.extend(_secret_values(deployment.params))
         if self.master_key:
             found.append(self.master_key)
+        if self.redis_url:
+            password = urlsplit(self.redis_url).password
+            if password:
+                found.extend({password, unquote(password)})
         return found
 
 
@@ -534,6 +573,12 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
     allow_mock = general.get("allow_mock_models", True)
     if not isinstance(allow_mock, bool):
         raise ConfigError("general_settings.allow_mock_models must be true or false")
+    resumable = general.get("resumable_streams", False)
+    if not isinstance(resumable, bool):
+        raise ConfigError("general_settings.resumable_streams must be true or false")
+    stream_ttl = _number(general.get("resumable_stream_ttl", 3600.0), "general_settings.resumable_stream_ttl")
+    stream_maxlen = _integer(general.get("resumable_stream_maxlen", 10_000), "general_settings.resumable_stream_maxlen")
+    redis_url, cache_ttl = _router_settings(settings.get("redis") or {}, env)
     metrics = _flag(general.get("metrics", False), "general_settings.metrics") or "prometheus" in settings["callbacks"]
     otel = _flag(general.get("otel", False), "general_settings.otel") or "otel" in settings["callbacks"]
     if metrics and importlib.util.find_spec("prometheus_client") is None:
@@ -574,7 +619,45 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
         mock_max_tokens=mock_tokens,
         cors_allowed_origins=origins,
         responses_store_size=store_size,
+        redis_url=redis_url,
+        redis_cache_ttl=cache_ttl,
+        resumable_streams=resumable,
+        resumable_stream_ttl=stream_ttl,
+        resumable_stream_maxlen=stream_maxlen,
     )
+
+
+def _router_settings(raw: Any, env: Mapping[str, str]) -> tuple[str | None, float]:
+    """``router_settings``' redis_* keys: the Redis URL (``redis_url``, or LiteLLM's host/port/password)."""
+    router = raw
+    cache_ttl = _number(router.get("redis_cache_ttl", 0.1), "router_settings.redis_cache_ttl", zero=True)
+    url = _secret(router.get("redis_url"), "router_settings.redis_url", env)
+    host = _resolve(router.get("redis_host"), "router_settings.redis_host", env)
+    if url is not None:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("router_settings.redis_url must start with redis://, rediss:// or unix://")
+        if host is not None:
+            raise ConfigError("router_settings: give redis_url or redis_host/redis_port, not both")
+        return url, cache_ttl
+    if host is None:
+        for name in ("redis_port", "redis_password", "redis_db"):
+            if router.get(name) is not None:
+                raise ConfigError(f"router_settings.{name} needs router_settings.redis_host")
+        return None, cache_ttl
+    if not isinstance(host, str) or not host or "/" in host or "@" in host:
+        raise ConfigError("router_settings.redis_host must be a host name or address")
+    port = _resolve(router.get("redis_port", 6379), "router_settings.redis_port", env)
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    port = _integer(port, "router_settings.redis_port")
+    db = _resolve(router.get("redis_db", 0), "router_settings.redis_db", env)
+    if isinstance(db, str) and db.isdigit():
+        db = int(db)
+    if isinstance(db, bool) or not isinstance(db, int) or db < 0:
+        raise ConfigError("router_settings.redis_db must be a non-negative integer")
+    password = _secret(router.get("redis_password"), "router_settings.redis_password", env)
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/{db}", cache_ttl
 
 
 def _flag(value: Any, where: str) -> bool:
@@ -613,10 +696,13 @@ def _settings(data: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
             if not isinstance(key, str):
                 raise ConfigError(f"{section}: keys must be strings, got {key!r}")
             if key.startswith("redis_"):
-                raise ConfigError(
-                    f"{where}: Redis is not supported yet, so rpm limits and cooldowns are per process; "
-                    "remove the redis_* settings and run one instance"
-                )
+                if section != "router_settings" or key not in _REDIS_KEYS:
+                    raise ConfigError(
+                        f"{where}: not a Redis setting rxllm serve reads; router_settings takes "
+                        f"{', '.join(sorted(_REDIS_KEYS))}"
+                    )
+                merged.setdefault("redis", {})[key] = value
+                continue
             if key in _REFUSED_SETTINGS:
                 raise ConfigError(f"{where}: {_REFUSED_SETTINGS[key]}")
             if key in _IGNORED_SETTINGS:
@@ -733,6 +819,8 @@ def _deployment(
     api_key = _secret(params.get("api_key"), f"{where_p}.api_key", env)
     rpm = params.get("rpm")
     rpm = None if rpm is None else _integer(rpm, f"{where_p}.rpm")
+    tpm = params.get("tpm")
+    tpm = None if tpm is None else _integer(tpm, f"{where_p}.tpm")
     timeout = params.get("timeout")
     timeout = default_timeout if timeout is None else _number(timeout, f"{where_p}.timeout")
     stream_timeout = params.get("stream_timeout")
@@ -767,6 +855,7 @@ def _deployment(
         api_base=api_base,
         api_key=api_key,
         rpm=rpm,
+        tpm=tpm,
         timeout=timeout,
         stream_timeout=stream_timeout,
         params=rest,

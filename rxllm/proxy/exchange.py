@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal
 
 import attrs
@@ -195,6 +195,9 @@ class ProxyState:
     Attributes:
         outcome_hooks: Called with every finished request's :class:`Outcome` (after its log
             line); a hook that raises is logged and ignored.
+        detach: Serves a chat stream whose generation must outlive its client (resumable
+            streams, :mod:`rxllm.proxy.resumable`): ``(request, dialect, context, outcome,
+            plan, release)``; it calls ``release()`` exactly once, when the generation ends.
     """
 
     config: ProxyConfig
@@ -210,6 +213,7 @@ class ProxyState:
     active: set[Exchange] = attrs.field(factory=set)
     draining: bool = False
     watchdog: asyncio.Task[None] | None = None
+    detach: Callable[..., Awaitable[web.StreamResponse]] | None = None
 
     def describe(self, exc: BaseException) -> ErrorInfo:
         """``exc`` as a dialect-neutral, secret-free :class:`ErrorInfo`."""
@@ -534,7 +538,7 @@ class Exchange:
 
     # -- the upstream
 
-    def _source(self, deployment: Deployment) -> Observable[ChatCompletionChunk]:
+    def _source(self, deployment: Deployment, candidate: DeploymentState) -> Observable[ChatCompletionChunk]:
         """``rxllm.stream`` for one deployment, guarded against looping models and metered.
 
         A model stuck repeating itself fails the stream with ``InternalServerError`` (before
@@ -554,8 +558,11 @@ class Exchange:
             params["stream_timeout"] = deployment.stream_timeout
         outcome = self.outcome
 
+        router = self._state.router
+
         def on_report(report: CostReport) -> None:
             outcome.report = report
+            router.add_tokens(candidate, report.total_tokens)
 
         source = rxllm.stream(deployment.model, call.messages, **params).pipe(
             split_think_tags(**deployment.think_tags) if deployment.think_tags is not None else (lambda source: source),
@@ -578,7 +585,7 @@ class Exchange:
         outcome = self.outcome
         last: BaseException | None = None
         for candidate in plan:
-            lease = router.acquire(candidate)
+            lease = await router.lease(candidate)
             if lease is None:
                 continue
             deployment = lease.deployment
@@ -590,7 +597,7 @@ class Exchange:
             if self.aborted is not None:
                 attempt.feed.abort(self.aborted)
             try:
-                attempt.start(self._source(deployment), state.config.stream_buffer_size)
+                attempt.start(self._source(deployment, candidate), state.config.stream_buffer_size)
             except Exception as exc:  # validation or a mock error: raised before any I/O
                 error = _before_io(exc)
                 attempt.close(failed=_retryable(error))
@@ -867,11 +874,12 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     call: Call = dialect.translate(body, request)
     outcome.model = call.model
     outcome.stream = call.stream
-    plan = _full_plan(state, call.model)
+    plan = await _full_plan(state, call.model)
     admit(call, plan, config)
     # the slot is taken only now: a client dripping its body holds no slot while it does
     limit = config.max_parallel_requests
-    if state.in_flight >= limit:
+    shared = state.router.shared
+    if not await shared.enter(limit):  # across every worker and instance when shared
         raise ProxyError(
             f"too many concurrent requests (limit {limit}); retry shortly",
             status_code=429,
@@ -879,8 +887,17 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             retry_after=1.0,
         )
     state.in_flight += 1
+    detached = False
+
+    def release() -> None:
+        state.in_flight -= 1
+        shared.leave()
+
     try:
         context = Context(call=call, request_id=outcome.request_id, created=int(time.time()))
+        if call.stream and state.detach is not None:
+            detached = True  # the slot is released when the generation ends, not the request
+            return await state.detach(request, dialect, context, outcome, plan, release)
         exchange = Exchange(request, state, dialect, context, outcome)
         state.active.add(exchange)
         try:
@@ -891,17 +908,18 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             state.active.discard(exchange)
             exchange.dispose()
     finally:
-        state.in_flight -= 1
+        if not detached:
+            release()
 
 
-def _full_plan(state: ProxyState, model: str) -> list[DeploymentState]:
+async def _full_plan(state: ProxyState, model: str) -> list[DeploymentState]:
     """The router's plan, then the fallback models' plans, stretched to ``num_retries + 1`` attempts."""
     router = state.router
     config = state.config
-    plan = router.plan(model)
+    plan = await router.aplan(model)
     for name in config.fallbacks_for(model):
         try:
-            plan += router.plan(name)
+            plan += await router.aplan(name)
         except ProxyError:
             continue  # that fallback is at its rpm limit: skip it
     retries = config.num_retries

@@ -5,7 +5,9 @@ The first is the least busy deployment that is under its rpm limit and not cooli
 after a failure (ties rotate, so equal deployments take turns); the rest follow in the same
 order and are tried only when an attempt fails before its first chunk. Bookkeeping is a few
 integers and a deque of timestamps per deployment: O(deployments) per request, nothing per
-chunk.
+chunk. Where it lives is a :class:`~rxllm.proxy.shared_state.RouterState`: this process's
+memory by default (**per worker**), or Redis (``router_settings.redis_url``), shared by every
+worker and instance.
 """
 
 from __future__ import annotations
@@ -16,22 +18,24 @@ from collections.abc import Callable
 
 from rxllm.proxy.config import Deployment, ProxyConfig
 from rxllm.proxy.errors import ProxyError
+from rxllm.proxy.shared_state import WINDOW, LocalState, RouterState
 
 __all__ = ["DeploymentState", "Lease", "Router"]
 
-_WINDOW = 60.0
+_WINDOW = WINDOW
 
 
 class DeploymentState:
     """One deployment plus its live counters (requests in flight, recent starts, last failure)."""
 
-    __slots__ = ("deployment", "failed_at", "in_flight", "position", "starts")
+    __slots__ = ("deployment", "failed_at", "in_flight", "position", "starts", "tokens")
 
     def __init__(self, deployment: Deployment, position: int) -> None:
         self.deployment = deployment
         self.position = position
         self.in_flight = 0
         self.starts: deque[float] = deque()
+        self.tokens: deque[tuple[float, int]] = deque()
         self.failed_at: float | None = None
 
     def __repr__(self) -> str:
@@ -87,10 +91,16 @@ class Router:
     Args:
         config: The proxy config (deployments, ``allow_mock_models``, ``cooldown_time``).
         clock: Monotonic seconds (tests pass a fake one).
+        state: Where the counters live (default: :class:`~rxllm.proxy.shared_state.LocalState`,
+            this process's memory).
     """
 
-    def __init__(self, config: ProxyConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, config: ProxyConfig, *, clock: Callable[[], float] = time.monotonic, state: RouterState | None = None
+    ) -> None:
         self._clock = clock
+        #: The bookkeeping's home (in-process, or shared through Redis).
+        self.shared: RouterState = state if state is not None else LocalState(clock)
         self._cooldown = config.cooldown_time
         self._allow_mock = config.allow_mock_models
         self._groups: dict[str, list[DeploymentState]] = {}
@@ -121,9 +131,11 @@ class Router:
         self._turn[model] = turn + 1
         n = len(group)
         cooldown = self._cooldown
-        ready = [s for s in group if s.has_capacity(now)]
+        shared = self.shared
+        waits = [shared.wait(s, now) for s in group]
+        ready = [s for s, w in zip(group, waits, strict=True) if w is None]
         if not ready:
-            wait = min(_WINDOW - (now - s.starts[0]) for s in group if s.starts)
+            wait = min(w for w in waits if w is not None)
             raise ProxyError(
                 f"every deployment of {model!r} is at its requests-per-minute limit; retry later",
                 status_code=429,
@@ -132,8 +144,7 @@ class Router:
             )
 
         def key(s: DeploymentState) -> tuple[bool, int, int]:
-            cooling = s.failed_at is not None and now - s.failed_at < cooldown
-            return (cooling, s.in_flight, (s.position - turn) % n)
+            return (shared.cooling(s, now, cooldown), shared.in_flight(s), (s.position - turn) % n)
 
         ready.sort(key=key)
         return ready
@@ -152,15 +163,35 @@ class Router:
             code="model_not_found",
         )
 
+    async def aplan(self, model: str) -> list[DeploymentState]:
+        """:meth:`plan`, after refreshing the shared state's cached view (when it is stale).
+
+        Raises:
+            ProxyError: As :meth:`plan`.
+        """
+        group = self._groups.get(model)
+        if group is not None:
+            await self.shared.refresh(group)
+        return self.plan(model)
+
     def start(self, state: DeploymentState) -> bool:
-        """Count an attempt on ``state``; ``False`` (and nothing counted) if it is now at its rpm limit."""
-        now = self._clock()
-        if not state.has_capacity(now):
-            return False
-        if state.deployment.rpm is not None:
-            state.starts.append(now)
-        state.in_flight += 1
-        return True
+        """Count an attempt on ``state`` in this process; ``False`` (nothing counted) if at its limits."""
+        return self.shared.start_now(state)
+
+    async def lease(self, state: DeploymentState) -> Lease | None:
+        """Count an attempt (atomically across instances when shared) as a :class:`Lease`.
+
+        Returns ``None`` (nothing counted) when the deployment is at its rpm/tpm limit.
+        """
+        return Lease(self, state) if await self.shared.start(state) else None
+
+    def add_tokens(self, state: DeploymentState, tokens: int) -> None:
+        """Count an attempt's tokens (prompt + completion) against its deployment's tpm window."""
+        self.shared.add_tokens(state, tokens)
+
+    def groups(self) -> list[DeploymentState]:
+        """Every configured deployment's state."""
+        return [s for group in self._groups.values() for s in group]
 
     def acquire(self, state: DeploymentState) -> Lease | None:
         """:meth:`start` as a :class:`Lease` to release once; ``None`` if at the rpm limit."""
@@ -172,8 +203,7 @@ class Router:
 
     def finish(self, state: DeploymentState, *, failed: bool) -> None:
         """An attempt on ``state`` ended; a failure puts it in cooldown."""
-        state.in_flight -= 1
-        state.failed_at = self._clock() if failed else None
+        self.shared.finish(state, failed=failed)
         if failed and self._cooldown > 0:
             for hook in self.cooldown_hooks:
                 hook(state.deployment)

@@ -128,7 +128,8 @@ class TestRefusedAndWarned:
     @pytest.mark.parametrize(
         ("sections", "named"),
         [
-            ({"router_settings": {"redis_host": "localhost"}}, "router_settings.redis_host: Redis is not supported"),
+            ({"litellm_settings": {"redis_host": "localhost"}}, "litellm_settings.redis_host: not a Redis setting"),
+            ({"router_settings": {"redis_sentinel": "x"}}, "router_settings.redis_sentinel: not a Redis setting"),
             ({"litellm_settings": {"cache": True}}, "litellm_settings.cache"),
             ({"litellm_settings": {"max_budget": 10}}, "litellm_settings.max_budget"),
             ({"general_settings": {"database_url": "postgres://x"}}, "general_settings.database_url"),
@@ -160,13 +161,14 @@ class TestRefusedAndWarned:
         assert [w for w in cfg.warnings if named in w], cfg.warnings
 
     def test_deployment_parameters_the_router_ignores(self) -> None:
-        """litellm_params rxllm does not use (tpm, weight) or does not know are named."""
+        """litellm_params rxllm does not use (weight) or does not know are named; tpm is a limit now."""
         cfg = parse_config(
             {"model_list": [mock_entry("m", tpm=1000, weight=2, frobnicate=True, temperature=0.1)]}, environ={}
         )
 
         text = "\n".join(cfg.warnings)
-        assert "litellm_params.tpm is ignored" in text and "litellm_params.weight is ignored" in text
+        assert "litellm_params.weight is ignored" in text and "tpm" not in text
+        assert cfg.deployments[0].tpm == 1000
         assert "litellm_params.frobnicate is not a parameter rxllm knows" in text
         assert "temperature" not in text and "mock_response" not in text
         assert "frobnicate" in cfg.deployments[0].params

@@ -1,0 +1,509 @@
+"""Resumable streams (``general_settings.resumable_streams: true``): a generation outlives its client.
+
+With resumable streams on, a streamed chat completion is served in two halves:
+
+- a **generation**: the usual exchange (routing, failover, leases, cost), run by a task of its
+  own, whose encoded SSE events are appended, one log entry per event, to a
+  :class:`~rxllm.stream_log.StreamLog` keyed by the response id (``chatcmpl-…``, also every
+  chunk's ``id`` and the ``X-Response-Id`` header). It holds its concurrency slot until the
+  upstream ends, whether or not anyone is listening;
+- **readers**: the client that asked, and any client that reconnects, to any instance, with
+  ``GET /v1/chat/completions/{id}/stream`` and ``Last-Event-ID`` (or ``?after=N``). A reader
+  gets exactly the events after that id, then the live ones; each SSE event carries ``id:``.
+  A reader that leaves disposes only itself.
+
+``POST /v1/chat/completions/{id}/cancel`` stops a generation: at once on the instance that runs
+it, at its next event elsewhere (through the log's cancel flag). Readers then end with an
+error event (``StreamCancelledError``, 499).
+
+Where the events live: every instance keeps its own generations' events in memory (its
+readers read there, with no round trip), and, when ``router_settings.redis_url`` is set,
+also in Redis Streams (:class:`~rxllm.integrations.redis_log.RedisStreamLog`), which is
+what readers on other instances read. Without Redis, resumption works within one process.
+If Redis cannot be reached when a stream starts, the stream is served as a plain stream
+(not resumable; ``rxllm.proxy.resumable_unavailable`` is logged) and Redis is tried again
+for later streams; if Redis is lost while a generation runs, its readers end with a
+``ResumptionLostError`` event, as the stream cannot be resumed any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Final, cast
+
+import attrs
+import orjson
+from aiohttp import web
+from reactivex import Observable
+
+from rxllm._log import get_logger
+from rxllm.errors import BadRequestError
+from rxllm.proxy.config import ProxyConfig
+from rxllm.proxy.dialect import SSE_HEADERS, Call, Context, Dialect, StreamEncoder
+from rxllm.proxy.errors import ProxyError
+from rxllm.proxy.exchange import OUTCOME, PROXY_STATE, Exchange, Outcome, ProxyState
+from rxllm.proxy.router import DeploymentState
+from rxllm.stream_log import (
+    LogEvent,
+    LogWriter,
+    MemoryStreamLog,
+    ResumptionLostError,
+    StreamCancelledError,
+    StreamLog,
+    StreamLogError,
+    StreamNotFoundError,
+    parse_event_id,
+)
+from rxllm.types import ChatCompletionChunk, Usage
+
+__all__ = ["RESUMABLE", "Resumable", "new_response_id"]
+
+_log = get_logger("rxllm.proxy")
+
+#: Seconds after a failed Redis open before new streams try Redis again.
+_RETRY_AFTER: Final = 1.0
+
+
+def new_response_id() -> str:
+    """A fresh, unguessable response id (the stream's key)."""
+    return "chatcmpl-" + uuid.uuid4().hex
+
+
+class _Renamed:
+    """The dialect's encoder, with every chunk's ``id`` set to the response id."""
+
+    __slots__ = ("_id", "_inner")
+
+    def __init__(self, inner: StreamEncoder, response_id: str) -> None:
+        self._inner = inner
+        self._id = response_id
+
+    def chunk(self, chunk: ChatCompletionChunk) -> bytes:
+        c = chunk
+        if c.id != self._id:
+            c = ChatCompletionChunk(
+                self._id,
+                c.choices,
+                c.created,
+                c.model,
+                c.object,
+                c.system_fingerprint,
+                c.usage,
+                c.service_tier,
+                c.extra,
+            )
+        return self._inner.chunk(c)
+
+    def end(self, usage: Usage | None) -> bytes:
+        return self._inner.end(usage)
+
+    def error(self, info: Any) -> bytes:
+        return self._inner.error(info)
+
+
+class _Sink:
+    """Where a generation "writes": each SSE event becomes one entry in the logs.
+
+    Stands in for the :class:`aiohttp.web.StreamResponse` the exchange would write to;
+    keepalive comments are dropped (live readers send their own).
+    """
+
+    def __init__(self, generation: _Generation) -> None:
+        self._generation = generation
+        self.prepared = True
+        self.status = 200
+
+    async def write(self, data: bytes) -> None:
+        self._generation.events(data)
+
+    async def write_eof(self) -> None:
+        return None
+
+
+class _Generation(Exchange):
+    """An exchange whose output goes to the stream logs, not to a client."""
+
+    __slots__ = ("cancelled", "key", "local", "lost", "sink", "started", "writer")
+
+    def __init__(
+        self,
+        request: web.Request,
+        state: ProxyState,
+        dialect: Dialect,
+        context: Context,
+        outcome: Outcome,
+        key: str,
+        local: MemoryStreamLog,
+    ) -> None:
+        super().__init__(request, state, dialect, context, outcome)
+        self.key = key
+        self.local = local
+        self.writer: LogWriter | None = None
+        self.sink = _Sink(self)
+        self.started = asyncio.get_running_loop().create_future()
+        self.cancelled: StreamLogError | None = None
+        self.lost = False
+
+    def transport_alive(self) -> bool:
+        """Always: a generation runs on when its client leaves."""
+        return True
+
+    async def _prepare(self) -> web.StreamResponse:
+        self.response = cast(web.StreamResponse, self.sink)
+        if not self.started.done():
+            self.started.set_result(None)
+        return self.response
+
+    def events(self, data: bytes) -> None:
+        """Append each SSE event in ``data`` (comments dropped) to both logs."""
+        if self.cancelled is not None or not data:
+            return
+        items = [part + b"\n\n" for part in data.split(b"\n\n") if part and not part.startswith(b":")]
+        if not items:
+            return
+        try:
+            self.local.append_now(self.key, items)
+        except StreamLogError as exc:
+            self.stop(exc)
+            return
+        writer = self.writer
+        if writer is not None:
+            for item in items:
+                writer.write(item)
+
+    def stop(self, error: StreamLogError) -> None:
+        """End the generation early (cancelled, or its shared log was lost)."""
+        if self.cancelled is None:
+            self.cancelled = error
+            self.lost = isinstance(error, ResumptionLostError)
+        self.dispose()
+        self.abort("disconnected")
+
+
+@attrs.define
+class Resumable:
+    """The app's resumable-stream machinery (``app[RESUMABLE]``).
+
+    Attributes:
+        local: This instance's generations' events (and, without Redis, the only log).
+        shared: The Redis log readers on other instances read (``None``: no Redis).
+        generations: Running generations by response id.
+    """
+
+    config: ProxyConfig
+    local: MemoryStreamLog
+    shared: StreamLog | None = None
+    generations: dict[str, _Generation] = attrs.field(factory=dict)
+    tasks: set[asyncio.Task[None]] = attrs.field(factory=set)
+    shared_down_until: float = 0.0
+    shared_down: bool = False
+
+    @classmethod
+    def from_config(cls, config: ProxyConfig) -> Resumable:
+        """Memory always; Redis too when ``router_settings`` names one."""
+        local = MemoryStreamLog(maxlen=config.resumable_stream_maxlen, ttl=config.resumable_stream_ttl)
+        shared: StreamLog | None = None
+        if config.redis_url is not None:
+            from rxllm.integrations.redis_log import RedisStreamLog
+
+            shared = RedisStreamLog(
+                config.redis_url, maxlen=config.resumable_stream_maxlen, ttl=config.resumable_stream_ttl
+            )
+        return cls(config, local, shared)
+
+    # -- starting a generation
+
+    async def _open_shared(self, key: str) -> bool:
+        """Create the key in Redis; ``False`` (and a warning, once per outage) if Redis is away."""
+        shared = self.shared
+        if shared is None:
+            return True
+        if time.monotonic() < self.shared_down_until:
+            return False
+        try:
+            await shared.open(key)
+        except StreamLogError as exc:
+            if not self.shared_down:
+                self.shared_down = True
+                _log.warning(
+                    "rxllm.proxy.resumable_unavailable",
+                    error=type(exc).__name__,
+                    fallback="plain streams (not resumable) until Redis answers again",
+                )
+            self.shared_down_until = time.monotonic() + _RETRY_AFTER
+            return False
+        if self.shared_down:
+            self.shared_down = False
+            _log.warning("rxllm.proxy.resumable_recovered")
+        return True
+
+    async def detach(
+        self,
+        request: web.Request,
+        dialect: Dialect,
+        context: Context,
+        outcome: Outcome,
+        plan: list[DeploymentState],
+        release: Callable[[], None],
+    ) -> web.StreamResponse:
+        """Start a generation for a chat stream and serve its events to this client."""
+        state = request.app[PROXY_STATE]
+        if dialect.name != "chat":
+            return await self._plain(request, state, dialect, context, outcome, plan, release)
+        key = new_response_id()
+        if not await self._open_shared(key):
+            return await self._plain(request, state, dialect, context, outcome, plan, release)
+        renamed = attrs.evolve(dialect, stream_encoder=lambda ctx: _Renamed(dialect.stream_encoder(ctx), key))
+        self.local.open_now(key)
+        generation = _Generation(request, state, renamed, context, outcome, key, self.local)
+        if self.shared is not None:
+            generation.writer = LogWriter(self.shared, key, on_error=generation.stop, create=False)
+        self.generations[key] = generation
+        state.active.add(generation)
+        task = asyncio.get_running_loop().create_task(self._run(generation, plan, release), name=f"rxllm-gen-{key}")
+        self.tasks.add(task)
+        task.add_done_callback(_retrieved)
+        task.add_done_callback(self.tasks.discard)
+        # wait for the first event (or a failure before it: then the client gets its HTTP status)
+        await asyncio.wait({generation.started, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not generation.started.done():
+            error = task.exception() if task.done() and not task.cancelled() else None
+            if error is not None:
+                raise error
+            raise ProxyError("the stream ended before it started", status_code=502)
+        return await relay(request, state, dialect, context, self.local.read(key), key)
+
+    async def _plain(
+        self,
+        request: web.Request,
+        state: ProxyState,
+        dialect: Dialect,
+        context: Context,
+        outcome: Outcome,
+        plan: list[DeploymentState],
+        release: Callable[[], None],
+    ) -> web.StreamResponse:
+        """A stream served as without resumable streams (disconnect disposes the upstream)."""
+        exchange = Exchange(request, state, dialect, context, outcome)
+        state.active.add(exchange)
+        try:
+            return await exchange.stream(plan)
+        finally:
+            state.active.discard(exchange)
+            exchange.dispose()
+            release()
+
+    async def _run(self, generation: _Generation, plan: list[DeploymentState], release: Callable[[], None]) -> None:
+        """Run the generation to its end; then end both logs and give the slot back."""
+        state = generation._state
+        key = generation.key
+        error: BaseException | None = None
+        try:
+            await generation.stream(plan)
+        except asyncio.CancelledError:
+            error = StreamCancelledError("the proxy stopped the generation (shutdown)")
+            raise
+        except Exception as exc:  # before the first event: the waiting client raises it
+            error = exc
+            if generation.started.done():  # pragma: no cover - the exchange writes its own error event
+                _log.error("rxllm.proxy.generation_failed", response_id=key, error=type(exc).__name__)
+            raise
+        finally:
+            state.active.discard(generation)
+            generation.dispose()
+            self.generations.pop(key, None)
+            end: BaseException | None = generation.cancelled or (error if not generation.started.done() else None)
+            self.local.finish_now(key, end)
+            writer = generation.writer
+            if writer is not None:
+                writer.close(end)
+            release()
+            _log.debug("rxllm.proxy.generation_end", response_id=key, outcome=generation.outcome.result)
+
+    # -- readers and cancel
+
+    def _source(self, key: str, after: int) -> Observable[LogEvent] | None:
+        if key in self.generations or self.local_has(key):
+            return self.local.read(key, after)
+        if self.shared is not None:
+            return self.shared.read(key, after)
+        return None
+
+    def local_has(self, key: str) -> bool:
+        """Whether this instance's memory holds ``key``'s events."""
+        entry = self.local._live(key, self.local._clock())
+        return entry is not None
+
+    async def resume(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/chat/completions/{id}/stream``: the events after ``Last-Event-ID``, then the live ones."""
+        state = request.app[PROXY_STATE]
+        key = request.match_info["response_id"]
+        raw = request.headers.get("Last-Event-ID", request.query.get("after", ""))
+        try:
+            after = parse_event_id(raw)
+        except BadRequestError as exc:
+            raise ProxyError(exc.message, status_code=400, param="Last-Event-ID") from None
+        if not self.local_has(key):
+            info = None
+            if self.shared is not None:
+                try:
+                    info = await self.shared.info(key)
+                except StreamLogError as exc:
+                    raise ProxyError(
+                        "resumable streams are unavailable right now (the stream log cannot be reached)",
+                        status_code=503,
+                        retry_after=1.0,
+                    ) from exc
+            if info is None:
+                raise ProxyError(
+                    f"no resumable stream {key!r} (it never existed here, or it expired)",
+                    status_code=404,
+                    code="stream_not_found",
+                )
+        source = self._source(key, after)
+        assert source is not None
+        dialect = state.dialects["chat"]
+        outcome = request[OUTCOME]
+        outcome.dialect = "chat"
+        outcome.stream = True
+        context = Context(
+            call=Call(model="", messages=(), stream=True), request_id=outcome.request_id, created=int(time.time())
+        )
+        return await relay(request, state, dialect, context, source, key)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """``POST /v1/chat/completions/{id}/cancel``: stop the generation (here at once, elsewhere soon).
+
+        Answers ``{"id", "object", "cancelled", "status"}``: ``cancelled`` is false for a stream
+        that had already ended (``status`` says how); 404 for an unknown id.
+        """
+        key = request.match_info["response_id"]
+        generation = self.generations.get(key)
+        if generation is not None:
+            generation.stop(StreamCancelledError(f"the stream {key!r} was cancelled"))
+            if self.shared is not None:
+                with contextlib.suppress(StreamLogError):
+                    await self.shared.cancel(key)
+            return _cancelled(key, True, "cancelled")
+        try:
+            info = await self.local.info(key)
+            log: StreamLog = self.local
+            if info is None and self.shared is not None:
+                info = await self.shared.info(key)
+                log = self.shared
+            if info is None:
+                raise ProxyError(f"no resumable stream {key!r}", status_code=404, code="stream_not_found")
+            if info.end is not None:
+                return _cancelled(key, False, "completed" if info.end.error_type is None else "failed")
+            await log.cancel(key)
+        except StreamLogError as exc:
+            raise ProxyError(
+                "resumable streams are unavailable right now (the stream log cannot be reached)",
+                status_code=503,
+                retry_after=1.0,
+            ) from exc
+        return _cancelled(key, True, "cancelled")
+
+    # -- lifecycle
+
+    async def aclose(self) -> None:
+        """Stop running generations (their readers get the shutdown error event) and close Redis."""
+        for generation in list(self.generations.values()):
+            generation.dispose()
+            generation.abort("shutdown")
+        if self.tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await asyncio.gather(*self.tasks, return_exceptions=True)
+        for task in list(self.tasks):
+            task.cancel()
+        if self.shared is not None:
+            await self.shared.aclose()
+
+
+RESUMABLE: Final = web.AppKey("rxllm.proxy.resumable", Resumable)
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Mark a generation's exception as seen (its waiting client raised it, or had left)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _cancelled(key: str, cancelled: bool, status: str) -> web.Response:
+    body = {"id": key, "object": "chat.completion.cancel", "cancelled": cancelled, "status": status}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def relay(
+    request: web.Request,
+    state: ProxyState,
+    dialect: Dialect,
+    context: Context,
+    source: Observable[LogEvent],
+    key: str,
+) -> web.StreamResponse:
+    """Write a log's events to the client as SSE, each with its ``id:``, until the end.
+
+    A log that ends with an error (cancelled, lost, not found) adds the dialect's error event.
+    The client leaving disposes only this reader.
+    """
+    loop = asyncio.get_running_loop()
+    pending: list[LogEvent] = []
+    ended: list[BaseException | None] = []
+    waiter: list[asyncio.Future[None]] = []
+
+    def wake() -> None:
+        if waiter and not waiter[0].done():
+            waiter[0].set_result(None)
+
+    def on_next(event: LogEvent) -> None:
+        pending.append(event)
+        wake()
+
+    def on_error(error: Exception) -> None:
+        ended.append(error)
+        wake()
+
+    def on_completed() -> None:
+        ended.append(None)
+        wake()
+
+    headers = {**SSE_HEADERS, **dialect.stream_headers, "X-Response-Id": key}
+    subscription = source.subscribe(on_next, on_error, on_completed)
+    try:
+        if ended and not pending and isinstance(ended[0], StreamNotFoundError):
+            raise ProxyError(ended[0].message, status_code=404, code="stream_not_found")
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        keepalive = state.config.keepalive_interval
+        encoder = dialect.stream_encoder(context)
+        try:
+            while True:
+                if pending:
+                    batch = pending[:]
+                    pending.clear()
+                    await response.write(b"".join(b"id: " + e.id.encode() + b"\n" + e.data for e in batch))
+                    continue
+                if ended:
+                    error = ended[0]
+                    if error is not None:
+                        await response.write(encoder.error(state.describe(error)))
+                    break
+                waiter[:] = [loop.create_future()]
+                try:
+                    async with asyncio.timeout(keepalive):
+                        await waiter[0]
+                except TimeoutError:
+                    if dialect.keepalive is not None:
+                        await response.write(dialect.keepalive)
+            await response.write_eof()
+        except ConnectionError:
+            request[OUTCOME].outcome = "cancelled"
+        return response
+    finally:
+        subscription.dispose()

@@ -1,0 +1,449 @@
+"""Stream logs (memory and a real Redis), tee_to and resume: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reactivex import Observable
+from reactivex.testing import ReactiveTest, TestScheduler
+from redis_support import RedisServer
+
+import rxllm
+from rxllm import operators as ops
+from rxllm.errors import BadRequestError, RateLimitError
+from rxllm.stream_log import (
+    LogEvent,
+    MemoryStreamLog,
+    ResumptionLostError,
+    StreamCancelledError,
+    StreamLog,
+    StreamLogError,
+    StreamNotFoundError,
+)
+from tests.strategies import content_chunk
+
+on_next = ReactiveTest.on_next
+on_completed = ReactiveTest.on_completed
+on_error = ReactiveTest.on_error
+subscribe = ReactiveTest.subscribe
+
+
+async def collect(source: Observable[Any], count: int | None = None) -> tuple[list[Any], BaseException | None]:
+    """Subscribe; return the items (the first ``count``, then dispose) and the error, if any."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    items: list[Any] = []
+    failure: list[BaseException] = []
+    subscription: list[Any] = []
+
+    def next_(item: Any) -> None:
+        items.append(item)
+        if count is not None and len(items) >= count and not done.done():
+            done.set_result(None)
+            if subscription:
+                subscription[0].dispose()
+
+    def error(exc: BaseException) -> None:
+        failure.append(exc)
+        if not done.done():
+            done.set_result(None)
+
+    def completed() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    subscription.append(source.subscribe(next_, error, completed))
+    if count is not None and len(items) >= count:
+        subscription[0].dispose()
+    else:
+        async with asyncio.timeout(10):  # a hang guard, not a timing assumption
+            await done
+    return items, failure[0] if failure else None
+
+
+def chunks(n: int) -> list[rxllm.ChatCompletionChunk]:
+    return [content_chunk(f"t{i} ") for i in range(n)]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def log(request: pytest.FixtureRequest) -> AsyncIterator[StreamLog]:
+    """Each contract test runs against both implementations (Redis: the session's server)."""
+    if request.param == "memory":
+        yield MemoryStreamLog(maxlen=50)
+        return
+    from rxllm.integrations.redis_log import RedisStreamLog
+
+    url = request.getfixturevalue("redis_url")
+    redis_log = RedisStreamLog(url, maxlen=50, block=0.2)
+    try:
+        yield redis_log
+    finally:
+        await redis_log.aclose()
+
+
+def key() -> str:
+    return "s-" + uuid.uuid4().hex[:12]
+
+
+class TestContract:
+    async def test_ids_are_positions_and_reads_replay_then_follow(self, log: StreamLog) -> None:
+        """Appended ids are "1", "2", ...; a reader gets the stored events, then live ones, then the end."""
+        k = key()
+        ids = await log.append_many(k, [b"a", b"b"])
+        assert ids == ["1", "2"]
+        reader = asyncio.ensure_future(collect(log.read(k, after=1)))
+        assert await log.append(k, b"c") == "3"
+        await log.finish(k)
+
+        items, error = await reader
+
+        assert error is None
+        assert items == [LogEvent("2", b"b"), LogEvent("3", b"c")]
+
+    async def test_open_lets_readers_wait_for_the_first_event(self, log: StreamLog) -> None:
+        """After open(), a reader subscribes before anything is appended and still gets it all."""
+        k = key()
+        await log.open(k)
+        reader = asyncio.ensure_future(collect(log.read(k)))
+        await asyncio.sleep(0)
+        await log.append_many(k, [b"x", b"y"])
+        await log.finish(k)
+
+        items, error = await reader
+
+        assert [e.data for e in items] == [b"x", b"y"] and error is None
+        with pytest.raises(StreamLogError, match="already exists"):
+            await log.open(k)
+
+    async def test_failure_ends_every_reader_with_the_same_typed_error(self, log: StreamLog) -> None:
+        """finish(error) makes readers fail with an error of that class, status and message."""
+        k = key()
+        await log.append(k, b"a")
+        await log.finish(k, RateLimitError("slow down", status_code=429))
+
+        items, error = await collect(log.read(k))
+        info = await log.info(k)
+
+        assert [e.data for e in items] == [b"a"]
+        assert isinstance(error, RateLimitError) and error.status_code == 429 and error.message == "slow down"
+        assert info is not None and info.finished and info.last_id == "1"
+        assert info.end is not None and info.end.error_type == "RateLimitError"
+
+    async def test_unknown_key_is_not_found(self, log: StreamLog) -> None:
+        """Reading a key nobody wrote fails at once with StreamNotFoundError (404)."""
+        items, error = await collect(log.read(key()))
+
+        assert items == [] and isinstance(error, StreamNotFoundError) and error.status_code == 404
+        assert await log.info(key()) is None
+
+    async def test_appending_after_the_end_or_after_cancel_is_refused(self, log: StreamLog) -> None:
+        """A finished stream takes no more events; a cancelled one raises StreamCancelledError."""
+        done, cancelled = key(), key()
+        await log.append(done, b"a")
+        await log.finish(done)
+        await log.finish(done, RateLimitError("ignored: already ended"))
+        await log.append(cancelled, b"a")
+
+        assert await log.cancel(cancelled) is True
+        assert await log.cancel(key()) is False
+        with pytest.raises(StreamLogError, match="finished"):
+            await log.append(done, b"b")
+        with pytest.raises(StreamCancelledError):
+            await log.append(cancelled, b"b")
+        info = await log.info(done)
+        assert info is not None and info.end is not None and info.end.error_type is None
+
+    async def test_trimmed_events_are_reported_never_skipped(self, log: StreamLog) -> None:
+        """With maxlen 50, a reader that needs event 1 after 60 appends gets ResumptionLostError."""
+        k = key()
+        await log.append_many(k, [str(i).encode() for i in range(60)])
+        await log.finish(k)
+
+        lost, lost_error = await collect(log.read(k, after=0))
+        tail, tail_error = await collect(log.read(k, after=10))
+
+        assert lost == [] and isinstance(lost_error, ResumptionLostError)
+        assert tail_error is None and [e.id for e in tail] == [str(i) for i in range(11, 61)]
+
+    async def test_fan_out_each_reader_at_its_own_position(self, log: StreamLog) -> None:
+        """Three readers at positions 0, 2 and 4 each get exactly the events after their position."""
+        k = key()
+        await log.append_many(k, [b"a", b"b", b"c", b"d"])
+        readers = [asyncio.ensure_future(collect(log.read(k, after=p))) for p in (0, 2, 4)]
+        await asyncio.sleep(0)
+        await log.append(k, b"e")
+        await log.finish(k)
+
+        results = [await r for r in readers]
+
+        assert [[e.data for e in items] for items, _ in results] == [
+            [b"a", b"b", b"c", b"d", b"e"],
+            [b"c", b"d", b"e"],
+            [b"e"],
+        ]
+        assert all(error is None for _, error in results)
+
+    async def test_delete_ends_live_readers_with_resumption_lost(self, log: StreamLog) -> None:
+        """A key deleted under a waiting reader ends it with ResumptionLostError (never a hang)."""
+        k = key()
+        await log.append(k, b"a")
+        loop = asyncio.get_running_loop()
+        got_first: asyncio.Future[None] = loop.create_future()
+        ended: asyncio.Future[BaseException] = loop.create_future()
+        items: list[LogEvent] = []
+
+        def next_(event: LogEvent) -> None:
+            items.append(event)
+            got_first.set_result(None)
+
+        subscription = log.read(k).subscribe(next_, ended.set_result)
+        async with asyncio.timeout(10):  # hang guard
+            await got_first
+            await log.delete(k)
+            error = await ended
+        subscription.dispose()
+
+        assert [e.data for e in items] == [b"a"] and isinstance(error, ResumptionLostError)
+
+    async def test_bad_position_is_a_bad_request(self, log: StreamLog) -> None:
+        """after must be a non-negative integer (or its decimal string)."""
+        for bad in ("x", "-1", -1, "1.5"):
+            with pytest.raises(BadRequestError):
+                log.read(key(), after=bad)
+
+
+class TestMemoryLog:
+    def test_readers_are_called_synchronously(self) -> None:
+        """A live event reaches a memory-log reader before append_now returns (no task switch)."""
+        log = MemoryStreamLog()
+        seen: list[str] = []
+        log.append_now("k", [b"a"])
+        disposable = log.read("k").subscribe(lambda e: seen.append(e.id))
+
+        log.append_now("k", [b"b"])
+        assert seen == ["1", "2"]
+        disposable.dispose()
+        log.append_now("k", [b"c"])
+
+        assert seen == ["1", "2"]
+
+    def test_keys_expire_after_their_ttl(self) -> None:
+        """A key not written for ttl seconds is gone: info is None, reads are not found."""
+        now = [100.0]
+        log = MemoryStreamLog(ttl=10, clock=lambda: now[0])
+        log.append_now("k", [b"a"])
+        errors: list[BaseException] = []
+
+        now[0] = 109.0
+        log.read("k").subscribe(on_error=errors.append, on_completed=lambda: None)
+        now[0] = 120.0
+        log.read("k").subscribe(on_error=errors.append)
+
+        assert errors and isinstance(errors[-1], StreamNotFoundError)
+        assert len(errors) == 1
+        assert "streams=0" in repr(log)
+
+
+class TestTeeTo:
+    def test_passes_chunks_through_and_logs_them_in_virtual_time(self) -> None:
+        """Chunks go downstream unchanged at their time; the log then holds them and the end."""
+        scheduler = TestScheduler()
+        a, b = chunks(2)
+        xs = scheduler.create_hot_observable(on_next(210, a), on_next(220, b), on_completed(230))
+        log = MemoryStreamLog()
+
+        results = scheduler.start(lambda: xs.pipe(ops.tee_to(log, "k")))
+
+        assert results.messages == [on_next(210, a), on_next(220, b), on_completed(230)]
+        assert xs.subscriptions == [subscribe(200, 230)]
+        replay: list[Any] = []
+        rxllm.resume(log, "k").subscribe(replay.append)
+        assert replay == [a, b]
+
+    def test_disposal_reaches_the_upstream_and_ends_the_logged_stream(self) -> None:
+        """Disposing the tee disposes the source; readers end with StreamCancelledError."""
+        scheduler = TestScheduler()
+        xs = scheduler.create_hot_observable(on_next(210, chunks(1)[0]), on_next(400, chunks(2)[1]))
+        log = MemoryStreamLog()
+
+        scheduler.start(lambda: xs.pipe(ops.tee_to(log, "k")), disposed=300)
+
+        assert xs.subscriptions == [subscribe(200, 300)]
+        errors: list[BaseException] = []
+        rxllm.resume(log, "k").subscribe(on_error=errors.append)
+        assert len(errors) == 1 and isinstance(errors[0], StreamCancelledError)
+
+    def test_upstream_error_is_logged_then_passed_on(self) -> None:
+        """An upstream failure ends the log with the same typed error and reaches the subscriber."""
+        scheduler = TestScheduler()
+        failure = RateLimitError("quota", status_code=429)
+        xs = scheduler.create_hot_observable(on_next(210, chunks(1)[0]), on_error(220, failure))
+        log = MemoryStreamLog()
+
+        results = scheduler.start(lambda: xs.pipe(ops.tee_to(log, "k")))
+
+        assert results.messages[-1] == on_error(220, failure)
+        errors: list[BaseException] = []
+        rxllm.resume(log, "k", after=1).subscribe(on_error=errors.append)
+        assert isinstance(errors[0], RateLimitError) and errors[0].message == "quota"
+
+    def test_cancel_stops_the_producer(self) -> None:
+        """log.cancel(key) makes the next write fail: the upstream is disposed, the tee fails typed."""
+        scheduler = TestScheduler()
+        xs = scheduler.create_hot_observable(on_next(210, chunks(1)[0]), on_next(230, chunks(2)[1]))
+        log = MemoryStreamLog()
+        scheduler.schedule_absolute(220, lambda *_: asyncio.run(log.cancel("k")))
+
+        results = scheduler.start(lambda: xs.pipe(ops.tee_to(log, "k")))
+
+        assert results.messages[0].time == 210
+        assert results.messages[1].time == 230 and isinstance(results.messages[1].value.exception, StreamCancelledError)
+        assert xs.subscriptions == [subscribe(200, 230)]
+
+    def test_existing_key_is_refused_before_subscribing(self) -> None:
+        """Teeing into a key that already exists fails at once and never subscribes the source."""
+        log = MemoryStreamLog()
+        log.append_now("k", [b"x"])
+        scheduler = TestScheduler()
+        xs = scheduler.create_hot_observable(on_next(210, chunks(1)[0]))
+
+        results = scheduler.start(lambda: xs.pipe(ops.tee_to(log, "k")))
+
+        assert isinstance(results.messages[0].value.exception, StreamLogError)
+        assert xs.subscriptions == []
+
+    async def test_mock_stream_through_redis_resumes_from_the_log(self, redis_url: str) -> None:
+        """A real rxllm.stream teed into Redis: resume(after=2) is the tail of what the producer saw."""
+        from rxllm.integrations.redis_log import RedisStreamLog
+
+        log = RedisStreamLog(redis_url, block=0.2)
+        try:
+            produced, error = await collect(
+                rxllm.stream("mock/x", [{"role": "user", "content": "hi"}], mock_response="one two three four").pipe(
+                    ops.tee_to(log, "run-1")
+                )
+            )
+            resumed, resumed_error = await collect(rxllm.resume(log, "run-1", after=2))
+        finally:
+            await log.aclose()
+
+        assert error is None and resumed_error is None and len(produced) > 3
+        assert [c.to_dict() for c in resumed] == [c.to_dict() for c in produced[2:]]
+
+
+class TestResumeProperty:
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(n=st.integers(0, 12), k=st.integers(0, 14), failed=st.booleans(), live=st.booleans())
+    def test_first_k_then_resume_is_the_whole_stream_in_memory(self, n: int, k: int, failed: bool, live: bool) -> None:
+        """Read k events, resume after k: concatenated, exactly the stream (finished, failed or still live)."""
+        k = min(k, n)
+        asyncio.run(_scenario(MemoryStreamLog(), n, k, failed, live))
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(n=st.integers(0, 12), k=st.integers(0, 14), failed=st.booleans(), live=st.booleans())
+    def test_first_k_then_resume_is_the_whole_stream_in_redis(
+        self, redis_server: RedisServer, n: int, k: int, failed: bool, live: bool
+    ) -> None:
+        """The same property against a real Redis (the consumers share nothing but the server)."""
+        from rxllm.integrations.redis_log import RedisStreamLog
+
+        k = min(k, n)
+
+        async def run() -> None:
+            log = RedisStreamLog(redis_server.url, block=0.2)
+            try:
+                await _scenario(log, n, k, failed, live)
+            finally:
+                await log.aclose()
+
+        asyncio.run(run())
+
+
+async def _scenario(log: StreamLog, n: int, k: int, failed: bool, live: bool) -> None:
+    """Produce n chunks through tee_to; one consumer reads k, disposes, and resumes after k."""
+    name = key()
+    whole = chunks(n)
+    gate = asyncio.Event()
+
+    async def produce() -> AsyncIterator[rxllm.ChatCompletionChunk]:
+        for i, c in enumerate(whole):
+            if live and i == k:
+                await gate.wait()  # the rest arrives only after the consumer has resumed
+            yield c
+        if failed:
+            raise RateLimitError("boom", status_code=429)
+
+    await log.open(name)  # so that the readers below may subscribe before the producer does
+    teed = rxllm.from_async_iterable(produce).pipe(ops.tee_to(log, name, create=False))
+    producer = asyncio.ensure_future(collect(teed))
+    first, first_error = await collect(rxllm.resume(log, name), count=k) if k else ([], None)
+    rest_future = asyncio.ensure_future(collect(rxllm.resume(log, name, after=k)))
+    gate.set()
+    rest, error = await rest_future
+    produced, produced_error = await producer
+
+    assert first_error is None
+    assert [c.to_dict() for c in first + rest] == [c.to_dict() for c in whole]
+    assert len(produced) == n
+    if failed:
+        assert isinstance(error, RateLimitError) and isinstance(produced_error, RateLimitError)
+    else:
+        assert error is None and produced_error is None
+
+
+class TestImport:
+    def test_import_rxllm_does_not_import_redis(self) -> None:
+        """`import rxllm` (and the memory log) never imports redis; the Redis log is an extra."""
+        import subprocess
+
+        code = "import rxllm, rxllm.stream_log, rxllm.operators, sys; print('redis' in sys.modules)"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+        assert out.stdout.strip() == "False"
+
+
+class TestRedisFaults:
+    async def test_reader_ends_typed_when_redis_dies(self, redis_server: RedisServer, redis_url: str) -> None:
+        """A live reader whose Redis is killed ends with ResumptionLostError, not a hang."""
+        from rxllm.integrations.redis_log import RedisStreamLog
+
+        log = RedisStreamLog(redis_url, block=0.2)
+        loop = asyncio.get_running_loop()
+        got_first: asyncio.Future[None] = loop.create_future()
+        ended: asyncio.Future[BaseException] = loop.create_future()
+        try:
+            await log.append("k", b"a")
+            subscription = log.read("k").subscribe(lambda _: got_first.set_result(None), ended.set_result)
+            async with asyncio.timeout(10):  # hang guard
+                await got_first
+                redis_server.kill()
+                error = await ended
+            subscription.dispose()
+        finally:
+            redis_server.start()
+            await log.aclose()
+
+        assert isinstance(error, ResumptionLostError) and "unreachable" in error.message
+
+    async def test_unreachable_redis_is_typed_and_never_shows_the_password(self) -> None:
+        """Writes to a Redis nobody runs fail with ResumptionLostError; the URL's password stays hidden."""
+        from redis_support import free_port
+
+        from rxllm.integrations.redis_log import RedisStreamLog
+
+        log = RedisStreamLog(f"redis://:sekret-pw@127.0.0.1:{free_port()}/0")
+        try:
+            with pytest.raises(ResumptionLostError) as caught:
+                await log.append("k", b"a")
+        finally:
+            await log.aclose()
+
+        assert "sekret-pw" not in str(caught.value) and "sekret-pw" not in repr(log)
+        assert "127.0.0.1" in caught.value.message
