@@ -32,7 +32,6 @@ __all__ = ["StreamRestart", "fallback", "retry_stream"]
 T = TypeVar("T")
 
 
-
 @attrs.frozen
 class StreamRestart:
     """In-band announcement from ``retry_stream``/``fallback`` with ``restart=True``.

@@ -75,6 +75,7 @@ def _resolve_limit(max_buffer: int | None) -> int:
         raise ValueError(f"max_buffer must be a positive number of bytes, got {max_buffer!r}")
     return max_buffer
 
+
 T = TypeVar("T")
 
 _NEXT, _ERROR, _DONE = 0, 1, 2
@@ -122,8 +123,7 @@ class BlockingStreamIterator(Iterator[T]):
     def __init__(self, source: Observable[T], *, max_buffer: int | None = None) -> None:
         if in_loop_thread():
             raise RuntimeError(
-                "a blocking iterator cannot be used on rxllm's own event-loop thread; "
-                "use to_async_iterator there"
+                "a blocking iterator cannot be used on rxllm's own event-loop thread; use to_async_iterator there"
             )
         limit = _resolve_limit(max_buffer)
         self._queue: queue.SimpleQueue[tuple[int, Any, int]] = queue.SimpleQueue()

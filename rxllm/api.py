@@ -383,9 +383,7 @@ class AsyncCompletionStream(AsyncIterator[ChatCompletionChunk]):
         return f"<AsyncCompletionStream model={self._info.model!r}>"
 
 
-def completion(
-    model: str, messages: Sequence[Mapping[str, Any]], stream: bool = False, **params: Any
-) -> Any:
+def completion(model: str, messages: Sequence[Mapping[str, Any]], stream: bool = False, **params: Any) -> Any:
     """LiteLLM's ``completion``: the final response, or with ``stream=True`` an iterator of chunks.
 
     Streams get repeated-chunk detection (``rxllm.REPEATED_STREAMING_CHUNK_LIMIT``) and fire
@@ -414,9 +412,7 @@ def completion(
     return info.response
 
 
-async def acompletion(
-    model: str, messages: Sequence[Mapping[str, Any]], stream: bool = False, **params: Any
-) -> Any:
+async def acompletion(model: str, messages: Sequence[Mapping[str, Any]], stream: bool = False, **params: Any) -> Any:
     """LiteLLM's ``acompletion``: as :func:`completion`, on the running event loop.
 
     Returns:

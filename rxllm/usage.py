@@ -82,9 +82,7 @@ class UsageAccumulator:
             completion_tokens=usage.completion_tokens or old.completion_tokens,
             total_tokens=0,
             prompt_tokens_details=_merge_details(old.prompt_tokens_details, usage.prompt_tokens_details),
-            completion_tokens_details=_merge_details(
-                old.completion_tokens_details, usage.completion_tokens_details
-            ),
+            completion_tokens_details=_merge_details(old.completion_tokens_details, usage.completion_tokens_details),
             estimated=usage.estimated and old.estimated,
             extra={**old.extra, **usage.extra} if (old.extra or usage.extra) else old.extra,
         )
@@ -116,4 +114,3 @@ class UsageAccumulator:
         if u.total_tokens > total and not (u.prompt_tokens and u.completion_tokens):
             total = u.total_tokens
         return attrs.evolve(u, total_tokens=total)
-

@@ -21,6 +21,7 @@ from rxllm.streams import live_pump_tasks
 # sys.path, where operators/ is not mapped to rxllm.operators: PYTHONSAFEPATH (3.11+) stops that.
 os.environ["PYTHONSAFEPATH"] = "1"
 
+
 @pytest.fixture
 def no_leaks() -> Iterator[None]:
     """Fail the test if it leaves a pump task running or starts a thread that outlives it."""

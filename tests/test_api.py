@@ -18,8 +18,9 @@ MESSAGES = [{"role": "user", "content": "Hey, how's it going?"}]
 class TestSeedExamples:
     def test_streaming_responses(self, no_leaks: None, capsys: pytest.CaptureFixture[str]) -> None:
         """completion(stream=True): iterate parts and print delta content (seed 000/001)."""
-        response = rxllm.completion(model="gpt-4o-mini", messages=MESSAGES, stream=True,
-                                    mock_response="Mock response content")
+        response = rxllm.completion(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, mock_response="Mock response content"
+        )
         for part in response:
             print(part.choices[0].delta.content or "")
 
@@ -28,8 +29,9 @@ class TestSeedExamples:
     def test_stream_chunk_builder_helper(self, no_leaks: None) -> None:
         """Collect the chunks and rebuild the full response with stream_chunk_builder."""
         chunks = []
-        response = rxllm.completion(model="gpt-4o-mini", messages=MESSAGES, stream=True,
-                                    mock_response="I am fine, thanks!")
+        response = rxllm.completion(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, mock_response="I am fine, thanks!"
+        )
         for chunk in response:
             chunks.append(chunk)
 
@@ -82,8 +84,9 @@ class TestSeedExamples:
             "choices": [{"index": 0, "delta": {"content": "How are you?"}, "finish_reason": "stop"}],
         }
         chunks = [chunk] * (rxllm.REPEATED_STREAMING_CHUNK_LIMIT + 1)
-        response = rxllm.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hey"}],
-                                    stream=True, mock_response=chunks)
+        response = rxllm.completion(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hey"}], stream=True, mock_response=chunks
+        )
         seen = 0
         with pytest.raises(rxllm.InternalServerError) as info:
             for _ in response:
@@ -105,8 +108,12 @@ class TestSeedExamples:
             print("Streaming response cost:", response_cost)
 
         rxllm.success_callback = [track_cost_callback]
-        response = rxllm.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi 👋 - I'm OpenAI"}],
-                                    stream=True, mock_response="Hello from the mock")
+        response = rxllm.completion(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "Hi 👋 - I'm OpenAI"}],
+            stream=True,
+            mock_response="Hello from the mock",
+        )
         for _ in response:
             pass
 
@@ -121,8 +128,7 @@ class TestSeedExamples:
 
         def stream_and_collect(messages):  # type: ignore[no-untyped-def]
             full_content = ""
-            response = rxllm.completion(model="gpt-4o", messages=messages, stream=True,
-                                        mock_response="one two three")
+            response = rxllm.completion(model="gpt-4o", messages=messages, stream=True, mock_response="one two three")
             for chunk in response:
                 content = chunk.choices[0].delta.content
                 if content:
@@ -147,8 +153,9 @@ class TestSeedExamples:
             {"id": "call_a", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}},
             {"id": "call_b", "function": {"name": "get_time", "arguments": '{"tz": "CET"}'}},
         ]
-        response = rxllm.completion(model="gpt-4o", messages=MESSAGES, stream=True,
-                                    mock_response="", mock_tool_calls=calls)
+        response = rxllm.completion(
+            model="gpt-4o", messages=MESSAGES, stream=True, mock_response="", mock_tool_calls=calls
+        )
         tool_calls: dict[int, dict] = {}
         for chunk in response:
             delta = chunk.choices[0].delta
@@ -187,8 +194,9 @@ class TestCompletion:
 
     def test_mid_stream_error_carries_partial_response(self, no_leaks: None) -> None:
         """An error after some chunks is raised while iterating, with what arrived so far."""
-        response = rxllm.completion("mock/echo", [{"role": "user", "content": "a b c d"}], stream=True,
-                                    mock_fail_after=2)
+        response = rxllm.completion(
+            "mock/echo", [{"role": "user", "content": "a b c d"}], stream=True, mock_fail_after=2
+        )
         with pytest.raises(rxllm.APIConnectionError) as info:
             for _ in response:
                 pass
@@ -200,8 +208,9 @@ class TestCompletion:
         """Closing a stream early cancels it; success_callback reports outcome 'cancelled'."""
         outcomes: list[str] = []
         rxllm.success_callback = [lambda kwargs, *_: outcomes.append(kwargs["outcome"])]
-        with rxllm.completion("mock/echo", [{"role": "user", "content": "a b c d e f"}], stream=True,
-                              mock_delay=0.01) as response:
+        with rxllm.completion(
+            "mock/echo", [{"role": "user", "content": "a b c d e f"}], stream=True, mock_delay=0.01
+        ) as response:
             next(response)
 
         assert wait_for(lambda: outcomes == ["cancelled"])
@@ -214,8 +223,7 @@ class TestCompletion:
         rxllm.failure_callback = [lambda kwargs, *_: failures.append(kwargs["exception"])]
         rxllm.success_callback = [lambda *a: successes.append(a)]
         with pytest.raises(rxllm.APIConnectionError):
-            list(rxllm.completion("mock/echo", [{"role": "user", "content": "a b c"}], stream=True,
-                                  mock_fail_after=1))
+            list(rxllm.completion("mock/echo", [{"role": "user", "content": "a b c"}], stream=True, mock_fail_after=1))
 
         assert len(failures) == 1 and isinstance(failures[0], rxllm.APIConnectionError)
         assert successes == []
@@ -227,15 +235,18 @@ class TestCompletion:
             raise RuntimeError("callback bug")
 
         rxllm.success_callback = [broken]
-        text = "".join(c.choices[0].delta.content or "" for c in
-                       rxllm.completion("mock/echo", [{"role": "user", "content": "still here"}], stream=True))
+        text = "".join(
+            c.choices[0].delta.content or ""
+            for c in rxllm.completion("mock/echo", [{"role": "user", "content": "still here"}], stream=True)
+        )
 
         assert text == "still here"
 
     def test_garbage_collected_stream_is_cancelled(self, no_leaks: None) -> None:
         """Dropping an unfinished stream cancels its request."""
-        response = rxllm.completion("mock/echo", [{"role": "user", "content": " ".join("w" * 50)}],
-                                    stream=True, mock_delay=0.01)
+        response = rxllm.completion(
+            "mock/echo", [{"role": "user", "content": " ".join("w" * 50)}], stream=True, mock_delay=0.01
+        )
         next(response)
         del response
         gc.collect()
@@ -273,6 +284,7 @@ class TestCallbacks:
 
         rxllm.success_callback = [bad_callback]
         with capture_logs() as logs:
+
             async def run() -> str:
                 response = await rxllm.acompletion("mock/echo", [{"role": "user", "content": "ok"}])
                 await settle()
@@ -288,8 +300,7 @@ class TestAcompletion:
     async def test_error_before_first_chunk_raises_at_await(self) -> None:
         """A stream that fails before its first chunk raises at the await, like LiteLLM."""
         with pytest.raises(rxllm.APIConnectionError):
-            await rxllm.acompletion("mock/echo", [{"role": "user", "content": "x"}], stream=True,
-                                    mock_fail_after=0)
+            await rxllm.acompletion("mock/echo", [{"role": "user", "content": "x"}], stream=True, mock_fail_after=0)
         await settle()
         assert live_pump_tasks() == 0
 
@@ -311,8 +322,9 @@ class TestAcompletion:
 
     async def test_break_then_aclose_cancels(self) -> None:
         """Breaking out and closing cancels the pump at once."""
-        response = await rxllm.acompletion("mock/echo", [{"role": "user", "content": "a b c d e f g"}],
-                                           stream=True, mock_delay=0.01)
+        response = await rxllm.acompletion(
+            "mock/echo", [{"role": "user", "content": "a b c d e f g"}], stream=True, mock_delay=0.01
+        )
         async for _ in response:
             break
         await response.aclose()
@@ -327,8 +339,9 @@ class TestAcompletion:
         streaming = asyncio.Event()
 
         async def consume() -> None:
-            response = await rxllm.acompletion("mock/echo", [{"role": "user", "content": "a b c d e f g"}],
-                                               stream=True, mock_delay=0.05)
+            response = await rxllm.acompletion(
+                "mock/echo", [{"role": "user", "content": "a b c d e f g"}], stream=True, mock_delay=0.05
+            )
             async for _ in response:
                 streaming.set()
 
@@ -401,8 +414,9 @@ class TestRetriesAndFallbacks:
         """num_retries=2 survives two overloaded answers; the caller sees one clean stream."""
         flaky = Flaky(failures=2)
         rxllm.register_provider("flaky", flaky)
-        response = rxllm.completion("flaky/echo", [{"role": "user", "content": "third time"}],
-                                    num_retries=2, retry_backoff=0)
+        response = rxllm.completion(
+            "flaky/echo", [{"role": "user", "content": "third time"}], num_retries=2, retry_backoff=0
+        )
 
         assert response.choices[0].message.content == "third time"
         assert flaky.requests == 3
@@ -419,7 +433,9 @@ class TestRetriesAndFallbacks:
     def test_fallback_model_answers_when_the_first_fails(self, no_leaks: None) -> None:
         """fallbacks are tried in order when the model fails before its first chunk."""
         response = rxllm.completion(
-            "gpt-4o-mini", [{"role": "user", "content": "x"}], stream=True,
+            "gpt-4o-mini",
+            [{"role": "user", "content": "x"}],
+            stream=True,
             mock_response="rxllm.RateLimitError",
             fallbacks=[{"model": "mock/backup", "mock_response": "from the fallback"}],
         )
@@ -457,8 +473,9 @@ class Recording:
 class TestAcompletionPullsInTheConsumersTask:
     async def test_no_pump_task_while_streaming(self) -> None:
         """acompletion's iterator pulls the provider itself: no pump task exists mid-stream."""
-        response = await rxllm.acompletion("mock/echo", [{"role": "user", "content": "a b c d"}], stream=True,
-                                           mock_delay=0.001)
+        response = await rxllm.acompletion(
+            "mock/echo", [{"role": "user", "content": "a b c d"}], stream=True, mock_delay=0.001
+        )
         first = await response.__anext__()
         pumps_mid_stream = live_pump_tasks()
         rest = [c async for c in response]
@@ -471,8 +488,9 @@ class TestAcompletionPullsInTheConsumersTask:
         """Leaving early closes the provider's generator (the HTTP response behind it)."""
         provider = Recording()
         rxllm.register_provider("recording", provider)
-        response = await rxllm.acompletion("recording/echo", [{"role": "user", "content": " ".join("w" * 40)}],
-                                           stream=True)
+        response = await rxllm.acompletion(
+            "recording/echo", [{"role": "user", "content": " ".join("w" * 40)}], stream=True
+        )
         async for _ in response:
             break
         await response.aclose()
@@ -488,8 +506,9 @@ class TestAcompletionPullsInTheConsumersTask:
         streaming = asyncio.Event()
 
         async def consume() -> None:
-            response = await rxllm.acompletion("recording/echo", [{"role": "user", "content": " ".join("w" * 40)}],
-                                               stream=True)
+            response = await rxllm.acompletion(
+                "recording/echo", [{"role": "user", "content": " ".join("w" * 40)}], stream=True
+            )
             async for _ in response:
                 streaming.set()
 
@@ -506,8 +525,9 @@ class TestAcompletionPullsInTheConsumersTask:
         """An abandoned stream closes its provider after garbage collection."""
         provider = Recording()
         rxllm.register_provider("recording", provider)
-        response = await rxllm.acompletion("recording/echo", [{"role": "user", "content": " ".join("w" * 40)}],
-                                           stream=True)
+        response = await rxllm.acompletion(
+            "recording/echo", [{"role": "user", "content": " ".join("w" * 40)}], stream=True
+        )
         await response.__anext__()
         del response
         gc.collect()
@@ -519,8 +539,9 @@ class TestAcompletionPullsInTheConsumersTask:
         """A retried subscription (made later, by retry_stream) is served by a pump task."""
         flaky = Flaky(failures=1)
         rxllm.register_provider("flaky", flaky)
-        response = await rxllm.acompletion("flaky/echo", [{"role": "user", "content": "second try"}], stream=True,
-                                           num_retries=1, retry_backoff=0)
+        response = await rxllm.acompletion(
+            "flaky/echo", [{"role": "user", "content": "second try"}], stream=True, num_retries=1, retry_backoff=0
+        )
         text = "".join([c.choices[0].delta.content or "" async for c in response])
 
         assert text == "second try"

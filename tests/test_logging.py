@@ -108,7 +108,10 @@ class TestImportCost:
         """``import rxllm`` leaves structlog (and rich behind it) unimported: it is only looked up."""
         done = subprocess.run(
             [sys.executable, "-c", "import sys, rxllm; print('structlog' in sys.modules, 'rich' in sys.modules)"],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
 
         assert done.stdout.split() == ["False", "False"]

@@ -86,15 +86,25 @@ class TestToolCalls:
 class TestReplayAndErrors:
     def test_replays_chunk_dicts_exactly(self) -> None:
         """A list of chunk dicts is replayed as given."""
-        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                 "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}
+        chunk = {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}],
+        }
         chunks = chunks_of(mock_response=[chunk, chunk])
 
         assert [c.to_dict() for c in chunks] == [chunk, chunk]
 
     @pytest.mark.parametrize(
-        "value", [rxllm.RateLimitError, "rxllm.RateLimitError", "litellm.RateLimitError",
-                  rxllm.RateLimitError(message="custom")]
+        "value",
+        [
+            rxllm.RateLimitError,
+            "rxllm.RateLimitError",
+            "litellm.RateLimitError",
+            rxllm.RateLimitError(message="custom"),
+        ],
     )
     def test_error_mock_raises_at_call_time(self, value: object) -> None:
         """mock_response naming an error raises it when the stream is requested, before any I/O."""
@@ -112,16 +122,21 @@ class TestReplayAndErrors:
 
     def test_failure_params_alone_select_the_mock(self) -> None:
         """mock_fail_after on a real model name runs offline, like mock_response does."""
-        source = rxllm.stream("gpt-4o", [{"role": "user", "content": "a b"}], mock_fail_after=0,
-                              mock_fail_with="rxllm.RateLimitError")
+        source = rxllm.stream(
+            "gpt-4o", [{"role": "user", "content": "a b"}], mock_fail_after=0, mock_fail_with="rxllm.RateLimitError"
+        )
 
         with pytest.raises(rxllm.RateLimitError):
             list(rxllm.to_iterator(source))
 
     def test_fail_with_a_chosen_error(self) -> None:
         """mock_fail_with chooses the mid-stream error."""
-        source = rxllm.stream("mock/echo", [{"role": "user", "content": "a b"}], mock_fail_after=1,
-                              mock_fail_with="rxllm.ServiceUnavailableError")
+        source = rxllm.stream(
+            "mock/echo",
+            [{"role": "user", "content": "a b"}],
+            mock_fail_after=1,
+            mock_fail_with="rxllm.ServiceUnavailableError",
+        )
 
         with pytest.raises(rxllm.ServiceUnavailableError):
             list(rxllm.to_iterator(source))
@@ -130,8 +145,12 @@ class TestReplayAndErrors:
         """mock_delay spaces the chunks out on the event loop."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        chunks = [c async for c in rxllm.to_async_iterator(
-            rxllm.stream("mock/echo", [{"role": "user", "content": "a b c"}], mock_delay=0.02))]
+        chunks = [
+            c
+            async for c in rxllm.to_async_iterator(
+                rxllm.stream("mock/echo", [{"role": "user", "content": "a b c"}], mock_delay=0.02)
+            )
+        ]
 
         assert len(chunks) == 4
         assert loop.time() - started >= 0.06

@@ -140,11 +140,17 @@ class TestHarness:
             {"cells": [{"outputs": [{"output_type": "stream", "name": "stdout", "text": "a\nb\nc\n"}]}]}
         )
         many = nbformat.from_dict(
-            {"cells": [{"outputs": [
-                {"output_type": "stream", "name": "stdout", "text": "a\n"},
-                {"output_type": "stream", "name": "stdout", "text": "b\nc"},
-                {"output_type": "stream", "name": "stdout", "text": "\n"},
-            ]}]}
+            {
+                "cells": [
+                    {
+                        "outputs": [
+                            {"output_type": "stream", "name": "stdout", "text": "a\n"},
+                            {"output_type": "stream", "name": "stdout", "text": "b\nc"},
+                            {"output_type": "stream", "name": "stdout", "text": "\n"},
+                        ]
+                    }
+                ]
+            }
         )
 
         assert text_of(one) == text_of(many) == "a\nb\nc\n"

@@ -202,8 +202,7 @@ class CheckedStream(AsyncIterator[ChatCompletionChunk]):
             raise
         except Exception as exc:
             error = MalformedStreamError(
-                f"the {self._name} stream has a field of an unexpected type or shape "
-                f"({type(exc).__name__}: {exc})",
+                f"the {self._name} stream has a field of an unexpected type or shape ({type(exc).__name__}: {exc})",
                 llm_provider=self._name,
                 model=self._model,
             )

@@ -534,9 +534,7 @@ async def sse_events(
     try:
         data = dumps(body)
     except (TypeError, ValueError) as exc:
-        error = BadRequestError(
-            f"the request cannot be encoded as JSON: {exc}", llm_provider=provider, model=model
-        )
+        error = BadRequestError(f"the request cannot be encoded as JSON: {exc}", llm_provider=provider, model=model)
     else:
         try:
             resp = await session.post(
@@ -548,8 +546,7 @@ async def sse_events(
             )
         except (TimeoutError, aiohttp.ServerTimeoutError):
             error = Timeout(
-                f"{where} sent no response headers within {client_timeout.sock_read:g} s of the request "
-                f"({limit_name})",
+                f"{where} sent no response headers within {client_timeout.sock_read:g} s of the request ({limit_name})",
                 llm_provider=provider,
                 model=model,
             )

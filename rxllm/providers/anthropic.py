@@ -394,9 +394,7 @@ class AnthropicProvider:
             MalformedStreamError: For invalid JSON in a data field or a body that is not SSE.
         """
         url, headers, body = self.prepare(request)
-        events, state, model_name = request_events(
-            request, provider=self.name, url=url, headers=headers, body=body
-        )
+        events, state, model_name = request_events(request, provider=self.name, url=url, headers=headers, body=body)
         chunk_id = ""
         model = request.model
         created = int(time.time())

@@ -284,9 +284,7 @@ class OpenAICompatibleProvider:
         normalizer: _Normalizer | None = None
         from_dict = ChatCompletionChunk.from_dict
         loads = orjson.loads
-        events, state, model_name = request_events(
-            request, provider=self.name, url=url, headers=headers, body=body
-        )
+        events, state, model_name = request_events(request, provider=self.name, url=url, headers=headers, body=body)
         async with aclosing(events):
             async for batch in events:
                 for event in batch:

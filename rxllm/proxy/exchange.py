@@ -971,8 +971,7 @@ def admit(call: Call, plan: list[DeploymentState], config: ProxyConfig) -> None:
     chars = _prompt_chars(call.messages) * copies
     if chars > config.mock_max_prompt_chars:
         raise bad_request(
-            f"mock models answer prompts of at most {config.mock_max_prompt_chars} characters "
-            f"(times n), got {chars}",
+            f"mock models answer prompts of at most {config.mock_max_prompt_chars} characters (times n), got {chars}",
             "messages",
         )
     for name in ("max_tokens", "max_completion_tokens"):

@@ -220,7 +220,11 @@ class TestLimitSetting:
         env = {**os.environ, "REPEATED_STREAMING_CHUNK_LIMIT": "lots"}
         done = subprocess.run(
             [sys.executable, "-c", "import rxllm; print(rxllm.REPEATED_STREAMING_CHUNK_LIMIT)"],
-            env=env, capture_output=True, text=True, timeout=60, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
         assert (done.returncode, done.stdout.strip()) == (0, "100")

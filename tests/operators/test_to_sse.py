@@ -69,8 +69,12 @@ class TestToSse:
         assert [m.time for m in results.messages] == [210, 215, 215]
         assert results.messages[-1] == on_completed(215)
         assert parse(payloads(results)[-1]) == {
-            "error": {"message": "quota exceeded", "type": "rate_limit_error", "param": None,
-                      "code": "rate_limit_exceeded"}
+            "error": {
+                "message": "quota exceeded",
+                "type": "rate_limit_error",
+                "param": None,
+                "code": "rate_limit_exceeded",
+            }
         }
         assert xs.subscriptions == [subscribe(200, 215)]
 

@@ -19,17 +19,35 @@ class TestAnthropicCacheTokens:
         """prompt_tokens = input + cache_read + cache_creation (leaving cache writes out under-bills)."""
         server.reply(
             sse(
-                ("message_start", {"type": "message_start", "message": {
-                    "id": "msg_1", "model": "claude-x", "usage": {
-                        "input_tokens": 5, "cache_read_input_tokens": 100,
-                        "cache_creation_input_tokens": 1000, "output_tokens": 1}}}),
-                ("content_block_start", {"type": "content_block_start", "index": 0,
-                                         "content_block": {"type": "text", "text": ""}}),
-                ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                         "delta": {"type": "text_delta", "text": "hi"}}),
+                (
+                    "message_start",
+                    {
+                        "type": "message_start",
+                        "message": {
+                            "id": "msg_1",
+                            "model": "claude-x",
+                            "usage": {
+                                "input_tokens": 5,
+                                "cache_read_input_tokens": 100,
+                                "cache_creation_input_tokens": 1000,
+                                "output_tokens": 1,
+                            },
+                        },
+                    },
+                ),
+                (
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                ),
+                (
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}},
+                ),
                 ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                                   "usage": {"output_tokens": 7}}),
+                (
+                    "message_delta",
+                    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}},
+                ),
                 ("message_stop", {"type": "message_stop"}),
             )
         )
@@ -57,9 +75,7 @@ class TestIndexLessToolCalls:
         server.reply(body)
 
         chunks = await collect("openai", server.url)
-        indexed = [
-            (tc.id, tc.index) for c in chunks for sc in c.choices for tc in (sc.delta.tool_calls or ())
-        ]
+        indexed = [(tc.id, tc.index) for c in chunks for sc in c.choices for tc in (sc.delta.tool_calls or ())]
 
         assert indexed == [("a", 0), ("b", 1), ("c", 2)]
 
@@ -102,8 +118,13 @@ class TestAnthropicWire:
         server.reply(sse(("message_stop", {"type": "message_stop"})))
         messages = (
             {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "toolu_1", "type": "function", "function": {"name": "w", "arguments": {"city": "Paris"}}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "toolu_1", "type": "function", "function": {"name": "w", "arguments": {"city": "Paris"}}}
+                ],
+            },
             {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
         )
 

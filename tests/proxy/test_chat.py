@@ -171,8 +171,13 @@ class TestErrors:
         import rxllm
 
         rxllm.REPEATED_STREAMING_CHUNK_LIMIT = 3
-        loop_chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                      "choices": [{"index": 0, "delta": {"content": "again and again"}, "finish_reason": None}]}
+        loop_chunk = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "again and again"}, "finish_reason": None}],
+        }
         async with running(config(mock_entry("m", mock_response=[loop_chunk] * 10))) as server:
             stream = await client(server).chat.completions.create(model="m", messages=USER, stream=True)
             received = []
