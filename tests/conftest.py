@@ -15,7 +15,6 @@ import rxllm
 from rxllm.loop import THREAD_NAME
 from rxllm.streams import live_pump_tasks
 
-
 # The tests exercise the installed package. A subprocess started from the repository root
 # (python -m rxllm, python -c, the notebook kernel) would otherwise put the source tree first on
 # sys.path, where operators/ is not mapped to rxllm.operators: PYTHONSAFEPATH (3.11+) stops that.
