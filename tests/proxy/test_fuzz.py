@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 from collections.abc import Iterator
@@ -229,6 +230,7 @@ class TestProxyFuzz:
         names = FIXTURES[model]
         original = fixture_path(names[fixture_pick % len(names)]).read_bytes()
         servers.body = _mutated(original, event_pick, path_pick, new)
+        gc.collect()  # garbage left by earlier tests (an SDK client's orphaned close) is not this example's
 
         with _logged_errors() as errors:
             asyncio.run(asyncio.wait_for(_exchange(servers.proxy_url + "/v1/chat/completions", model, stream), GUARD))
