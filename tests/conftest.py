@@ -48,6 +48,17 @@ def _restore_providers() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _restore_prices() -> Iterator[None]:
+    """register_model() changes the process's price table: restore it after each test."""
+    from rxllm import pricing
+
+    saved = {name: dict(entry) for name, entry in pricing.model_cost.items()}
+    yield
+    pricing.model_cost.clear()
+    pricing.model_cost.update(saved)
+
+
+@pytest.fixture(autouse=True)
 def _reset_settings() -> Iterator[None]:
     """Module-level settings are global: restore them after every test."""
     limit = rxllm.REPEATED_STREAMING_CHUNK_LIMIT
