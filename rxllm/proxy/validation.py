@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from rxllm.dialects._common import json_type
 from rxllm.proxy.errors import ProxyError
 
 __all__ = [
@@ -72,23 +73,6 @@ MAX_JSON_DEPTH: Final = 100
 def bad_request(message: str, param: str | None = None, *, code: str | None = None) -> ProxyError:
     """A 400 :class:`ProxyError` naming ``param``."""
     return ProxyError(message, status_code=400, param=param, code=code)
-
-
-def json_type(value: Any) -> str:
-    """``value``'s JSON type in words (``"an array"``), for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def require_object(body: Any) -> dict[str, Any]:
