@@ -19,7 +19,13 @@ def _row(output: str, prefix: str) -> str:
 
 
 def test_smoke_run_prints_rxllm_rows_with_numbers(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # Only the benchmarks package goes on the path, not the repository root: rxllm must be the
+    # installed package (the source tree's rxllm/ has no operators/ mapping).
+    shelf = tmp_path / "path"
+    shelf.mkdir()
+    (shelf / "benchmarks").symlink_to(ROOT / "benchmarks", target_is_directory=True)
+    extra = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(shelf), extra) if p)}
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--smoke"],
         cwd=tmp_path,

@@ -187,7 +187,8 @@ class TestInteractiveTerminal:
         blocker = tmp_path / "rich"
         blocker.mkdir()
         (blocker / "__init__.py").write_text("raise ImportError('rich is not installed here')\n")
-        env = {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV.get("PYTHONPATH", "")])}
+        # no empty entry: "" on PYTHONPATH would put the working directory (the source tree) first
+        env = {**ENV, "PYTHONPATH": os.pathsep.join(p for p in (str(tmp_path), ENV.get("PYTHONPATH")) if p)}
         child = pexpect.spawn(
             sys.executable, ["-m", "rxllm", "chat", "--markdown"], env=env, encoding="utf-8", timeout=20
         )
