@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import platform
@@ -10,6 +11,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -38,11 +40,23 @@ def apply_offline_env() -> None:
     os.environ.update(OFFLINE_ENV)
 
 
+@functools.cache
+def _benchmarks_shelf() -> str:
+    """A directory holding only a link to ``benchmarks/``, for child processes' PYTHONPATH.
+
+    Putting the repository root there instead would put its ``rxllm/`` source tree before the
+    installed package, where ``operators/`` is not mapped to ``rxllm.operators``.
+    """
+    shelf = Path(tempfile.mkdtemp(prefix="rxllm-bench-path-"))
+    (shelf / "benchmarks").symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
+    return str(shelf)
+
+
 def child_env() -> dict[str, str]:
     """The environment for child processes: offline, and ``benchmarks`` importable."""
     env = {**os.environ, **OFFLINE_ENV}
     path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
+    env["PYTHONPATH"] = _benchmarks_shelf() + (os.pathsep + path if path else "")
     return env
 
 
