@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 
 from reactivex import Observable, abc
@@ -33,28 +34,7 @@ def text(choice: int | None = 0) -> Callable[[Observable[ChatCompletionChunk]], 
         An operator ``Observable[ChatCompletionChunk] -> Observable[str]``.
     """
 
-    def _text(source: Observable[ChatCompletionChunk]) -> Observable[str]:
-        def subscribe(
-            observer: abc.ObserverBase[str], scheduler: abc.SchedulerBase | None = None
-        ) -> abc.DisposableBase:
-            def on_next(chunk: ChatCompletionChunk) -> None:
-                try:
-                    parts = [
-                        c
-                        for sc in chunk.choices
-                        if (choice is None or sc.index == choice) and (c := sc.delta.content) and c.__class__ is str
-                    ]
-                except Exception as exc:
-                    observer.on_error(exc)
-                    return
-                for part in parts:
-                    observer.on_next(part)
-
-            return source.subscribe(on_next, observer.on_error, observer.on_completed, scheduler=scheduler)
-
-        return Observable(subscribe)
-
-    return _text
+    return _delta_strings("content", choice)
 
 
 def reasoning(choice: int | None = 0) -> Callable[[Observable[ChatCompletionChunk]], Observable[str]]:
@@ -78,18 +58,23 @@ def reasoning(choice: int | None = 0) -> Callable[[Observable[ChatCompletionChun
         An operator ``Observable[ChatCompletionChunk] -> Observable[str]``.
     """
 
-    def _reasoning(source: Observable[ChatCompletionChunk]) -> Observable[str]:
+    return _delta_strings("reasoning_content", choice)
+
+
+def _delta_strings(field: str, choice: int | None) -> Callable[[Observable[ChatCompletionChunk]], Observable[str]]:
+    """Each non-empty string ``delta.<field>`` of the followed choice(s), in arrival order."""
+    read = operator.attrgetter(field)
+
+    def _strings(source: Observable[ChatCompletionChunk]) -> Observable[str]:
         def subscribe(
             observer: abc.ObserverBase[str], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
             def on_next(chunk: ChatCompletionChunk) -> None:
                 try:
                     parts = [
-                        r
+                        v
                         for sc in chunk.choices
-                        if (choice is None or sc.index == choice)
-                        and (r := sc.delta.reasoning_content)
-                        and r.__class__ is str
+                        if (choice is None or sc.index == choice) and (v := read(sc.delta)) and v.__class__ is str
                     ]
                 except Exception as exc:
                     observer.on_error(exc)
@@ -101,4 +86,4 @@ def reasoning(choice: int | None = 0) -> Callable[[Observable[ChatCompletionChun
 
         return Observable(subscribe)
 
-    return _reasoning
+    return _strings
