@@ -1,0 +1,306 @@
+"""``rxllm serve --workers N`` as real processes: one port, restarts, signals, no orphans, shared limits."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rxllm.proxy.workers import WORKER_OPTION, Supervisor, WorkerStartError, bind_socket
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+ENV.pop("RXLLM_MASTER_KEY", None)
+#: A bound on every wait for a subprocess (a hang guard, never a timing assertion).
+HANG_GUARD = 60.0
+CHAT = "/v1/chat/completions"
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie waiting to be reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+class Served:
+    """One ``rxllm serve`` subprocess: its stderr lines collected by a thread, its port, its logs."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rxllm", "serve", "--port", "0", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=ENV,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name="served-stderr", daemon=True)
+        self._reader.start()
+        line = self.wait_for(lambda: next((x for x in self.lines if "listening on" in x), None))
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        self.listening = line
+        self.base = f"http://127.0.0.1:{match.group(1)}"
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self.lines.append("<eof>")
+            self._changed.notify_all()
+
+    def wait_for(self, found: Callable[[], Any]) -> Any:
+        """Wait (bounded) until ``found()`` is truthy as lines arrive; return it."""
+        with self._changed:
+            ok = self._changed.wait_for(lambda: found() or "<eof>" in self.lines, timeout=HANG_GUARD)
+            result = found()
+        assert ok and result, "".join(self.lines)[-3000:]
+        return result
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The JSON log lines so far (of one event when ``name`` is given)."""
+        with self._changed:
+            lines = list(self.lines)
+        parsed = [json.loads(x) for x in lines if x.startswith("{")]
+        return [e for e in parsed if name is None or e.get("event") == name]
+
+    def event(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Wait for an event with these fields and return it."""
+
+        def found() -> dict[str, Any] | None:
+            return next((e for e in self.events(name) if all(e.get(k) == v for k, v in fields.items())), None)
+
+        result: dict[str, Any] = self.wait_for(found)
+        return result
+
+    def worker_pids(self) -> set[int]:
+        """The pids of the workers started so far (first starts and restarts)."""
+        return {e["worker_pid"] for e in self.events() if e.get("event") in ("rxllm.proxy.worker_started",)}
+
+    def stop(self) -> None:
+        """End the process and every worker it may have left (the test failed)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=HANG_GUARD)
+        for pid in self.worker_pids():
+            if alive(pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        self._reader.join(timeout=HANG_GUARD)
+
+
+@contextlib.contextmanager
+def served(*args: str) -> Iterator[Served]:
+    server = Served(*args)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def write_config(tmp_path: Path, *entries: dict[str, Any], **sections: Any) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"model_list": list(entries), **sections}))
+    return str(path)
+
+
+def mock(name: str, **params: Any) -> dict[str, Any]:
+    return {"model_name": name, "litellm_params": {"model": "mock/x", **params}}
+
+
+def get(url: str) -> dict[str, Any]:
+    """GET JSON on a fresh connection (urllib closes it: the next one may reach another worker)."""
+    with urllib.request.urlopen(url, timeout=HANG_GUARD) as response:
+        result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+def chat(base: str, model: str = "m") -> int:
+    """One non-streamed chat request on a fresh connection; its status."""
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    request = urllib.request.Request(base + CHAT, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=HANG_GUARD) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return int(exc.code)
+
+
+def readiness_pids(server: Served, want: set[int]) -> set[int]:
+    """Ask /health/readiness on fresh connections until every pid in ``want`` has answered (bounded)."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + HANG_GUARD
+    while not want <= seen and time.monotonic() < deadline:
+        seen.add(get(server.base + "/health/readiness")["pid"])
+    return seen
+
+
+def wait_gone(pids: set[int]) -> set[int]:
+    """Poll (bounded) until none of ``pids`` runs; the ones still running."""
+    deadline = time.monotonic() + HANG_GUARD
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling other processes' exit, not timing an assertion
+    return {p for p in pids if alive(p)}
+
+
+class TestWorkers:
+    def test_two_workers_serve_one_port_with_tagged_logs(self, tmp_path: Path) -> None:
+        """--workers 2: one listening line, both worker pids answer on the one port, every line tagged."""
+        cfg = write_config(tmp_path, mock("m", mock_response="ok"))
+        with served("--config", cfg, "--workers", "2") as server:
+            started = {e["worker"]: e["worker_pid"] for e in server.events("rxllm.proxy.worker_started")}
+            seen = readiness_pids(server, set(started.values()))
+            statuses = [chat(server.base) for _ in range(4)]
+            requests = server.wait_for(lambda: len(server.events("rxllm.proxy.request")) >= 4 and server.events())
+            server.proc.send_signal(signal.SIGTERM)
+            code = server.proc.wait(timeout=HANG_GUARD)
+            server.wait_for(lambda: "<eof>" in server.lines)
+
+        assert "2 workers" in server.listening
+        assert sum("listening on" in line for line in server.lines) == 1
+        assert sorted(started) == [0, 1] and seen == set(started.values())
+        assert statuses == [200] * 4 and code == 0
+        assert len(server.events("rxllm.proxy.limits_per_worker")) == 1  # no Redis: said once
+        for event in requests:
+            if event["event"] == "rxllm.proxy.request":
+                assert started[event["worker"]] == event["pid"]
+            elif event["event"].startswith("rxllm.proxy.worker"):
+                assert event["worker_pid"] in started.values()
+        supervisor = {e["pid"] for e in server.events() if e["worker"] == "supervisor"}
+        assert supervisor == {server.proc.pid}
+        assert {e["worker_pid"] for e in server.events("rxllm.proxy.worker_exited")} == set(started.values())
+
+    def test_a_killed_worker_is_restarted_and_the_service_keeps_answering(self, tmp_path: Path) -> None:
+        """kill -9 of one worker: requests keep succeeding, the supervisor logs the exit and starts a new pid."""
+        cfg = write_config(tmp_path, mock("m", mock_response="ok"))
+        with served("--config", cfg, "--workers", "2") as server:
+            victim = server.event("rxllm.proxy.worker_started", worker=0)["worker_pid"]
+            os.kill(victim, signal.SIGKILL)
+            exited = server.event("rxllm.proxy.worker_exited", worker_pid=victim)
+            during = [chat(server.base) for _ in range(3)]  # one worker dead (restart_in >= 0.5 s)
+            while not server.events("rxllm.proxy.worker_restarted"):
+                during.append(chat(server.base))
+            restarted = server.event("rxllm.proxy.worker_restarted", worker=0)
+            seen = readiness_pids(server, {restarted["worker_pid"]})
+            other = server.event("rxllm.proxy.worker_started", worker=1)["worker_pid"]
+            server.proc.send_signal(signal.SIGTERM)
+            code = server.proc.wait(timeout=HANG_GUARD)
+
+        assert exited["exit_code"] == -9 and exited["signal"] == "SIGKILL" and exited["expected"] is False
+        assert exited["restart_in"] > 0  # it had run only briefly: the backoff applies
+        assert set(during) == {200}
+        assert restarted["previous_pid"] == victim and restarted["worker_pid"] != victim
+        assert restarted["worker_pid"] in seen and not alive(victim)
+        assert code == 0 and wait_gone({restarted["worker_pid"], other}) == set()
+
+    def test_sigterm_lets_an_in_flight_stream_finish_and_leaves_no_process(self, tmp_path: Path) -> None:
+        """SIGTERM to the supervisor mid-stream: the stream completes, every worker exits, exit code 0."""
+        cfg = write_config(tmp_path, mock("slow", mock_response="one two three four five six", mock_delay=0.1))
+        with served("--config", cfg, "--workers", "2") as server:
+            pids = server.worker_pids()
+            body = json.dumps({"model": "slow", "stream": True, "messages": [{"role": "user", "content": "x"}]})
+            request = urllib.request.Request(
+                server.base + CHAT, data=body.encode(), headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=HANG_GUARD) as response:
+                first = response.readline()
+                server.proc.send_signal(signal.SIGTERM)
+                server.event("rxllm.proxy.workers_stopping")
+                rest = response.read()
+            code = server.proc.wait(timeout=HANG_GUARD)
+            left = wait_gone(pids)
+
+        assert first.startswith(b"data: {")
+        assert rest.rstrip().endswith(b"data: [DONE]")
+        text = "".join(
+            json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+            for line in (first + rest).split(b"\n")
+            if line.startswith(b"data: {") and json.loads(line[6:])["choices"]
+        )
+        assert text == "one two three four five six"
+        assert code == 0 and left == set() and len(pids) == 2
+
+    def test_workers_exit_by_themselves_when_the_supervisor_is_killed(self, tmp_path: Path) -> None:
+        """SIGKILL to the supervisor: each worker sees its control socket close, drains and exits."""
+        cfg = write_config(tmp_path, mock("m", mock_response="ok"))
+        with served("--config", cfg, "--workers", "2") as server:
+            pids = server.worker_pids()
+            server.proc.kill()
+            server.proc.wait(timeout=HANG_GUARD)
+            left = wait_gone(pids)
+            lost = server.wait_for(lambda: len(server.events("rxllm.proxy.supervisor_lost")) == 2 and True)
+
+        assert len(pids) == 2 and left == set() and lost
+
+    @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+    def test_a_bad_worker_count_is_refused(self, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+        """--workers must be a whole number of 1 or more: anything else exits 2 naming the option."""
+        from rxllm.cli import main
+
+        with pytest.raises(SystemExit) as exited:
+            main(["serve", "--workers", value])
+
+        err = capsys.readouterr().err
+        assert exited.value.code == 2
+        assert "--workers" in err and "1 or more" in err
+
+
+class TestSupervisor:
+    async def test_a_worker_that_dies_before_it_is_ready_stops_the_start(self) -> None:
+        """A worker command that exits at once: WorkerStartError naming the worker and its exit code."""
+        sock = bind_socket("127.0.0.1", 0, 16)
+        command = [sys.executable, "-c", f"import sys; assert sys.argv[1] == {WORKER_OPTION!r}; sys.exit(3)"]
+        supervisor = Supervisor(command, sock, 2, stop_timeout=HANG_GUARD)
+
+        with pytest.raises(WorkerStartError, match=r"exited with code 3 before it was ready"):
+            await supervisor.run()
+
+        assert supervisor.pids == [] and sock.fileno() == -1
+
+
+class TestSharedLimits:
+    def test_rpm_limit_is_exact_across_a_two_worker_proxy_and_another_instance(
+        self, tmp_path: Path, redis_url: str
+    ) -> None:
+        """rpm: 5 on one Redis: requests over both workers of one proxy and a second instance admit exactly 5."""
+        cfg = write_config(
+            tmp_path,
+            mock("m", rpm=5, mock_response="ok"),
+            router_settings={"redis_url": redis_url, "redis_cache_ttl": 0},
+        )
+        with served("--config", cfg, "--workers", "2") as workers, served("--config", cfg) as single:
+            bases = [workers.base, single.base]
+            with ThreadPoolExecutor(6) as pool:
+                statuses = list(pool.map(lambda i: chat(bases[i % 2]), range(12)))
+                # more (all refused) until both workers have answered some: the limit spans them
+                while len({e["worker"] for e in workers.events("rxllm.proxy.request")}) < 2:
+                    statuses += list(pool.map(lambda i: chat(workers.base), range(4)))
+            per_worker = {e["worker"] for e in workers.events("rxllm.proxy.request")}
+
+        assert statuses.count(200) == 5 and set(statuses) == {200, 429}
+        assert per_worker == {0, 1}
+        assert not workers.events("rxllm.proxy.limits_per_worker")  # Redis named: no per-worker warning
