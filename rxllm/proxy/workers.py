@@ -161,11 +161,36 @@ class Supervisor:
             it stops.
         workers: How many worker processes (1 or more).
         stop_timeout: Seconds stopping workers get before they are killed.
+        restart_delay: The first restart delay of a worker that exited within ``stable_after``
+            seconds of its start; it doubles with each further such exit.
+        max_restart_delay: The longest restart delay.
+        stable_after: Seconds after which a worker counts as having started well (a worker
+            that ran this long is restarted at once, and its delay starts over).
+
+    Raises:
+        ValueError: ``workers`` is less than 1, or a delay is negative.
     """
 
-    def __init__(self, command: Sequence[str], sock: socket.socket, workers: int, *, stop_timeout: float) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        sock: socket.socket,
+        workers: int,
+        *,
+        stop_timeout: float,
+        restart_delay: float = RESTART_DELAY,
+        max_restart_delay: float = MAX_RESTART_DELAY,
+        stable_after: float = STABLE_AFTER,
+    ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be 1 or more, got {workers}")
+        if min(stop_timeout, restart_delay, max_restart_delay, stable_after) < 0:
+            raise ValueError("the supervisor's timeouts and delays must be 0 or more seconds")
+        self._restart_delay, self._max_restart_delay, self._stable_after = (
+            restart_delay,
+            max_restart_delay,
+            stable_after,
+        )
         self._command = list(command)
         self._sock = sock
         self._slots = [_Slot(index) for index in range(workers)]
@@ -308,10 +333,10 @@ class Supervisor:
                 )
                 self._stop.set()
                 return
-            slot.quick_exits = 0 if lived >= STABLE_AFTER else slot.quick_exits + 1
-            delay = (
-                0.0 if slot.quick_exits == 0 else min(RESTART_DELAY * 2 ** (slot.quick_exits - 1), MAX_RESTART_DELAY)
-            )
+            slot.quick_exits = 0 if lived >= self._stable_after else slot.quick_exits + 1
+            delay = 0.0
+            if slot.quick_exits:
+                delay = min(self._restart_delay * 2 ** (slot.quick_exits - 1), self._max_restart_delay)
             _log.warning(
                 "rxllm.proxy.worker_exited", **fields, expected=False, ran_for=round(lived, 3), restart_in=delay
             )
@@ -393,15 +418,18 @@ def supervise(
     sock = bind_socket(host, port, config.listen_backlog)
     bound = int(sock.getsockname()[1])
     if config.redis_url is None and workers > 1:
-        _log.warning(
-            "rxllm.proxy.limits_per_worker",
-            workers=workers,
-            message=(
-                f"no router_settings.redis_url: rpm, tpm and max_parallel_requests limits, cooldowns and "
-                f"least-busy counts are kept per worker, so {workers} workers admit up to {workers} times each limit"
-            ),
+        message = (
+            f"no router_settings.redis_url: rpm, tpm and max_parallel_requests limits, cooldowns and least-busy "
+            f"counts are kept per worker, so {workers} workers admit up to {workers} times each limit"
         )
-    supervisor = Supervisor(command, sock, workers, stop_timeout=config.shutdown_grace_period + STOP_MARGIN)
+        if config.resumable_streams:
+            message += "; a resumed stream is found only when the reconnect reaches the worker that started it"
+        _log.warning("rxllm.proxy.limits_per_worker", workers=workers, message=message)
+    try:
+        supervisor = Supervisor(command, sock, workers, stop_timeout=config.shutdown_grace_period + STOP_MARGIN)
+    except BaseException:
+        sock.close()
+        raise
 
     def ready() -> None:
         if on_ready is not None:
@@ -430,6 +458,8 @@ def run_worker(config: ProxyConfig, spec: str, host: str) -> None:
         raise ValueError(f"{WORKER_OPTION} takes INDEX:SOCKET_FD:CONTROL_FD, got {spec!r}") from None
     sock = socket.socket(fileno=sock_fd)
     control = socket.socket(fileno=control_fd)
+    for inherited in (sock, control):
+        inherited.set_inheritable(False)  # this worker's own children (none today) must not hold them
     try:
         asyncio.run(_work(config, host, sock, control, index))
     finally:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -150,12 +152,17 @@ def chat(base: str, model: str = "m") -> int:
         return int(exc.code)
 
 
-def readiness_pids(server: Served, want: set[int]) -> set[int]:
-    """Ask /health/readiness on fresh connections until every pid in ``want`` has answered (bounded)."""
-    seen: set[int] = set()
+def readiness(server: Served, want: set[int]) -> dict[int, int]:
+    """Ask /health/readiness on fresh connections until every pid in ``want`` has answered (bounded).
+
+    Returns:
+        Each answering pid and the worker index it reported.
+    """
+    seen: dict[int, int] = {}
     deadline = time.monotonic() + HANG_GUARD
-    while not want <= seen and time.monotonic() < deadline:
-        seen.add(get(server.base + "/health/readiness")["pid"])
+    while not want <= seen.keys() and time.monotonic() < deadline:
+        body = get(server.base + "/health/readiness")
+        seen[body["pid"]] = body["worker"]
     return seen
 
 
@@ -167,94 +174,105 @@ def wait_gone(pids: set[int]) -> set[int]:
     return {p for p in pids if alive(p)}
 
 
+def stream_request(base: str, model: str) -> urllib.request.Request:
+    """A streamed chat request."""
+    body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "x"}]})
+    return urllib.request.Request(base + CHAT, data=body.encode(), headers={"Content-Type": "application/json"})
+
+
+def streamed_text(raw: bytes) -> str:
+    """The content of an SSE chat stream's chunks, concatenated."""
+    chunks = [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: {")]
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
 class TestWorkers:
-    def test_two_workers_serve_one_port_with_tagged_logs(self, tmp_path: Path) -> None:
-        """--workers 2: one listening line, both worker pids answer on the one port, every line tagged."""
-        cfg = write_config(tmp_path, mock("m", mock_response="ok"))
+    def test_two_workers_share_the_port_tag_their_logs_and_drain_on_sigterm(self, tmp_path: Path) -> None:
+        """--workers 2: one listening line, both pids answer on the one port, every line tagged; SIGTERM
+        mid-stream lets the stream finish, then every process exits and the supervisor exits 0."""
+        cfg = write_config(
+            tmp_path,
+            mock("m", mock_response="ok"),
+            mock("slow", mock_response="one two three four five six", mock_delay=0.1),
+        )
         with served("--config", cfg, "--workers", "2") as server:
             started = {e["worker"]: e["worker_pid"] for e in server.events("rxllm.proxy.worker_started")}
-            seen = readiness_pids(server, set(started.values()))
+            answers = readiness(server, set(started.values()))
             statuses = [chat(server.base) for _ in range(4)]
-            requests = server.wait_for(lambda: len(server.events("rxllm.proxy.request")) >= 4 and server.events())
-            server.proc.send_signal(signal.SIGTERM)
+            server.wait_for(lambda: len(server.events("rxllm.proxy.request")) >= 4)
+            with urllib.request.urlopen(stream_request(server.base, "slow"), timeout=HANG_GUARD) as response:
+                first = response.readline()
+                server.proc.send_signal(signal.SIGTERM)
+                server.event("rxllm.proxy.workers_stopping")
+                rest = response.read()
             code = server.proc.wait(timeout=HANG_GUARD)
+            left = wait_gone(set(started.values()))
             server.wait_for(lambda: "<eof>" in server.lines)
 
         assert "2 workers" in server.listening
         assert sum("listening on" in line for line in server.lines) == 1
-        assert sorted(started) == [0, 1] and seen == set(started.values())
-        assert statuses == [200] * 4 and code == 0
+        assert sorted(started) == [0, 1] and answers == {pid: index for index, pid in started.items()}
+        assert statuses == [200] * 4
         assert len(server.events("rxllm.proxy.limits_per_worker")) == 1  # no Redis: said once
-        for event in requests:
-            if event["event"] == "rxllm.proxy.request":
-                assert started[event["worker"]] == event["pid"]
-            elif event["event"].startswith("rxllm.proxy.worker"):
-                assert event["worker_pid"] in started.values()
+        for event in server.events("rxllm.proxy.request"):
+            assert started[event["worker"]] == event["pid"]
         supervisor = {e["pid"] for e in server.events() if e["worker"] == "supervisor"}
         assert supervisor == {server.proc.pid}
-        assert {e["worker_pid"] for e in server.events("rxllm.proxy.worker_exited")} == set(started.values())
+        assert streamed_text(first + rest) == "one two three four five six"
+        assert rest.rstrip().endswith(b"data: [DONE]")
+        assert code == 0 and left == set()
+        exited = server.events("rxllm.proxy.worker_exited")
+        assert {e["worker_pid"] for e in exited} == set(started.values()) and all(e["expected"] for e in exited)
 
-    def test_a_killed_worker_is_restarted_and_the_service_keeps_answering(self, tmp_path: Path) -> None:
-        """kill -9 of one worker: requests keep succeeding, the supervisor logs the exit and starts a new pid."""
+    def test_a_killed_worker_is_restarted_and_no_worker_outlives_the_supervisor(self, tmp_path: Path) -> None:
+        """kill -9 of a worker: requests keep succeeding and a new pid takes its place; then SIGKILL of the
+        supervisor: every worker sees its control socket close, drains and exits by itself."""
         cfg = write_config(tmp_path, mock("m", mock_response="ok"))
         with served("--config", cfg, "--workers", "2") as server:
             victim = server.event("rxllm.proxy.worker_started", worker=0)["worker_pid"]
+            other = server.event("rxllm.proxy.worker_started", worker=1)["worker_pid"]
             os.kill(victim, signal.SIGKILL)
             exited = server.event("rxllm.proxy.worker_exited", worker_pid=victim)
             during = [chat(server.base) for _ in range(3)]  # one worker dead (restart_in >= 0.5 s)
             while not server.events("rxllm.proxy.worker_restarted"):
                 during.append(chat(server.base))
             restarted = server.event("rxllm.proxy.worker_restarted", worker=0)
-            seen = readiness_pids(server, {restarted["worker_pid"]})
-            other = server.event("rxllm.proxy.worker_started", worker=1)["worker_pid"]
-            server.proc.send_signal(signal.SIGTERM)
-            code = server.proc.wait(timeout=HANG_GUARD)
+            seen = readiness(server, {restarted["worker_pid"]})
+            server.proc.kill()
+            server.proc.wait(timeout=HANG_GUARD)
+            left = wait_gone({restarted["worker_pid"], other})
+            lost = server.wait_for(lambda: len(server.events("rxllm.proxy.supervisor_lost")) == 2)
 
         assert exited["exit_code"] == -9 and exited["signal"] == "SIGKILL" and exited["expected"] is False
         assert exited["restart_in"] > 0  # it had run only briefly: the backoff applies
         assert set(during) == {200}
         assert restarted["previous_pid"] == victim and restarted["worker_pid"] != victim
-        assert restarted["worker_pid"] in seen and not alive(victim)
-        assert code == 0 and wait_gone({restarted["worker_pid"], other}) == set()
+        assert seen[restarted["worker_pid"]] == 0 and not alive(victim)
+        assert left == set() and lost
 
-    def test_sigterm_lets_an_in_flight_stream_finish_and_leaves_no_process(self, tmp_path: Path) -> None:
-        """SIGTERM to the supervisor mid-stream: the stream completes, every worker exits, exit code 0."""
-        cfg = write_config(tmp_path, mock("slow", mock_response="one two three four five six", mock_delay=0.1))
-        with served("--config", cfg, "--workers", "2") as server:
-            pids = server.worker_pids()
-            body = json.dumps({"model": "slow", "stream": True, "messages": [{"role": "user", "content": "x"}]})
-            request = urllib.request.Request(
-                server.base + CHAT, data=body.encode(), headers={"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=HANG_GUARD) as response:
-                first = response.readline()
-                server.proc.send_signal(signal.SIGTERM)
-                server.event("rxllm.proxy.workers_stopping")
-                rest = response.read()
-            code = server.proc.wait(timeout=HANG_GUARD)
-            left = wait_gone(pids)
-
-        assert first.startswith(b"data: {")
-        assert rest.rstrip().endswith(b"data: [DONE]")
-        text = "".join(
-            json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
-            for line in (first + rest).split(b"\n")
-            if line.startswith(b"data: {") and json.loads(line[6:])["choices"]
+    def test_a_second_sigterm_kills_workers_still_draining(self, tmp_path: Path) -> None:
+        """SIGTERM, then SIGTERM again while a long stream drains: the rest are killed, exit 1, no process left."""
+        cfg = write_config(
+            tmp_path,
+            mock("slow", mock_response="one two three four five six seven eight nine ten", mock_delay=1.0),
+            general_settings={"shutdown_grace_period": 60},
         )
-        assert text == "one two three four five six"
-        assert code == 0 and left == set() and len(pids) == 2
-
-    def test_workers_exit_by_themselves_when_the_supervisor_is_killed(self, tmp_path: Path) -> None:
-        """SIGKILL to the supervisor: each worker sees its control socket close, drains and exits."""
-        cfg = write_config(tmp_path, mock("m", mock_response="ok"))
         with served("--config", cfg, "--workers", "2") as server:
             pids = server.worker_pids()
-            server.proc.kill()
-            server.proc.wait(timeout=HANG_GUARD)
+            with urllib.request.urlopen(stream_request(server.base, "slow"), timeout=HANG_GUARD) as response:
+                response.readline()
+                server.proc.send_signal(signal.SIGTERM)
+                server.event("rxllm.proxy.workers_stopping", kill=False)
+                server.proc.send_signal(signal.SIGTERM)
+                code = server.proc.wait(timeout=HANG_GUARD)
+                with contextlib.suppress(http.client.HTTPException, OSError):
+                    response.read()
             left = wait_gone(pids)
-            lost = server.wait_for(lambda: len(server.events("rxllm.proxy.supervisor_lost")) == 2 and True)
+            killed = server.events("rxllm.proxy.worker_killed")
 
-        assert len(pids) == 2 and left == set() and lost
+        assert code == 1 and left == set()
+        assert killed and {e["reason"] for e in killed} == {"second signal"}
+        assert {e["worker_pid"] for e in killed} <= pids
 
     @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
     def test_a_bad_worker_count_is_refused(self, value: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -280,6 +298,61 @@ class TestSupervisor:
             await supervisor.run()
 
         assert supervisor.pids == [] and sock.fileno() == -1
+
+
+#: A stand-in worker: says ready on its first start, then exits with 5 on the next three, then stays.
+FAKE_WORKER = """
+import pathlib, socket, sys
+runs = pathlib.Path(sys.argv[1])
+count = len(runs.read_text()) if runs.exists() else 0
+runs.write_text("x" * (count + 1))
+control = socket.socket(fileno=int(sys.argv[-1].split(":")[2]))
+if count == 0:
+    control.send(b"ready\\n")
+elif count <= 3:
+    sys.exit(5)
+control.recv(1)  # until the supervisor goes (or SIGTERM ends this process)
+"""
+
+
+class TestRestartPolicy:
+    async def test_quick_exits_back_off_doubling_up_to_the_cap(self, tmp_path: Path) -> None:
+        """A worker killed, then crashing at start three times: restarts wait 0.01, 0.02, 0.04, then 0.05 (the cap)."""
+        from structlog.testing import capture_logs
+
+        script = tmp_path / "worker.py"
+        script.write_text(FAKE_WORKER)
+        runs = tmp_path / "runs"
+        sock = bind_socket("127.0.0.1", 0, 16)
+        supervisor = Supervisor(
+            [sys.executable, str(script), str(runs)],
+            sock,
+            1,
+            stop_timeout=HANG_GUARD,
+            restart_delay=0.01,
+            max_restart_delay=0.05,
+            stable_after=HANG_GUARD,
+        )
+        ready = asyncio.Event()
+        with capture_logs() as logs:
+            running = asyncio.create_task(supervisor.run(ready.set))
+            async with asyncio.timeout(HANG_GUARD):  # hang guard
+                await ready.wait()
+                first = supervisor.pids
+                os.kill(first[0], signal.SIGKILL)
+                while sum(e["event"] == "rxllm.proxy.worker_restarted" for e in logs) < 4:
+                    await asyncio.sleep(0.01)
+                last = supervisor.pids
+                supervisor.stop()
+                code = await running
+
+        exits = [e for e in logs if e["event"] == "rxllm.proxy.worker_exited" and not e["expected"]]
+        assert [e["exit_code"] for e in exits] == [-9, 5, 5, 5]
+        assert [e["restart_in"] for e in exits] == [0.01, 0.02, 0.04, 0.05]
+        restarts = [e for e in logs if e["event"] == "rxllm.proxy.worker_restarted"]
+        assert [e["restarts"] for e in restarts] == [1, 2, 3, 4] and restarts[0]["previous_pid"] == first[0]
+        assert code == 0
+        assert not alive(last[0]) and supervisor.pids == []
 
 
 class TestSharedLimits:
