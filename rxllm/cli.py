@@ -308,6 +308,8 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    if args.workers > 1 and os.name != "posix":
+        return _fail("--workers more than 1 needs a POSIX system (inherited sockets); run one process per port")
     try:
         if args.workers > 1:
             return _supervise(args, config, ready)

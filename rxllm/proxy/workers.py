@@ -100,6 +100,9 @@ class WorkerStartError(RuntimeError):
 def log_tags(worker: int | str) -> Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]:
     """A structlog processor adding ``worker`` and ``pid`` to every event of this process.
 
+    An event that names a ``worker`` or ``pid`` itself keeps them: the supervisor's
+    ``rxllm.proxy.worker_*`` events are about a worker and carry that worker's index and pid.
+
     Args:
         worker: The worker's index, or ``"supervisor"``.
 
@@ -108,6 +111,7 @@ def log_tags(worker: int | str) -> Callable[[Any, str, MutableMapping[str, Any]]
     """
     pid = os.getpid()
 
+    # setdefault: the supervisor's lines about a worker (rxllm.proxy.worker_*) name that worker
     def tag(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         event.setdefault("worker", worker)
         event.setdefault("pid", pid)
@@ -229,8 +233,14 @@ class Supervisor:
         keepers: list[asyncio.Task[None]] = []
         try:
             for slot in self._slots:
-                await self._spawn(slot)
+                try:
+                    await self._spawn(slot)
+                except OSError as exc:
+                    self._boot_failure = f"cannot start worker {slot.index}: {exc}"
+                    break
                 keepers.append(asyncio.create_task(self._keep(slot), name=f"rxllm-worker-{slot.index}"))
+            if self._boot_failure is not None:
+                self._stop.set()
             everyone: asyncio.Future[Any] = asyncio.ensure_future(
                 asyncio.gather(*(s.ready.wait() for s in self._slots))
             )
@@ -293,7 +303,7 @@ class Supervisor:
         reader = asyncio.create_task(self._await_ready(slot, mine), name=f"rxllm-worker-{slot.index}-ready")
         self._readers.add(reader)
         reader.add_done_callback(self._readers.discard)
-        _log.info("rxllm.proxy.worker_started", worker=slot.index, worker_pid=process.pid)
+        _log.info("rxllm.proxy.worker_started", worker=slot.index, pid=process.pid)
 
     async def _await_ready(self, slot: _Slot, control: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -311,47 +321,57 @@ class Supervisor:
         """Wait for the slot's worker to exit; start another unless stopping."""
         loop = asyncio.get_running_loop()
         assert self._stop is not None
+        previous: int | None = None
         while True:
             process = slot.process
-            assert process is not None
-            code = await process.wait()
-            if slot.control is not None:
-                slot.control.close()
-                slot.control = None
-            lived = loop.time() - slot.started
-            fields: dict[str, Any] = {"worker": slot.index, "worker_pid": process.pid, "exit_code": code}
-            if code < 0:
-                with contextlib.suppress(ValueError):
-                    fields["signal"] = signal.Signals(-code).name
-            if self._stop.is_set():
-                _log.info("rxllm.proxy.worker_exited", **fields, expected=True)
-                return
-            if self._booting and not slot.ready.is_set():
-                _log.error("rxllm.proxy.worker_exited", **fields, expected=False, restart_in=None)
-                self._boot_failure = (
-                    f"worker {slot.index} exited with code {code} before it was ready (see its log lines above)"
-                )
-                self._stop.set()
-                return
+            lived = 0.0
+            fields: dict[str, Any] = {"worker": slot.index}
+            if process is not None:  # None: the last start failed (logged), try again
+                code = await process.wait()
+                if slot.control is not None:
+                    slot.control.close()
+                    slot.control = None
+                lived = loop.time() - slot.started
+                previous = process.pid
+                fields.update(pid=process.pid, exit_code=code)
+                if code < 0:
+                    with contextlib.suppress(ValueError):
+                        fields["signal"] = signal.Signals(-code).name
+                if self._stop.is_set():
+                    _log.info("rxllm.proxy.worker_exited", **fields, expected=True)
+                    return
+                if self._booting and not slot.ready.is_set():
+                    _log.error("rxllm.proxy.worker_exited", **fields, expected=False, restart_in=None)
+                    self._boot_failure = (
+                        f"worker {slot.index} exited with code {code} before it was ready (see its log lines above)"
+                    )
+                    self._stop.set()
+                    return
             slot.quick_exits = 0 if lived >= self._stable_after else slot.quick_exits + 1
             delay = 0.0
             if slot.quick_exits:
                 delay = min(self._restart_delay * 2 ** (slot.quick_exits - 1), self._max_restart_delay)
-            _log.warning(
-                "rxllm.proxy.worker_exited", **fields, expected=False, ran_for=round(lived, 3), restart_in=delay
-            )
+            if process is not None:
+                _log.warning(
+                    "rxllm.proxy.worker_exited", **fields, expected=False, ran_for=round(lived, 3), restart_in=delay
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
             if self._stop.is_set():
                 return
-            await self._spawn(slot)
+            try:
+                await self._spawn(slot)
+            except OSError as exc:  # out of processes or descriptors, say: back off and try again
+                slot.process = None
+                _log.error("rxllm.proxy.worker_start_failed", worker=slot.index, error=str(exc))
+                continue
             slot.restarts += 1
             assert slot.process is not None
             _log.info(
                 "rxllm.proxy.worker_restarted",
                 worker=slot.index,
-                worker_pid=slot.process.pid,
-                previous_pid=process.pid,
+                pid=slot.process.pid,
+                previous_pid=previous,
                 restarts=slot.restarts,
             )
 
@@ -379,7 +399,7 @@ class Supervisor:
         for slot in self._slots:
             process = slot.process
             if process is not None and process.returncode is None:
-                _log.warning("rxllm.proxy.worker_killed", worker=slot.index, worker_pid=process.pid, reason=reason)
+                _log.warning("rxllm.proxy.worker_killed", worker=slot.index, pid=process.pid, reason=reason)
                 self.killed += 1
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()

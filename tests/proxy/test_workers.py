@@ -99,7 +99,7 @@ class Served:
 
     def worker_pids(self) -> set[int]:
         """The pids of the workers started so far (first starts and restarts)."""
-        return {e["worker_pid"] for e in self.events() if e.get("event") in ("rxllm.proxy.worker_started",)}
+        return {e["pid"] for e in self.events() if e.get("event") in ("rxllm.proxy.worker_started",)}
 
     def stop(self) -> None:
         """End the process and every worker it may have left (the test failed)."""
@@ -196,7 +196,7 @@ class TestWorkers:
             mock("slow", mock_response="one two three four five six", mock_delay=0.1),
         )
         with served("--config", cfg, "--workers", "2") as server:
-            started = {e["worker"]: e["worker_pid"] for e in server.events("rxllm.proxy.worker_started")}
+            started = {e["worker"]: e["pid"] for e in server.events("rxllm.proxy.worker_started")}
             answers = readiness(server, set(started.values()))
             statuses = [chat(server.base) for _ in range(4)]
             server.wait_for(lambda: len(server.events("rxllm.proxy.request")) >= 4)
@@ -222,32 +222,32 @@ class TestWorkers:
         assert rest.rstrip().endswith(b"data: [DONE]")
         assert code == 0 and left == set()
         exited = server.events("rxllm.proxy.worker_exited")
-        assert {e["worker_pid"] for e in exited} == set(started.values()) and all(e["expected"] for e in exited)
+        assert {e["pid"] for e in exited} == set(started.values()) and all(e["expected"] for e in exited)
 
     def test_a_killed_worker_is_restarted_and_no_worker_outlives_the_supervisor(self, tmp_path: Path) -> None:
         """kill -9 of a worker: requests keep succeeding and a new pid takes its place; then SIGKILL of the
         supervisor: every worker sees its control socket close, drains and exits by itself."""
         cfg = write_config(tmp_path, mock("m", mock_response="ok"))
         with served("--config", cfg, "--workers", "2") as server:
-            victim = server.event("rxllm.proxy.worker_started", worker=0)["worker_pid"]
-            other = server.event("rxllm.proxy.worker_started", worker=1)["worker_pid"]
+            victim = server.event("rxllm.proxy.worker_started", worker=0)["pid"]
+            other = server.event("rxllm.proxy.worker_started", worker=1)["pid"]
             os.kill(victim, signal.SIGKILL)
-            exited = server.event("rxllm.proxy.worker_exited", worker_pid=victim)
+            exited = server.event("rxllm.proxy.worker_exited", pid=victim)
             during = [chat(server.base) for _ in range(3)]  # one worker dead (restart_in >= 0.5 s)
             while not server.events("rxllm.proxy.worker_restarted"):
                 during.append(chat(server.base))
             restarted = server.event("rxllm.proxy.worker_restarted", worker=0)
-            seen = readiness(server, {restarted["worker_pid"]})
+            seen = readiness(server, {restarted["pid"]})
             server.proc.kill()
             server.proc.wait(timeout=HANG_GUARD)
-            left = wait_gone({restarted["worker_pid"], other})
+            left = wait_gone({restarted["pid"], other})
             lost = server.wait_for(lambda: len(server.events("rxllm.proxy.supervisor_lost")) == 2)
 
         assert exited["exit_code"] == -9 and exited["signal"] == "SIGKILL" and exited["expected"] is False
         assert exited["restart_in"] > 0  # it had run only briefly: the backoff applies
         assert set(during) == {200}
-        assert restarted["previous_pid"] == victim and restarted["worker_pid"] != victim
-        assert seen[restarted["worker_pid"]] == 0 and not alive(victim)
+        assert restarted["previous_pid"] == victim and restarted["pid"] != victim
+        assert seen[restarted["pid"]] == 0 and not alive(victim)
         assert left == set() and lost
 
     def test_a_second_sigterm_kills_workers_still_draining(self, tmp_path: Path) -> None:
@@ -272,7 +272,7 @@ class TestWorkers:
 
         assert code == 1 and left == set()
         assert killed and {e["reason"] for e in killed} == {"second signal"}
-        assert {e["worker_pid"] for e in killed} <= pids
+        assert {e["pid"] for e in killed} <= pids
 
     @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
     def test_a_bad_worker_count_is_refused(self, value: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -295,6 +295,16 @@ class TestSupervisor:
         supervisor = Supervisor(command, sock, 2, stop_timeout=HANG_GUARD)
 
         with pytest.raises(WorkerStartError, match=r"exited with code 3 before it was ready"):
+            await supervisor.run()
+
+        assert supervisor.pids == [] and sock.fileno() == -1
+
+    async def test_a_worker_command_that_cannot_run_stops_the_start(self, tmp_path: Path) -> None:
+        """No such executable: WorkerStartError saying which worker could not start, and the socket is closed."""
+        sock = bind_socket("127.0.0.1", 0, 16)
+        supervisor = Supervisor([str(tmp_path / "no-such-python")], sock, 2, stop_timeout=HANG_GUARD)
+
+        with pytest.raises(WorkerStartError, match=r"cannot start worker 0: .*no-such-python"):
             await supervisor.run()
 
         assert supervisor.pids == [] and sock.fileno() == -1
