@@ -8,7 +8,8 @@ Routes:
 - every dialect's POST routes, e.g. ``POST /v1/chat/completions`` (and ``/chat/completions``):
   ``stream: true`` answers ``text/event-stream``; otherwise one JSON answer;
 - ``GET /v1/models`` (and ``/models``): the configured model names; ``GET /v1/models/{id}``;
-- ``GET /health/liveliness``, ``GET /health/readiness``: never need a key;
+- ``GET /health/liveliness``, ``GET /health/readiness``: never need a key (readiness also
+  names the answering process: its ``pid``, and its ``worker`` index under ``--workers``);
 - ``GET /metrics`` when metrics are enabled (:mod:`rxllm.proxy.metrics`; the master key
   applies, as to every route but the health checks).
 

@@ -15,8 +15,9 @@ Why one socket handed out rather than ``SO_REUSEPORT`` (each worker binding its 
 - Nothing is lost in restarts: connections queue in the one backlog while a worker is
   being replaced, whereas a ``SO_REUSEPORT`` socket that closes drops the connections the
   kernel had already hashed to it.
-- Portable: every POSIX system has inheritable descriptors; ``SO_REUSEPORT`` load balancing
-  is Linux-specific (BSDs and macOS give every connection to the last socket bound).
+- Portable: every POSIX system has inheritable descriptors; ``SO_REUSEPORT`` balances
+  connections only on Linux (FreeBSD needs its own ``SO_REUSEPORT_LB``; macOS does not
+  balance at all).
 
 The price is balance: a shared socket wakes the workers and the first to call ``accept()``
 wins, so the split is not exactly even (a busy worker accepts less, which is what one wants).
