@@ -69,6 +69,7 @@ __all__ = [
     "MAX_RESTART_DELAY",
     "RESTART_DELAY",
     "STABLE_AFTER",
+    "STOP_MARGIN",
     "WORKER_OPTION",
     "Supervisor",
     "WorkerStartError",
@@ -95,7 +96,11 @@ _READY: Final = b"ready\n"
 
 
 class WorkerStartError(RuntimeError):
-    """A worker exited before it was ready the first time: the supervisor stopped the others."""
+    """A worker could not be started, or exited before it was first ready: the start is abandoned.
+
+    The supervisor has stopped the other workers and closed the socket by then; the CLI
+    reports the message and exits 1.
+    """
 
 
 def log_tags(worker: int | str) -> Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]:
@@ -222,7 +227,7 @@ class Supervisor:
             0 when every worker stopped by itself; 1 when some had to be killed.
 
         Raises:
-            WorkerStartError: A worker exited before its first "ready".
+            WorkerStartError: A worker could not be started, or exited before its first "ready".
         """
         loop = asyncio.get_running_loop()
         self._stop, self._kill = asyncio.Event(), asyncio.Event()
@@ -434,7 +439,7 @@ def supervise(
 
     Raises:
         OSError: The socket cannot be bound.
-        WorkerStartError: A worker exited before it was first ready.
+        WorkerStartError: A worker could not be started, or exited before it was first ready.
     """
     sock = bind_socket(host, port, config.listen_backlog)
     bound = int(sock.getsockname()[1])
