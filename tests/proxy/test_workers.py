@@ -365,6 +365,40 @@ class TestRestartPolicy:
         assert not alive(last[0]) and supervisor.pids == []
 
 
+#: A stand-in worker that ignores SIGTERM: only a kill ends it.
+STUBBORN_WORKER = """
+import signal, socket, sys
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+control = socket.socket(fileno=int(sys.argv[-1].split(":")[2]))
+control.send(b"ready\\n")
+control.recv(1)
+"""
+
+
+class TestStopTimeout:
+    async def test_workers_ignoring_sigterm_are_killed_after_the_stop_timeout(self, tmp_path: Path) -> None:
+        """Workers that do not stop on SIGTERM are killed once stop_timeout passes; the exit status is 1."""
+        from structlog.testing import capture_logs
+
+        script = tmp_path / "stubborn.py"
+        script.write_text(STUBBORN_WORKER)
+        sock = bind_socket("127.0.0.1", 0, 16)
+        supervisor = Supervisor([sys.executable, str(script)], sock, 2, stop_timeout=0.2)
+        ready = asyncio.Event()
+        with capture_logs() as logs:
+            running = asyncio.create_task(supervisor.run(ready.set))
+            async with asyncio.timeout(HANG_GUARD):  # hang guard
+                await ready.wait()
+                pids = set(supervisor.pids)
+                supervisor.stop()
+                code = await running
+
+        killed = [e for e in logs if e["event"] == "rxllm.proxy.worker_killed"]
+        assert code == 1 and len(pids) == 2
+        assert {e["pid"] for e in killed} == pids and {e["reason"] for e in killed} == {"still running after 0.2 s"}
+        assert not any(alive(pid) for pid in pids)
+
+
 class TestSharedLimits:
     def test_rpm_limit_is_exact_across_a_two_worker_proxy_and_another_instance(
         self, tmp_path: Path, redis_url: str
