@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
 import attrs
@@ -41,9 +42,10 @@ from aiohttp import web
 from reactivex import Observable
 
 from rxllm._log import get_logger
+from rxllm.dialects.responses import ResponsesEncoder
 from rxllm.errors import BadRequestError
 from rxllm.proxy.config import ProxyConfig
-from rxllm.proxy.dialect import SSE_HEADERS, Call, Context, Dialect, StreamEncoder
+from rxllm.proxy.dialect import SSE_HEADERS, Call, Context, Dialect, ErrorInfo, StreamEncoder
 from rxllm.proxy.errors import ProxyError
 from rxllm.proxy.exchange import OUTCOME, PROXY_STATE, Exchange, Outcome, ProxyState
 from rxllm.proxy.router import DeploymentState
@@ -64,13 +66,15 @@ __all__ = ["RESUMABLE", "Resumable", "new_response_id"]
 
 _log = get_logger("rxllm.proxy")
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 #: Seconds after a failed Redis open before new streams try Redis again.
 _RETRY_AFTER: Final = 1.0
 
 
-def new_response_id() -> str:
-    """A fresh, unguessable response id (the stream's key)."""
-    return "chatcmpl-" + uuid.uuid4().hex
+def new_response_id(prefix: str = "chatcmpl-") -> str:
+    """A fresh, unguessable response id (the stream's key), ``chatcmpl-…`` unless told otherwise."""
+    return prefix + uuid.uuid4().hex
 
 
 class _Renamed:
@@ -184,6 +188,74 @@ class _Generation(Exchange):
         self.abort("disconnected")
 
 
+def _chat_keyed(dialect: Dialect, key: str) -> Dialect:
+    return attrs.evolve(dialect, stream_encoder=lambda ctx: _Renamed(dialect.stream_encoder(ctx), key))
+
+
+def _chat_failure(dialect: Dialect, context: Context, key: str, next_id: int, info: ErrorInfo) -> bytes:
+    return dialect.stream_encoder(context).error(info)
+
+
+def _responses_keyed(dialect: Dialect, key: str) -> Dialect:
+    from rxllm.proxy.dialects.responses import ResponsesStream
+
+    return attrs.evolve(dialect, stream_encoder=lambda ctx: ResponsesStream(ctx, response_id=key))
+
+
+def _responses_failure(dialect: Dialect, context: Context, key: str, next_id: int, info: ErrorInfo) -> bytes:
+    # numbered on from the last event the reader has; response.created only if it has none
+    encoder = ResponsesEncoder(model=context.call.model or None, response_id=key, sequence_start=next_id)
+    return encoder.fail_with(info.status, info.message, code=info.code, param=info.param)
+
+
+@attrs.frozen
+class _Kind:
+    """How one dialect's streams are made resumable.
+
+    Attributes:
+        dialect: The dialect's name.
+        prefix: The response id's prefix (the stream's key is the response id).
+        offset: Log position minus SSE ``id:`` (0: ids are positions, 1 for Responses, whose
+            ids are the events' ``sequence_number`` values, which start at 0).
+        position_param: The query parameter a reader may give its position in.
+        keyed: The dialect, with an encoder whose events carry the key as their id.
+        failure: The terminal events for a reader whose log ended with an error
+            (``next_id``: the SSE id the next event would have had).
+        cancel_object: The ``object`` of a cancel answer.
+    """
+
+    dialect: str
+    prefix: str
+    offset: int
+    position_param: str
+    keyed: Callable[[Dialect, str], Dialect]
+    failure: Callable[[Dialect, Context, str, int, ErrorInfo], bytes]
+    cancel_object: str
+
+    def position(self, request: web.Request) -> int:
+        """The log position a reader asks to read after (``Last-Event-ID``, else the query parameter).
+
+        Raises:
+            ProxyError: 400 naming the header or parameter, for a value that is not an event id.
+        """
+        header = request.headers.get("Last-Event-ID")
+        name, raw = ("Last-Event-ID", header) if header is not None else (self.position_param, None)
+        if raw is None:
+            raw = request.query.get(self.position_param, "")
+        try:
+            if not raw.strip():
+                return 0
+            return parse_event_id(raw) + self.offset
+        except BadRequestError as exc:
+            raise ProxyError(exc.message, status_code=400, param=name) from None
+
+
+_KINDS: Final[dict[str, _Kind]] = {
+    "chat": _Kind("chat", "chatcmpl-", 0, "after", _chat_keyed, _chat_failure, "chat.completion.cancel"),
+    "responses": _Kind("responses", "resp_", 1, "starting_after", _responses_keyed, _responses_failure, "response"),
+}
+
+
 @attrs.define
 class Resumable:
     """The app's resumable-stream machinery (``app[RESUMABLE]``).
@@ -252,12 +324,13 @@ class Resumable:
     ) -> web.StreamResponse:
         """Start a generation for a chat stream and serve its events to this client."""
         state = request.app[PROXY_STATE]
-        if dialect.name != "chat":
+        kind = _KINDS.get(dialect.name)
+        if kind is None:
             return await self._plain(request, state, dialect, context, outcome, plan, release)
-        key = new_response_id()
+        key = new_response_id(kind.prefix)
         if not await self._open_shared(key):
             return await self._plain(request, state, dialect, context, outcome, plan, release)
-        renamed = attrs.evolve(dialect, stream_encoder=lambda ctx: _Renamed(dialect.stream_encoder(ctx), key))
+        renamed = kind.keyed(dialect, key)
         self.local.open_now(key)
         generation = _Generation(request, state, renamed, context, outcome, key, self.local)
         if self.shared is not None:
@@ -275,7 +348,7 @@ class Resumable:
             if error is not None:
                 raise error
             raise ProxyError("the stream ended before it started", status_code=502)
-        return await relay(request, state, dialect, context, self.local.read(key), key)
+        return await relay(request, state, dialect, context, self.local.read(key), key, kind, 0)
 
     async def _plain(
         self,
@@ -338,57 +411,107 @@ class Resumable:
         entry = self.local._live(key, self.local._clock())
         return entry is not None
 
-    async def resume(self, request: web.Request) -> web.StreamResponse:
-        """``GET /v1/chat/completions/{id}/stream``: the events after ``Last-Event-ID``, then the live ones."""
+    async def resume(self, request: web.Request, kind: _Kind | None = None) -> web.StreamResponse:
+        """``GET /v1/chat/completions/{id}/stream`` (or, for Responses, ``GET /v1/responses/{id}?stream=true``).
+
+        Serves the events after the reader's position (``Last-Event-ID``, or ``?after=N`` /
+        ``?starting_after=N``), then the live ones, then the end.
+        """
+        kind = kind or _KINDS["chat"]
         state = request.app[PROXY_STATE]
         key = request.match_info["response_id"]
-        raw = request.headers.get("Last-Event-ID", request.query.get("after", ""))
-        try:
-            after = parse_event_id(raw)
-        except BadRequestError as exc:
-            raise ProxyError(exc.message, status_code=400, param="Last-Event-ID") from None
-        if not self.local_has(key):
-            info = None
-            if self.shared is not None:
-                try:
-                    info = await self.shared.info(key)
-                except StreamLogError as exc:
-                    raise ProxyError(
-                        "resumable streams are unavailable right now (the stream log cannot be reached)",
-                        status_code=503,
-                        retry_after=1.0,
-                    ) from exc
-            if info is None:
-                raise ProxyError(
-                    f"no resumable stream {key!r} (it never existed here, or it expired)",
-                    status_code=404,
-                    code="stream_not_found",
-                )
+        after = kind.position(request)
+        if not key.startswith(kind.prefix) or not await self._exists(key):
+            raise ProxyError(
+                f"no resumable stream {key!r} (it never existed here, or it expired)",
+                status_code=404,
+                code="stream_not_found",
+            )
         source = self._source(key, after)
         assert source is not None
-        dialect = state.dialects["chat"]
+        dialect = state.dialects[kind.dialect]
         outcome = request[OUTCOME]
-        outcome.dialect = "chat"
+        outcome.dialect = kind.dialect
         outcome.stream = True
         context = Context(
             call=Call(model="", messages=(), stream=True), request_id=outcome.request_id, created=int(time.time())
         )
-        return await relay(request, state, dialect, context, source, key)
+        return await relay(request, state, dialect, context, source, key, kind, after)
 
-    async def cancel(self, request: web.Request) -> web.Response:
-        """``POST /v1/chat/completions/{id}/cancel``: stop the generation (here at once, elsewhere soon).
+    async def _exists(self, key: str) -> bool:
+        """Whether this instance's memory or the shared log knows ``key``.
 
-        Answers ``{"id", "object", "cancelled", "status"}``: ``cancelled`` is false for a stream
-        that had already ended (``status`` says how); 404 for an unknown id.
+        Raises:
+            ProxyError: 503 when only the shared log could know and it cannot be reached.
         """
+        if self.local_has(key):
+            return True
+        if self.shared is None:
+            return False
+        try:
+            return await self.shared.info(key) is not None
+        except StreamLogError as exc:
+            raise ProxyError(
+                "resumable streams are unavailable right now (the stream log cannot be reached)",
+                status_code=503,
+                retry_after=1.0,
+            ) from exc
+
+    def route_handlers(
+        self, dialect: Dialect, routes: tuple[web.AbstractRouteDef, ...]
+    ) -> tuple[list[web.AbstractRouteDef], list[tuple[str, str, Handler]]]:
+        """The resumable routes of ``dialect``, and its own extra routes with the retrieve one wrapped.
+
+        Chat: ``GET {base}/{id}/stream`` and ``POST {base}/{id}/cancel``. Responses:
+        ``GET {base}/{id}?stream=true`` (the dialect's own ``GET {base}/{id}`` answers the
+        other requests) and ``POST {base}/{id}/cancel``. Other dialects: none (their streams
+        are served plain).
+
+        Returns:
+            The dialect's extra routes to register (some wrapped), and the new routes as
+            ``(method, path, handler)``.
+        """
+        kind = _KINDS.get(dialect.name)
+        if kind is None:
+            return list(routes), []
+        resume = functools.partial(self.resume, kind=kind)
+        cancel = functools.partial(self.cancel, kind=kind)
+        added: list[tuple[str, str, Handler]] = []
+        kept: list[web.AbstractRouteDef] = list(routes)
+        for base in dialect.routes:
+            added.append(("POST", base + "/{response_id}/cancel", cancel))
+            if kind.dialect == "chat":
+                added.append(("GET", base + "/{response_id}/stream", resume))
+                continue
+            path = base + "/{response_id}"
+            own: Handler | None = None
+            for i, route in enumerate(kept):
+                if isinstance(route, web.RouteDef) and route.method == "GET" and route.path == path:
+                    own = route.handler
+                    del kept[i]
+                    break
+            added.append(("GET", path, _stream_or(resume, own)))
+        return kept, added
+
+    async def cancel(self, request: web.Request, kind: _Kind | None = None) -> web.Response:
+        """``POST /v1/chat/completions/{id}/cancel`` (``/v1/responses/{id}/cancel``): stop the generation.
+
+        At once on the instance that runs it, at its next event elsewhere. Answers ``{"id",
+        "object", "cancelled", "status"}`` (``object`` is ``response`` for Responses):
+        ``cancelled`` is false for a stream that had already ended (``status`` says how); 404
+        for an unknown id.
+        """
+        kind = kind or _KINDS["chat"]
         key = request.match_info["response_id"]
+        if not key.startswith(kind.prefix):
+            raise ProxyError(f"no resumable stream {key!r}", status_code=404, code="stream_not_found")
         generation = self.generations.get(key)
         if generation is not None:
             generation.stop(StreamCancelledError(f"the stream {key!r} was cancelled"))
             if self.shared is not None:
                 with contextlib.suppress(StreamLogError):
                     await self.shared.cancel(key)
-            return _cancelled(key, True, "cancelled")
+            return _cancelled(kind, key, True, "cancelled")
         try:
             info = await self.local.info(key)
             log: StreamLog = self.local
@@ -398,7 +521,7 @@ class Resumable:
             if info is None:
                 raise ProxyError(f"no resumable stream {key!r}", status_code=404, code="stream_not_found")
             if info.end is not None:
-                return _cancelled(key, False, "completed" if info.end.error_type is None else "failed")
+                return _cancelled(kind, key, False, "completed" if info.end.error_type is None else "failed")
             await log.cancel(key)
         except StreamLogError as exc:
             raise ProxyError(
@@ -406,7 +529,7 @@ class Resumable:
                 status_code=503,
                 retry_after=1.0,
             ) from exc
-        return _cancelled(key, True, "cancelled")
+        return _cancelled(kind, key, True, "cancelled")
 
     # -- lifecycle
 
@@ -434,9 +557,26 @@ def _retrieved(task: asyncio.Task[None]) -> None:
         task.exception()
 
 
-def _cancelled(key: str, cancelled: bool, status: str) -> web.Response:
-    body = {"id": key, "object": "chat.completion.cancel", "cancelled": cancelled, "status": status}
+def _cancelled(kind: _Kind, key: str, cancelled: bool, status: str) -> web.Response:
+    body = {"id": key, "object": kind.cancel_object, "cancelled": cancelled, "status": status}
     return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+_TRUE: Final = frozenset({"true", "1", "yes"})
+
+
+def _stream_or(resume: Handler, own: Handler | None) -> Handler:
+    """``resume`` for ``?stream=true``, else the dialect's own handler (404 without one)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.query.get("stream", "").lower() in _TRUE:
+            return await resume(request)
+        if own is None:
+            key = request.match_info.get("response_id", "")
+            raise ProxyError(f"response {key!r} was not found", status_code=404, param="response_id", code="not_found")
+        return await own(request)
+
+    return handler
 
 
 async def relay(
@@ -446,10 +586,14 @@ async def relay(
     context: Context,
     source: Observable[LogEvent],
     key: str,
+    kind: _Kind,
+    after: int,
 ) -> web.StreamResponse:
     """Write a log's events to the client as SSE, each with its ``id:``, until the end.
 
-    A log that ends with an error (cancelled, lost, not found) adds the dialect's error event.
+    ``after`` is the log position the reader starts after. A log that ends with an error
+    (cancelled, lost, not found) adds the dialect's terminal error events (without ``id:``:
+    they are not in the log).
     The client leaving disposes only this reader.
     """
     loop = asyncio.get_running_loop()
@@ -481,18 +625,25 @@ async def relay(
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
         keepalive = state.config.keepalive_interval
-        encoder = dialect.stream_encoder(context)
+        offset = kind.offset
+        position = after
         try:
             while True:
                 if pending:
                     batch = pending[:]
                     pending.clear()
-                    await response.write(b"".join(b"id: " + e.id.encode() + b"\n" + e.data for e in batch))
+                    position = int(batch[-1].id)
+                    if offset:
+                        out = b"".join(b"id: %d\n%s" % (int(e.id) - offset, e.data) for e in batch)
+                    else:
+                        out = b"".join(b"id: " + e.id.encode() + b"\n" + e.data for e in batch)
+                    await response.write(out)
                     continue
                 if ended:
                     error = ended[0]
                     if error is not None:
-                        await response.write(encoder.error(state.describe(error)))
+                        info = state.describe(error)
+                        await response.write(kind.failure(dialect, context, key, position - offset + 1, info))
                     break
                 waiter[:] = [loop.create_future()]
                 try:
