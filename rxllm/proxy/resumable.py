@@ -34,7 +34,7 @@ import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import attrs
 import orjson
@@ -45,7 +45,7 @@ from rxllm._log import get_logger
 from rxllm.dialects.responses import ResponsesEncoder
 from rxllm.errors import BadRequestError
 from rxllm.proxy.config import ProxyConfig
-from rxllm.proxy.dialect import SSE_HEADERS, Call, Context, Dialect, ErrorInfo, StreamEncoder
+from rxllm.proxy.dialect import SSE_HEADERS, Call, Context, Dialect, ErrorInfo
 from rxllm.proxy.errors import ProxyError
 from rxllm.proxy.exchange import OUTCOME, PROXY_STATE, Exchange, Outcome, ProxyState
 from rxllm.proxy.router import DeploymentState
@@ -60,7 +60,6 @@ from rxllm.stream_log import (
     StreamNotFoundError,
     parse_event_id,
 )
-from rxllm.types import ChatCompletionChunk, Usage
 
 __all__ = ["RESUMABLE", "Resumable", "new_response_id"]
 
@@ -75,38 +74,6 @@ _RETRY_AFTER: Final = 1.0
 def new_response_id(prefix: str = "chatcmpl-") -> str:
     """A fresh, unguessable response id (the stream's key), ``chatcmpl-…`` unless told otherwise."""
     return prefix + uuid.uuid4().hex
-
-
-class _Renamed:
-    """The dialect's encoder, with every chunk's ``id`` set to the response id."""
-
-    __slots__ = ("_id", "_inner")
-
-    def __init__(self, inner: StreamEncoder, response_id: str) -> None:
-        self._inner = inner
-        self._id = response_id
-
-    def chunk(self, chunk: ChatCompletionChunk) -> bytes:
-        c = chunk
-        if c.id != self._id:
-            c = ChatCompletionChunk(
-                self._id,
-                c.choices,
-                c.created,
-                c.model,
-                c.object,
-                c.system_fingerprint,
-                c.usage,
-                c.service_tier,
-                c.extra,
-            )
-        return self._inner.chunk(c)
-
-    def end(self, usage: Usage | None) -> bytes:
-        return self._inner.end(usage)
-
-    def error(self, info: Any) -> bytes:
-        return self._inner.error(info)
 
 
 class _Sink:
@@ -156,6 +123,10 @@ class _Generation(Exchange):
         """Always: a generation runs on when its client leaves."""
         return True
 
+    def _chunk_id(self) -> str | None:
+        """For chat, every chunk's id is the stream's key (what the client resumes with)."""
+        return self.key if self.dialect.name == "chat" else None
+
     async def _prepare(self) -> web.StreamResponse:
         self.response = cast(web.StreamResponse, self.sink)
         if not self.started.done():
@@ -189,7 +160,7 @@ class _Generation(Exchange):
 
 
 def _chat_keyed(dialect: Dialect, key: str) -> Dialect:
-    return attrs.evolve(dialect, stream_encoder=lambda ctx: _Renamed(dialect.stream_encoder(ctx), key))
+    return dialect  # the exchange gives every chunk the key as its id (_Generation._chunk_id)
 
 
 def _chat_failure(dialect: Dialect, context: Context, key: str, next_id: int, info: ErrorInfo) -> bytes:
