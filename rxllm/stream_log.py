@@ -656,6 +656,7 @@ class LogWriter:
         "_sent_end",
         "_sync",
         "closed",
+        "opened",
         "written",
     )
 
@@ -683,6 +684,9 @@ class LogWriter:
         self.written = 0
         #: Done once the end marker is written (or the writer failed).
         self.closed: asyncio.Future[None] | None = None
+        #: Done once the key is created (or the writer failed); ``None`` without ``create``
+        #: or for a memory log (created at once).
+        self.opened: asyncio.Future[None] | None = None
         if self._sync:
             assert isinstance(log, MemoryStreamLog)
             if create:
@@ -690,6 +694,8 @@ class LogWriter:
             return
         loop = loop or asyncio.get_running_loop()
         self.closed = loop.create_future()
+        if create:
+            self.opened = loop.create_future()
         flushers = getattr(log, "_flushers", None)
         if flushers is None:  # a subclass that did not call StreamLog.__init__
             flushers = log._flushers = {}
@@ -780,6 +786,9 @@ class LogWriter:
 
     def _result(self, write: LogWrite, error: StreamLogError | None) -> None:
         """The log's answer to :meth:`_take`'s write."""
+        opened = self.opened
+        if opened is not None and not opened.done():
+            opened.set_result(None)
         if error is None:
             self.written += len(write.items)
             if write.end is not None:
@@ -789,9 +798,19 @@ class LogWriter:
         self._done()
 
     def _done(self) -> None:
-        closed = self.closed
-        if closed is not None and not closed.done():
-            closed.set_result(None)
+        for future in (self.opened, self.closed):
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    async def wait_opened(self) -> None:
+        """Wait until the key is created (then :attr:`error` says whether that failed); at once without ``create``.
+
+        The creation goes out with the other writers' next batch, so it costs a share of a
+        round trip rather than one of its own.
+        """
+        opened = self.opened
+        if opened is not None:
+            await asyncio.shield(opened)
 
     async def wait_closed(self) -> None:
         """Wait until the end marker is written (or the writer failed); at once for a memory log."""

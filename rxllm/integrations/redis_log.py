@@ -18,6 +18,7 @@ is imported when the log first connects, never by ``import rxllm``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -90,6 +91,12 @@ _WRITE_SHA: Final = hashlib.sha1(_WRITE.encode(), usedforsecurity=False).hexdige
 _PAGE: Final = 512
 
 
+@functools.lru_cache(maxsize=1024)
+def _cancel_record(key: str) -> bytes:
+    """The end a cancelled stream gets (one per key: the same bytes every flush)."""
+    return StreamEnd.of(StreamCancelledError(f"the stream {key!r} was cancelled")).encode()
+
+
 def _seq(entry_id: bytes | str) -> int:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return int(text.rpartition("-")[2])
@@ -151,9 +158,7 @@ class RedisStreamLog(StreamLog):
     def _write_args(self, write: LogWrite) -> list[Any]:
         stream = self._key(write.key)
         end = write.end.encode() if write.end is not None else b""
-        cancel = b""
-        if write.items:
-            cancel = StreamEnd.of(StreamCancelledError(f"the stream {write.key!r} was cancelled")).encode()
+        cancel = _cancel_record(write.key) if write.items else b""
         return [
             "EVALSHA",
             _WRITE_SHA,
@@ -168,24 +173,38 @@ class RedisStreamLog(StreamLog):
         ]
 
     async def _run_writes(self, writes: Sequence[LogWrite]) -> list[Any]:
-        """One ``EVALSHA`` per write, all in one round trip (the script is loaded if Redis lacks it)."""
-        from redis.exceptions import NoScriptError
+        """One ``EVALSHA`` per write, all in one round trip (the script is loaded if Redis lacks it).
+
+        The commands go out on one pooled connection as one packed buffer and their replies
+        are read in order: redis-py's pipeline object would cost more than the writes
+        themselves. Raises what redis-py raises (connection errors, a script error).
+        """
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import NoScriptError, ResponseError
 
         client = self._clients.get()
+        pool = client.connection_pool
         commands = [self._write_args(write) for write in writes]
-        for attempt in range(2):
-            if len(commands) == 1:
-                try:
-                    return [await client.execute_command(*commands[0])]
-                except NoScriptError:
-                    if attempt:
-                        raise
-                    await client.script_load(_WRITE)
-                    continue
-            async with client.pipeline(transaction=False) as pipe:
-                for command in commands:
-                    pipe.execute_command(*command)
-                replies: list[Any] = await pipe.execute(raise_on_error=False)
+        for attempt in range(3):
+            replies: list[Any] = []
+            conn = await pool.get_connection()
+            try:
+                await conn.send_packed_command(conn.pack_commands(commands))
+                for _ in commands:
+                    try:
+                        replies.append(await conn.read_response())
+                    except ResponseError as exc:  # this script's error; the next replies follow
+                        replies.append(exc)
+            except (RedisConnectionError, OSError):
+                await conn.disconnect(nowait=True)
+                if replies or attempt:
+                    raise
+                continue  # a pooled connection the server had closed (a restart): once more
+            except BaseException:
+                await conn.disconnect(nowait=True)  # replies may be pending on it
+                raise
+            finally:
+                await pool.release(conn)
             if not attempt and any(isinstance(reply, NoScriptError) for reply in replies):
                 # none of them ran (NOSCRIPT fails before the script starts): load, send again
                 await client.script_load(_WRITE)

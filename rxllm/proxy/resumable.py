@@ -260,29 +260,32 @@ class Resumable:
 
     # -- starting a generation
 
-    async def _open_shared(self, key: str) -> bool:
-        """Create the key in Redis; ``False`` (and a warning, once per outage) if Redis is away."""
+    async def _open_shared(self, key: str, on_error: Callable[[StreamLogError], None]) -> LogWriter | None:
+        """A writer that has created ``key`` in Redis, batched with the other streams' writes.
+
+        ``None`` (and a warning, once per outage) when Redis is away; with no Redis configured,
+        ``None`` too (check :attr:`shared` first).
+        """
         shared = self.shared
-        if shared is None:
-            return True
-        if time.monotonic() < self.shared_down_until:
-            return False
-        try:
-            await shared.open(key)
-        except StreamLogError as exc:
+        if shared is None or time.monotonic() < self.shared_down_until:
+            return None
+        writer = LogWriter(shared, key, on_error=on_error, create=True)
+        await writer.wait_opened()
+        error = writer.error
+        if error is not None:
             if not self.shared_down:
                 self.shared_down = True
                 _log.warning(
                     "rxllm.proxy.resumable_unavailable",
-                    error=type(exc).__name__,
+                    error=type(error).__name__,
                     fallback="plain streams (not resumable) until Redis answers again",
                 )
             self.shared_down_until = time.monotonic() + _RETRY_AFTER
-            return False
+            return None
         if self.shared_down:
             self.shared_down = False
             _log.warning("rxllm.proxy.resumable_recovered")
-        return True
+        return writer
 
     async def detach(
         self,
@@ -299,13 +302,22 @@ class Resumable:
         if kind is None:
             return await self._plain(request, state, dialect, context, outcome, plan, release)
         key = new_response_id(kind.prefix)
-        if not await self._open_shared(key):
-            return await self._plain(request, state, dialect, context, outcome, plan, release)
+        started: list[_Generation] = []
+
+        def on_error(error: StreamLogError) -> None:
+            if started:
+                started[0].stop(error)
+
+        writer: LogWriter | None = None
+        if self.shared is not None:
+            writer = await self._open_shared(key, on_error)
+            if writer is None:
+                return await self._plain(request, state, dialect, context, outcome, plan, release)
         renamed = kind.keyed(dialect, key)
         self.local.open_now(key)
         generation = _Generation(request, state, renamed, context, outcome, key, self.local)
-        if self.shared is not None:
-            generation.writer = LogWriter(self.shared, key, on_error=generation.stop, create=False)
+        generation.writer = writer
+        started.append(generation)
         self.generations[key] = generation
         state.active.add(generation)
         task = asyncio.get_running_loop().create_task(self._run(generation, plan, release), name=f"rxllm-gen-{key}")
