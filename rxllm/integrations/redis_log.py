@@ -185,7 +185,8 @@ class RedisStreamLog(StreamLog):
         client = self._clients.get()
         pool = client.connection_pool
         commands = [self._write_args(write) for write in writes]
-        for attempt in range(3):
+        reconnected = loaded = False
+        for _ in range(3):
             replies: list[Any] = []
             conn = await pool.get_connection()
             try:
@@ -197,17 +198,19 @@ class RedisStreamLog(StreamLog):
                         replies.append(exc)
             except (RedisConnectionError, OSError):
                 await conn.disconnect(nowait=True)
-                if replies or attempt:
+                if replies or reconnected:
                     raise
+                reconnected = True
                 continue  # a pooled connection the server had closed (a restart): once more
             except BaseException:
                 await conn.disconnect(nowait=True)  # replies may be pending on it
                 raise
             finally:
                 await pool.release(conn)
-            if not attempt and any(isinstance(reply, NoScriptError) for reply in replies):
+            if not loaded and any(isinstance(reply, NoScriptError) for reply in replies):
                 # none of them ran (NOSCRIPT fails before the script starts): load, send again
                 await client.script_load(_WRITE)
+                loaded = True
                 continue
             for reply in replies:
                 if isinstance(reply, BaseException):
