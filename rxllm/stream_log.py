@@ -535,6 +535,11 @@ class MemoryStreamLog(StreamLog):
 
     def append_now(self, key: str, items: Sequence[bytes]) -> list[str]:
         """:meth:`append_many`, synchronously: live readers are called before it returns."""
+        start = self._append(key, items)
+        return [str(start + i) for i in range(len(items))]
+
+    def _append(self, key: str, items: Sequence[bytes]) -> int:
+        """:meth:`append_now` without the ids: the first new event's position."""
         with self._lock:
             now = self._clock()
             entry = self._live(key, now) or self._create(key, now)
@@ -553,7 +558,7 @@ class MemoryStreamLog(StreamLog):
             orphans = self._sweep(now)
         for reader in readers + orphans:
             reader.drain()
-        return [str(start + i) for i in range(len(items))]
+        return start
 
     async def finish(self, key: str, error: BaseException | None = None) -> None:
         """Mark ``key`` as ended (see :meth:`StreamLog.finish`)."""
@@ -742,6 +747,28 @@ class LogWriter:
         pending = self._pending
         pending.append(data)
         if len(pending) == 1:
+            flusher = self._flusher
+            assert flusher is not None
+            flusher.mark(self)
+
+    def write_many(self, items: Sequence[bytes]) -> None:
+        """:meth:`write` each of ``items``, in order (one call for a batch the producer has)."""
+        if self._error is not None or self._closing or not items:
+            return
+        if self._sync:
+            log = self._log
+            assert isinstance(log, MemoryStreamLog)
+            try:
+                log._append(self._key, items)
+            except StreamLogError as exc:
+                self._failed(exc)
+                return
+            self.written += len(items)
+            return
+        pending = self._pending
+        was_empty = not pending
+        pending.extend(items)
+        if was_empty:
             flusher = self._flusher
             assert flusher is not None
             flusher.mark(self)

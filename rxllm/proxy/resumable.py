@@ -141,14 +141,13 @@ class _Generation(Exchange):
         if not items:
             return
         try:
-            self.local.append_now(self.key, items)
+            self.local._append(self.key, items)
         except StreamLogError as exc:
             self.stop(exc)
             return
         writer = self.writer
         if writer is not None:
-            for item in items:
-                writer.write(item)
+            writer.write_many(items)
 
     def stop(self, error: StreamLogError) -> None:
         """End the generation early (cancelled, or its shared log was lost)."""
@@ -242,6 +241,7 @@ class Resumable:
     shared: StreamLog | None = None
     generations: dict[str, _Generation] = attrs.field(factory=dict)
     tasks: set[asyncio.Task[None]] = attrs.field(factory=set)
+    closing: set[asyncio.Future[None]] = attrs.field(factory=set)
     shared_down_until: float = 0.0
     shared_down: bool = False
 
@@ -377,6 +377,10 @@ class Resumable:
             writer = generation.writer
             if writer is not None:
                 writer.close(end)
+                closed = writer.closed
+                if closed is not None and not closed.done():
+                    self.closing.add(closed)  # shutdown lets the end marker reach Redis
+                    closed.add_done_callback(self.closing.discard)
             release()
             _log.debug("rxllm.proxy.generation_end", response_id=key, outcome=generation.outcome.result)
 
@@ -527,6 +531,8 @@ class Resumable:
                     await asyncio.gather(*self.tasks, return_exceptions=True)
         for task in list(self.tasks):
             task.cancel()
+        if self.closing:
+            await asyncio.wait(set(self.closing), timeout=2.0)
         if self.shared is not None:
             await self.shared.aclose()
 
