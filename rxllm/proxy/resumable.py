@@ -1,6 +1,6 @@
 """Resumable streams (``general_settings.resumable_streams: true``): a generation outlives its client.
 
-With resumable streams on, a streamed chat completion is served in two halves:
+With resumable streams on, a streamed chat completion (or Responses stream) is served in two halves:
 
 - a **generation**: the usual exchange (routing, failover, leases, cost), run by a task of its
   own, whose encoded SSE events are appended, one log entry per event, to a
@@ -15,6 +15,15 @@ With resumable streams on, a streamed chat completion is served in two halves:
 ``POST /v1/chat/completions/{id}/cancel`` stops a generation: at once on the instance that runs
 it, at its next event elsewhere (through the log's cancel flag). Readers then end with an
 error event (``StreamCancelledError``, 499).
+
+Responses streams (``POST /v1/responses``) work the same way, in that dialect's terms: the key
+is the response id (``resp_…``, the id of the response object in every event), each event's
+``id:`` is its ``sequence_number`` (log position minus one), a reader resumes with
+``GET /v1/responses/{id}?stream=true&starting_after=N`` or ``Last-Event-ID: N`` (events with
+``sequence_number`` > N), and ``POST /v1/responses/{id}/cancel`` stops it; a reader whose log
+ends with an error gets ``error`` + ``response.failed``, numbered on from its last event.
+``GET /v1/responses/{id}`` without ``stream=true`` stays the dialect's own (the response
+store). Other dialects (Anthropic Messages, UI streams) are served plain.
 
 Where the events live: every instance keeps its own generations' events in memory (its
 readers read there, with no round trip), and, when ``router_settings.redis_url`` is set,
