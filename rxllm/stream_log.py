@@ -646,6 +646,9 @@ class LogWriter:
         create: Create the key first (:meth:`StreamLog.open`), so readers can subscribe
             before the first event; fails if it exists.
         loop: The loop the flusher runs on (default: the running one).
+        lazy_create: With ``create``, against a log other than memory: create the key in the
+            first batch that carries this writer's events (or end), or when
+            :meth:`wait_opened` asks, rather than in a batch of its own at once.
     """
 
     __slots__ = (
@@ -673,6 +676,7 @@ class LogWriter:
         on_error: Callable[[StreamLogError], None] | None = None,
         create: bool = True,
         loop: asyncio.AbstractEventLoop | None = None,
+        lazy_create: bool = False,
     ) -> None:
         self._log = log
         self._key = key
@@ -708,7 +712,7 @@ class LogWriter:
         if flusher is None:
             flusher = flushers[loop] = _Flusher(log, loop, flushers)
         self._flusher = flusher
-        if create:
+        if create and not lazy_create:
             flusher.mark(self)
 
     @property
@@ -832,12 +836,15 @@ class LogWriter:
     async def wait_opened(self) -> None:
         """Wait until the key is created (then :attr:`error` says whether that failed); at once without ``create``.
 
-        The creation goes out with the other writers' next batch, so it costs a share of a
-        round trip rather than one of its own.
+        The creation goes out with the other writers' next batch (and this writer's pending
+        events), so it costs a share of a round trip rather than one of its own.
         """
         opened = self.opened
-        if opened is not None:
-            await asyncio.shield(opened)
+        if opened is None:
+            return
+        if self._create and self._error is None and self._flusher is not None:
+            self._flusher.mark(self)  # a lazy creation nothing has carried yet: now
+        await asyncio.shield(opened)
 
     async def wait_closed(self) -> None:
         """Wait until the end marker is written (or the writer failed); at once for a memory log."""

@@ -533,6 +533,23 @@ class TestBatchedWrites:
         assert [e.data for e in items] == [b"1", b"2", b"3"] and [e.id for e in items] == ["1", "2", "3"]
         assert isinstance(error, RateLimitError) and len(log.inner.batches) == 2
 
+    async def test_a_lazy_creation_rides_with_the_first_events_or_goes_when_asked(self) -> None:
+        """lazy_create: the key is created in the batch of the first events; wait_opened sends it alone if none."""
+        log = _Remote()
+        with_events = LogWriter(log, "a", lazy_create=True)
+        await asyncio.sleep(0)
+        with_events.write(b"1")
+        await with_events.wait_opened()
+        alone = LogWriter(log, "b", lazy_create=True)
+        await alone.wait_opened()
+        info = await log.info("b")
+
+        assert [[(w.key, w.create, list(w.items)) for w in b] for b in log.inner.batches] == [
+            [("a", True, [b"1"])],
+            [("b", True, [])],
+        ]
+        assert with_events.error is None and alone.error is None and info == StreamInfo("0")
+
     async def test_a_cancelled_stream_refuses_its_writer_and_ends_its_readers(self) -> None:
         """write_many on a cancelled key: StreamCancelledError for it, the readers end with it, others go on."""
         log = MemoryStreamLog()

@@ -269,18 +269,8 @@ class Resumable:
 
     # -- starting a generation
 
-    async def _open_shared(self, key: str, on_error: Callable[[StreamLogError], None]) -> LogWriter | None:
-        """A writer that has created ``key`` in Redis, batched with the other streams' writes.
-
-        ``None`` (and a warning, once per outage) when Redis is away; with no Redis configured,
-        ``None`` too (check :attr:`shared` first).
-        """
-        shared = self.shared
-        if shared is None or time.monotonic() < self.shared_down_until:
-            return None
-        writer = LogWriter(shared, key, on_error=on_error, create=True)
-        await writer.wait_opened()
-        error = writer.error
+    def _shared_answered(self, error: StreamLogError | None) -> bool:
+        """Record how Redis answered a stream's first write: ``False`` (and a warning, once per outage) if it failed."""
         if error is not None:
             if not self.shared_down:
                 self.shared_down = True
@@ -290,11 +280,11 @@ class Resumable:
                     fallback="plain streams (not resumable) until Redis answers again",
                 )
             self.shared_down_until = time.monotonic() + _RETRY_AFTER
-            return None
+            return False
         if self.shared_down:
             self.shared_down = False
             _log.warning("rxllm.proxy.resumable_recovered")
-        return writer
+        return True
 
     async def detach(
         self,
@@ -310,18 +300,25 @@ class Resumable:
         kind = _KINDS.get(dialect.name)
         if kind is None:
             return await self._plain(request, state, dialect, context, outcome, plan, release)
+        if self.shared is not None and time.monotonic() < self.shared_down_until:
+            return await self._plain(request, state, dialect, context, outcome, plan, release)
         key = new_response_id(kind.prefix)
         started: list[_Generation] = []
+        confirmed = False
 
         def on_error(error: StreamLogError) -> None:
-            if started:
-                started[0].stop(error)
+            if not started:
+                return
+            if confirmed:
+                started[0].stop(error)  # Redis lost mid-run: its readers end with the error
+            else:
+                started[0].writer = None  # Redis away at the start: this stream is served plain
 
         writer: LogWriter | None = None
         if self.shared is not None:
-            writer = await self._open_shared(key, on_error)
-            if writer is None:
-                return await self._plain(request, state, dialect, context, outcome, plan, release)
+            # the key is created in Redis with the first events (one batch, shared with the
+            # other streams' writes), before this client sees anything
+            writer = LogWriter(self.shared, key, on_error=on_error, create=True, lazy_create=True)
         renamed = kind.keyed(dialect, key)
         self.local.open_now(key)
         generation = _Generation(request, state, renamed, context, outcome, key, self.local)
@@ -336,11 +333,28 @@ class Resumable:
         # wait for the first event (or a failure before it: then the client gets its HTTP status)
         await asyncio.wait({generation.started, task}, return_when=asyncio.FIRST_COMPLETED)
         if not generation.started.done():
+            if writer is not None:
+                writer.abandon()
             error = task.exception() if task.done() and not task.cancelled() else None
             if error is not None:
                 raise error
             raise ProxyError("the stream ended before it started", status_code=502)
-        return await relay(request, state, dialect, context, self.local.read(key), key, kind, 0)
+        plain = False
+        if writer is not None:
+            await writer.wait_opened()
+            confirmed = writer.error is None
+            plain = not self._shared_answered(writer.error)
+        if not plain:
+            return await relay(request, state, dialect, context, self.local.read(key), key, kind, 0)
+
+        def leave() -> None:
+            # a plain stream: the client leaving ends the generation, as without resumable streams
+            if key in self.generations:
+                generation.stop(StreamCancelledError("the client left a stream that could not be made resumable"))
+
+        return await relay(
+            request, state, dialect, context, self.local.read(key), key, kind, 0, plain=True, on_exit=leave
+        )
 
     async def _plain(
         self,
@@ -586,12 +600,16 @@ async def relay(
     key: str,
     kind: _Kind,
     after: int,
+    *,
+    plain: bool = False,
+    on_exit: Callable[[], None] | None = None,
 ) -> web.StreamResponse:
     """Write a log's events to the client as SSE, each with its ``id:``, until the end.
 
     ``after`` is the log position the reader starts after. A log that ends with an error
     (cancelled, lost, not found) adds the dialect's terminal error events (without ``id:``:
-    they are not in the log).
+    they are not in the log). ``plain``: no ``id:`` lines and no ``X-Response-Id`` (a stream
+    that could not be made resumable); ``on_exit`` runs when the relay ends, however it ends.
     The client leaving disposes only this reader.
     """
     loop = asyncio.get_running_loop()
@@ -615,7 +633,9 @@ async def relay(
         ended.append(None)
         wake()
 
-    headers = {**SSE_HEADERS, **dialect.stream_headers, "X-Response-Id": key}
+    headers = {**SSE_HEADERS, **dialect.stream_headers}
+    if not plain:
+        headers["X-Response-Id"] = key
     subscription = source.subscribe(on_next, on_error, on_completed)
     try:
         if ended and not pending and isinstance(ended[0], StreamNotFoundError):
@@ -631,7 +651,9 @@ async def relay(
                     batch = pending[:]
                     pending.clear()
                     position = int(batch[-1].id)
-                    if offset:
+                    if plain:
+                        out = b"".join(e.data for e in batch)
+                    elif offset:
                         out = b"".join(b"id: %d\n%s" % (int(e.id) - offset, e.data) for e in batch)
                     else:
                         out = b"".join(b"id: " + e.id.encode() + b"\n" + e.data for e in batch)
@@ -656,3 +678,5 @@ async def relay(
         return response
     finally:
         subscription.dispose()
+        if on_exit is not None:
+            on_exit()

@@ -14,8 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis_support import RedisServer
+from structlog.testing import capture_logs
 
 from rxllm.proxy import PROXY_STATE, parse_config
+from rxllm.proxy.resumable import RESUMABLE
 from tests.proxy.proxy_support import ProxyServer, config, mock_entry, running
 
 Event = tuple[str | None, str | None, dict[str, Any]]
@@ -324,3 +326,33 @@ class TestResponsesAcrossInstances:
         assert events[-1][1] == "response.failed" and on_b[-1][1] == "response.failed"
         assert "cancelled" in on_b[-2][2]["message"] and len(events) < 60
         assert [d["sequence_number"] for _, _, d in on_b] == list(range(len(on_b)))
+
+    async def test_redis_down_at_start_serves_a_plain_stream_and_a_leaving_client_ends_it(
+        self, redis_server: RedisServer, redis_url: str
+    ) -> None:
+        """Redis killed before a stream: it is served plain (no ids, no X-Response-Id) and completes, with
+        one warning; a client that leaves such a stream ends its generation (nothing left in flight)."""
+        cfg = resumable_config(redis_url, mock_entry("m", mock_response=" ".join("w" * 60), mock_delay=0.01))
+        with capture_logs() as logs:
+            async with running(cfg, handler_cancellation=True) as server, aiohttp.ClientSession() as session:
+                redis_server.kill()
+                try:
+                    response = await start(session, server)
+                    headers = response.headers
+                    first = await read_some(response, 3)
+                    await wait_idle(server)
+                    resumable = server.app[RESUMABLE]
+                    left = await resumable.local.info(first[0][2]["response"]["id"])
+                    resumable.shared_down_until = 0.0  # try Redis again at once (it is still down)
+                    whole = await start(session, server)
+                    events = parse_events(await whole.read())
+                    whole.close()
+                finally:
+                    redis_server.start()
+
+        assert "X-Response-Id" not in headers and all(e[0] is None for e in first)
+        assert left is not None and left.end is not None and left.end.error_type == "StreamCancelledError"
+        assert int(left.last_id) < 60
+        assert all(e[0] is None for e in events) and events[-1][1] == "response.completed"
+        assert [d["sequence_number"] for _, _, d in events] == list(range(len(events)))
+        assert [e["event"] for e in logs].count("rxllm.proxy.resumable_unavailable") == 1
