@@ -107,7 +107,7 @@ class _Sink:
 class _Generation(Exchange):
     """An exchange whose output goes to the stream logs, not to a client."""
 
-    __slots__ = ("cancelled", "key", "local", "lost", "sink", "started", "writer")
+    __slots__ = ("cancelled", "key", "local", "lost", "prepared", "sink", "started", "writer")
 
     def __init__(
         self,
@@ -124,7 +124,9 @@ class _Generation(Exchange):
         self.local = local
         self.writer: LogWriter | None = None
         self.sink = _Sink(self)
+        #: Done at the first event (or keepalive): the client's answer can start.
         self.started = asyncio.get_running_loop().create_future()
+        self.prepared = False
         self.cancelled: StreamLogError | None = None
         self.lost = False
 
@@ -138,14 +140,18 @@ class _Generation(Exchange):
 
     async def _prepare(self) -> web.StreamResponse:
         self.response = cast(web.StreamResponse, self.sink)
-        if not self.started.done():
-            self.started.set_result(None)
+        self.prepared = True
         return self.response
 
     def events(self, data: bytes) -> None:
         """Append each SSE event in ``data`` (comments dropped) to both logs."""
         if self.cancelled is not None or not data:
             return
+        started = self.started
+        if not started.done():
+            # the first event, or a keepalive before it: the client's answer starts (its key
+            # goes to Redis with these events, in one batch)
+            started.set_result(None)
         items = [part + b"\n\n" for part in data.split(b"\n\n") if part and not part.startswith(b":")]
         if not items:
             return
@@ -396,6 +402,8 @@ class Resumable:
             generation.dispose()
             self.generations.pop(key, None)
             end: BaseException | None = generation.cancelled or (error if not generation.started.done() else None)
+            if generation.prepared and error is None and not generation.started.done():
+                generation.started.set_result(None)  # answered with no event: readers get the end
             self.local.finish_now(key, end)
             writer = generation.writer
             if writer is not None:
