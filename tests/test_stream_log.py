@@ -238,6 +238,18 @@ class TestMemoryLog:
 
         assert seen == ["1", "2"]
 
+    def test_read_batches_delivers_positions_and_data_in_batches(self) -> None:
+        """read_batches: (first position, [data...]) per delivery, the same events as read, then the end."""
+        log = MemoryStreamLog()
+        log.append_now("k", [b"a", b"b", b"c"])
+        got: list[tuple[int, list[bytes]]] = []
+        done: list[bool] = []
+        log.read_batches("k", 1).subscribe(got.append, on_completed=lambda: done.append(True))
+        log.append_now("k", [b"d", b"e"])
+        log.finish_now("k")
+
+        assert got == [(2, [b"b", b"c"]), (4, [b"d", b"e"])] and done == [True]
+
     def test_keys_expire_after_their_ttl(self) -> None:
         """A key not written for ttl seconds is gone: info is None, reads are not found."""
         now = [100.0]

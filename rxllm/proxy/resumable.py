@@ -351,7 +351,7 @@ class Resumable:
             confirmed = writer.error is None
             plain = not self._shared_answered(writer.error)
         if not plain:
-            return await relay(request, state, dialect, context, self.local.read(key), key, kind, 0)
+            return await relay(request, state, dialect, context, self.local.read_batches(key), key, kind, 0)
 
         def leave() -> None:
             # a plain stream: the client leaving ends the generation, as without resumable streams
@@ -359,7 +359,7 @@ class Resumable:
                 generation.stop(StreamCancelledError("the client left a stream that could not be made resumable"))
 
         return await relay(
-            request, state, dialect, context, self.local.read(key), key, kind, 0, plain=True, on_exit=leave
+            request, state, dialect, context, self.local.read_batches(key), key, kind, 0, plain=True, on_exit=leave
         )
 
     async def _plain(
@@ -417,9 +417,9 @@ class Resumable:
 
     # -- readers and cancel
 
-    def _source(self, key: str, after: int) -> Observable[LogEvent] | None:
+    def _source(self, key: str, after: int) -> Observable[LogEvent] | Observable[tuple[int, list[bytes]]] | None:
         if key in self.generations or self.local_has(key):
-            return self.local.read(key, after)
+            return self.local.read_batches(key, after)
         if self.shared is not None:
             return self.shared.read(key, after)
         return None
@@ -604,7 +604,7 @@ async def relay(
     state: ProxyState,
     dialect: Dialect,
     context: Context,
-    source: Observable[LogEvent],
+    source: Observable[LogEvent] | Observable[tuple[int, list[bytes]]],
     key: str,
     kind: _Kind,
     after: int,
@@ -621,16 +621,28 @@ async def relay(
     The client leaving disposes only this reader.
     """
     loop = asyncio.get_running_loop()
-    pending: list[LogEvent] = []
+    pending: list[bytes] = []  # framed output, ids in
     ended: list[BaseException | None] = []
     waiter: list[asyncio.Future[None]] = []
+    offset = kind.offset
+    position = after  # the last log position delivered
 
     def wake() -> None:
         if waiter and not waiter[0].done():
             waiter[0].set_result(None)
 
-    def on_next(event: LogEvent) -> None:
-        pending.append(event)
+    def on_next(event: LogEvent | tuple[int, list[bytes]]) -> None:
+        nonlocal position
+        if isinstance(event, LogEvent):
+            start, datas = int(event.id), [event.data]
+        else:
+            start, datas = event
+        if plain:
+            pending.extend(datas)
+        else:
+            first = start - offset
+            pending.extend([b"id: %d\n%s" % (first + i, data) for i, data in enumerate(datas)])
+        position = start + len(datas) - 1
         wake()
 
     def on_error(error: Exception) -> None:
@@ -651,20 +663,11 @@ async def relay(
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
         keepalive = state.config.keepalive_interval
-        offset = kind.offset
-        position = after
         try:
             while True:
                 if pending:
-                    batch = pending[:]
+                    out = pending[0] if len(pending) == 1 else b"".join(pending)
                     pending.clear()
-                    position = int(batch[-1].id)
-                    if plain:
-                        out = b"".join(e.data for e in batch)
-                    elif offset:
-                        out = b"".join(b"id: %d\n%s" % (int(e.id) - offset, e.data) for e in batch)
-                    else:
-                        out = b"".join(b"id: " + e.id.encode() + b"\n" + e.data for e in batch)
                     await response.write(out)
                     continue
                 if ended:
