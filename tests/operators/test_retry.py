@@ -229,3 +229,10 @@ class TestRetryLimits:
         for bad in (-1.0, float("inf"), float("nan")):
             with pytest.raises(ValueError, match="max_retry_after"):
                 ops.retry_stream(2, max_retry_after=bad)
+
+    def test_a_deadline_must_be_positive_and_finite(self) -> None:
+        """deadline=0, negative, inf and nan are refused by name; any positive finite number is a deadline."""
+        ops.retry_stream(2, deadline=0.001)
+        for bad in (0, -1.0, float("inf"), float("nan")):
+            with pytest.raises(ValueError, match="deadline"):
+                ops.retry_stream(2, deadline=bad)

@@ -9,7 +9,7 @@ import attrs
 import pytest
 from providers.provider_support import MODES, SECRET, Long, ReplayServer, collect, rebuild
 
-from rxllm.errors import APIConnectionError, RateLimitError
+from rxllm.errors import APIConnectionError, AuthenticationError, RateLimitError
 from rxllm.providers import ChatRequest, get_provider
 
 
@@ -249,3 +249,34 @@ class TestRequestShape:
             ],
             "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
         }
+
+
+class TestThinkingAndKeys:
+    @pytest.mark.parametrize(
+        ("thinking", "config"),
+        [
+            ({"type": "enabled", "budget_tokens": 1024}, {"includeThoughts": True, "thinkingBudget": 1024}),
+            ({"type": "enabled"}, {"includeThoughts": True}),
+            ({"type": "disabled", "budget_tokens": 1024}, {"includeThoughts": False, "thinkingBudget": 0}),
+        ],
+    )
+    async def test_thinking_becomes_a_thinking_config(
+        self, server: ReplayServer, thinking: dict[str, Any], config: dict[str, Any]
+    ) -> None:
+        """Anthropic-style ``thinking`` maps to Gemini's thinkingConfig; a budget is sent only when given."""
+        server.replay("gemini/text_basic.sse")
+
+        await collect("gemini", server.url, thinking=thinking)
+
+        assert server.requests[0].json["generationConfig"]["thinkingConfig"] == config
+
+    async def test_no_key_at_the_default_endpoint_is_an_authentication_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without GEMINI_API_KEY/GOOGLE_API_KEY or a key, nothing is sent to Google: the error names the variable."""
+        monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+        monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+        request = ChatRequest(model="gemini-2.5-flash", provider="gemini", messages=({"role": "user", "content": "x"},))
+
+        with pytest.raises(AuthenticationError, match="GEMINI_API_KEY"):
+            [c async for c in get_provider("gemini").stream(request)]
