@@ -3,7 +3,7 @@
     python -m benchmarks            # full run, a few minutes (2 cores)
     python -m benchmarks --quick    # about a minute
     python -m benchmarks --smoke    # seconds: CI's check that the benchmarks still run
-    python -m benchmarks --only client|layers|proxy|import|memory|dialects
+    python -m benchmarks --only client|layers|proxy|burst|import|memory|dialects
 
 Peers (``openai``, ``litellm`` with its proxy) come from the ``bench`` extra; install them in a
 separate virtual environment (``pip install -e ".[bench]"``). A peer that is not installed gets
@@ -20,11 +20,11 @@ import sys
 import time
 from typing import Any
 
-from benchmarks import _ablation, _client, _proxy, _startup, bench_dialects
+from benchmarks import _ablation, _burst, _client, _proxy, _startup, bench_dialects
 from benchmarks._common import apply_offline_env, fmt, machine, raise_fd_limit, table
 from benchmarks._upstream import Upstream
 
-SECTIONS = ("client", "layers", "proxy", "import", "memory", "dialects")
+SECTIONS = ("client", "layers", "proxy", "burst", "import", "memory", "dialects")
 
 #: size -> (client cases, repeats, settle s, import runs, memory streams)
 SIZES: dict[str, dict[str, Any]] = {
@@ -193,6 +193,107 @@ def proxy_section(upstream: Upstream, size_name: str, failures: list[str], profi
     return f"### Proxy: CPU per forwarded chunk, throughput, time to first chunk\n\n{table(header, rows)}\n\n{notes}\n"
 
 
+#: size -> (streams, pace ms between chunks) per burst row: kind, streams, pace, general_settings.
+BURSTS: dict[str, list[tuple[str, str, int, int, dict[str, Any] | None]]] = {
+    "smoke": [
+        ("floor", _proxy.FLOOR_NAME, 100, 50, None),
+        ("rxllm", "rxllm proxy", 100, 50, None),
+    ],
+    "quick": [
+        ("floor", _proxy.FLOOR_NAME, 1000, 300, None),
+        ("rxllm", "rxllm proxy", 1000, 300, None),
+        ("rxllm", "rxllm proxy, gc_tuning off", 1000, 300, {"gc_tuning": False}),
+        ("litellm", "LiteLLM proxy (uvicorn, 1 worker)", 1000, 300, None),
+    ],
+    "full": [
+        ("floor", _proxy.FLOOR_NAME, 1000, 500, None),
+        ("rxllm", "rxllm proxy", 1000, 500, None),
+        ("rxllm", "rxllm proxy, gc_tuning off", 1000, 500, {"gc_tuning": False}),
+        ("litellm", "LiteLLM proxy (uvicorn, 1 worker)", 1000, 500, None),
+        ("rxllm", "rxllm proxy", 10000, 2000, None),
+    ],
+}
+
+#: Content chunks per burst stream: the client receives BURST_N + 3 (role, finish, usage).
+BURST_N = 17
+
+
+def burst_section(upstream: Upstream, size_name: str, failures: list[str], profile: str | None) -> str:
+    from benchmarks._upstream import chunk_count
+
+    header = [
+        "proxy",
+        "streams at once",
+        "open at once",
+        "errors",
+        "first chunk p50 / p99 ms",
+        f"CPU ms per {chunk_count('text', BURST_N)}-chunk stream",
+        "KB RSS per open stream",
+        "GC share",
+    ]
+    rows = []
+    for kind, name, streams, pace, general in BURSTS[size_name]:
+        label = f"{name} ({streams:,})"
+        missing = _proxy.litellm_missing() if kind == "litellm" else None
+        if missing:
+            rows.append([label, f"{streams:,}", missing, *[""] * (len(header) - 3)])
+            continue
+        scen = {"burst": ("text", f"p{pace}", BURST_N), "warm": ("text", "bulk", 5)}
+        try:
+            with _proxy.Proxy(
+                kind,
+                upstream,
+                scen,
+                profile if kind == "rxllm" else None,
+                general={"listen_backlog": 16384, **(general or {})},
+                preexec=_burst.proxy_preexec(streams),
+                gc_probe=kind != "litellm",
+            ) as proxy:
+                asyncio.run(_proxy._batch(proxy.url, "warm", 20))  # imports, pools, caches
+                r = _burst.run_burst(
+                    proxy.url,
+                    proxy.pid,
+                    proxy.port,
+                    "burst",
+                    streams,
+                    chunk_count("text", BURST_N),
+                    gc_stats=proxy.gc_stats,
+                )
+        except Exception as exc:
+            rows.append([label, f"{streams:,}", f"failed: {type(exc).__name__}", *[""] * (len(header) - 3)])
+            _log(f"  burst {label}: {type(exc).__name__}: {str(exc)[:1500]}")
+            if kind == "rxllm":
+                failures.append(f"burst {label}: {type(exc).__name__}")
+            continue
+        _log(f"  burst {label}: done ({r['errors']} errors{': ' + r['first_error'] if r['errors'] else ''})")
+        if kind == "rxllm" and r["errors"]:
+            failures.append(f"burst {label}: {r['errors']} errors, first: {r['first_error']}")
+        open_at_once = f"{r['open_at_once']:,}" if r["open_at_once"] >= 0 else "n/a"
+        gc_share = f"{r['gc_share'] * 100:.0f} %" if r["gc_share"] == r["gc_share"] else "n/a"
+        rows.append(
+            [
+                label,
+                f"{streams:,}",
+                open_at_once,
+                f"{r['errors']:,}",
+                f"{fmt(r['ttfc_p50_ms'])} / {fmt(r['ttfc_p99_ms'])}",
+                fmt(r["cpu_ms_per_stream"], 2),
+                fmt(r["kb_per_open_stream"]),
+                gc_share,
+            ]
+        )
+    notes = (
+        f"Streams of {chunk_count('text', BURST_N)} chunks from a paced upstream, all started at the same "
+        f"instant by {_burst.PER_CLIENT:,}-stream client processes. *open at once*: the proxy's "
+        "`active_requests` when every stream had its first chunk. *CPU per stream*: the proxy process's "
+        "CPU over the whole burst / streams (setup, relaying, teardown, the log line). *KB RSS per open "
+        "stream*: (RSS with every stream open - RSS before) / streams. *GC share*: the proxy's time in "
+        "garbage collection (`gc.callbacks`) / its CPU over the burst. The proxy starts with a soft fd "
+        "limit of 1,024: `rxllm serve` raises its own."
+    )
+    return f"### Proxy burst: many short streams at once\n\n{table(header, rows)}\n\n{notes}\n"
+
+
 def import_section(size: dict[str, Any], failures: list[str]) -> str:
     results = _startup.import_times(size["import_runs"], _log)
     rows = []
@@ -282,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             out.append(layers_section(upstream, size, failures))
         if "proxy" in sections:
             out.append(proxy_section(upstream, size_name, failures, args.profile_proxy))
+        if "burst" in sections:
+            out.append(burst_section(upstream, size_name, failures, args.profile_proxy))
         if "import" in sections:
             out.append(import_section(size, failures))
         if "memory" in sections:
