@@ -152,32 +152,44 @@ def proxy_section(upstream: Upstream, size_name: str, failures: list[str], profi
     header = [
         "proxy",
         "bulk: proxy CPU µs/chunk",
+        "x floor",
         "bulk: chunks/s",
         "1-core ceiling chunks/s",
         "paced: proxy CPU µs/chunk",
+        "x floor",
         *[f"first chunk, {n} stream{'s' if n > 1 else ''}: median / p95 ms" for n in levels],
         f"CPU ms per {scen['ttfc'][2]}-chunk stream ({levels[-1]} at once)",
         "peak RSS MB",
     ]
+    floor = results.get(_proxy.FLOOR_NAME)
+
+    def ratio(row: dict[str, Any], key: str) -> str:
+        if not isinstance(floor, dict) or not floor[key]["us_per_chunk"]:
+            return "n/a"
+        return fmt(row[key]["us_per_chunk"] / floor[key]["us_per_chunk"], 2) + "x"
+
     rows = []
     for name, row in results.items():
         if isinstance(row, str):
             rows.append([name, row, *[""] * (len(header) - 2)])
-            if name.startswith("rxllm"):
+            if name.startswith(("rxllm", "floor")):
                 failures.append(f"{name}: {row}")
             continue
         bulk, paced = row["bulk"], row["paced"]
         cells = [
             name,
             fmt(bulk["us_per_chunk"]),
+            ratio(row, "bulk"),
             fmt(bulk["chunks_per_s"], 0),
             fmt(1e6 / bulk["us_per_chunk"] if bulk["us_per_chunk"] else float("nan"), 0),
             fmt(paced["us_per_chunk"]),
+            ratio(row, "paced"),
         ]
         for n in levels:
-            r = row[f"ttfc{n}"]
-            cells.append(f"{fmt(r['ttfc_median_ms'])} / {fmt(r['ttfc_p95_ms'])}")
-        cells.append(fmt(row[f"ttfc{levels[-1]}"]["cpu_ms_per_stream"], 2))
+            r = row.get(f"ttfc{n}")
+            cells.append(f"{fmt(r['ttfc_median_ms'])} / {fmt(r['ttfc_p95_ms'])}" if r else "")
+        last = row.get(f"ttfc{levels[-1]}")
+        cells.append(fmt(last["cpu_ms_per_stream"], 2) if last else "")
         cells.append(fmt(max(r["rss_mb"] for r in row.values()), 0))
         rows.append(cells)
     b, p, t = scen["bulk"], scen["paced"], scen["ttfc"]
@@ -187,8 +199,11 @@ def proxy_section(upstream: Upstream, size_name: str, failures: list[str], profi
         "with client, proxy and upstream sharing the machine, the ceiling is 10⁶ / (µs per chunk). "
         f"*paced*: concurrent streams of {p[2]} chunks written 1 ms apart (one read and one write per "
         f"chunk). *first chunk*: that many streams started at once ({t[2]} chunks, 10 ms apart), time "
-        "from sending the request to the first `data:` event. LiteLLM runs with its own defaults "
-        "(uvloop); rxllm's proxy on the standard asyncio loop."
+        "from sending the request to the first `data:` event. *x floor*: the ratio to the floor proxy "
+        "(`benchmarks/_floor_proxy.py`: aiohttp, every event `orjson.loads`-ed and re-encoded, no routing, "
+        "metering or logging). rxllm's first row renames every chunk to the client's model name (so it "
+        "re-encodes); the passthrough row is the same process with the client asking for the name the "
+        "upstream reports. LiteLLM runs with its own defaults (uvloop); rxllm's proxy on the standard asyncio loop."
     )
     return f"### Proxy: CPU per forwarded chunk, throughput, time to first chunk\n\n{table(header, rows)}\n\n{notes}\n"
 
@@ -238,7 +253,8 @@ def burst_section(upstream: Upstream, size_name: str, failures: list[str], profi
         if missing:
             rows.append([label, f"{streams:,}", missing, *[""] * (len(header) - 3)])
             continue
-        scen = {"burst": ("text", f"p{pace}", BURST_N), "warm": ("text", "bulk", 5)}
+        # the client asks for the name the upstream reports: rxllm forwards the events as they are
+        scen = {_proxy.PASS_MODEL: ("text", f"p{pace}", BURST_N), "warm": ("text", "bulk", 5)}
         try:
             with _proxy.Proxy(
                 kind,
@@ -254,7 +270,7 @@ def burst_section(upstream: Upstream, size_name: str, failures: list[str], profi
                     proxy.url,
                     proxy.pid,
                     proxy.port,
-                    "burst",
+                    _proxy.PASS_MODEL,
                     streams,
                     chunk_count("text", BURST_N),
                     gc_stats=proxy.gc_stats,

@@ -43,6 +43,9 @@ from benchmarks._upstream import Upstream, chunk_count
 
 MASTER_KEY = "sk-bench-master-key"
 
+#: The model name the benchmark upstream reports: a client asking for it gets rxllm's passthrough.
+PASS_MODEL = "gpt-4o-2024-08-06"
+
 #: model name -> (variant, mode, n) of the upstream scenario it forwards to.
 Scenarios = dict[str, tuple[str, str, int]]
 
@@ -168,6 +171,9 @@ class Proxy:
         return f"http://127.0.0.1:{self.port}/v1/chat/completions"
 
 
+#: The row of rxllm's proxy forwarding the upstream's events as they are.
+PASS_NAME = "rxllm proxy, passthrough (client names the upstream's model)"
+
 #: The floor proxy's row name (the ratios' denominator).
 FLOOR_NAME = "floor proxy (aiohttp, parse + re-encode)"
 
@@ -270,10 +276,14 @@ def _run(proxy: Proxy, model: str, streams: int, min_wall: float, max_batches: i
 
 def scenarios(size: str) -> Scenarios:
     bulk_n = {"smoke": 300, "quick": 1000, "full": 2000}[size]
+    paced_n = 200 if size == "full" else 40
     return {
         "bulk": ("text", "bulk", bulk_n),
-        "paced": ("text", "p1", 200 if size == "full" else 40),
+        "paced": ("text", "p1", paced_n),
         "ttfc": ("text", "p10", 10 if size == "full" else 4),
+        # the upstream's own model name: rxllm forwards the events as they are (passthrough)
+        PASS_MODEL: ("text", "bulk", bulk_n),
+        PASS_MODEL + "-paced": ("text", "p1", paced_n),
     }
 
 
@@ -304,6 +314,12 @@ def measure(
                 for level in levels:
                     row[f"ttfc{level}"] = _run(proxy, "ttfc", level, 0.0, 1)
                 out[name] = row
+                if kind == "rxllm":  # the same process, the client asking for the upstream's model name
+                    passed: dict[str, Any] = {
+                        "bulk": _run(proxy, PASS_MODEL, bulk_streams, min_wall, 10),
+                        "paced": _run(proxy, PASS_MODEL + "-paced", paced_streams, min_wall / 2, 5),
+                    }
+                    out[PASS_NAME] = passed
                 log(f"  proxy {kind}: done")
         except Exception as exc:
             out[name] = f"failed: {type(exc).__name__}"
