@@ -208,7 +208,8 @@ def proxy_section(upstream: Upstream, size_name: str, failures: list[str], profi
     return f"### Proxy: CPU per forwarded chunk, throughput, time to first chunk\n\n{table(header, rows)}\n\n{notes}\n"
 
 
-#: size -> (streams, pace ms between chunks) per burst row: kind, streams, pace, general_settings.
+#: size -> burst rows: (kind, name, streams, ms between chunks, general_settings); each stream
+#: lasts 19 paces, longer than the burst takes to arrive, so every stream is open at once.
 BURSTS: dict[str, list[tuple[str, str, int, int, dict[str, Any] | None]]] = {
     "smoke": [
         ("floor", _proxy.FLOOR_NAME, 100, 50, None),
@@ -225,7 +226,7 @@ BURSTS: dict[str, list[tuple[str, str, int, int, dict[str, Any] | None]]] = {
         ("rxllm", "rxllm proxy", 1000, 500, None),
         ("rxllm", "rxllm proxy, gc_tuning off", 1000, 500, {"gc_tuning": False}),
         ("litellm", "LiteLLM proxy (uvicorn, 1 worker)", 1000, 500, None),
-        ("rxllm", "rxllm proxy", 10000, 2000, None),
+        ("rxllm", "rxllm proxy", 10000, 4000, None),
     ],
 }
 
@@ -247,7 +248,12 @@ def burst_section(upstream: Upstream, size_name: str, failures: list[str], profi
         "GC share",
     ]
     rows = []
-    for kind, name, streams, pace, general in BURSTS[size_name]:
+    capped = []
+    for kind, name, wanted, pace, general in BURSTS[size_name]:
+        streams = _burst.max_streams(wanted)  # two sockets per stream must fit the proxy's hard fd limit
+        if streams < wanted:
+            hard = _burst.fd_limits_for(wanted)[1]
+            capped.append(f"{wanted:,} streams asked for, {streams:,} run: the hard fd limit is {hard:,}")
         label = f"{name} ({streams:,})"
         missing = _proxy.litellm_missing() if kind == "litellm" else None
         if missing:
@@ -261,7 +267,14 @@ def burst_section(upstream: Upstream, size_name: str, failures: list[str], profi
                 upstream,
                 scen,
                 profile if kind == "rxllm" else None,
-                general={"listen_backlog": 16384, **(general or {})},
+                # header_timeout: on 2 shared cores a client of a 10,000-stream burst may send its
+                # headers tens of seconds after its connection was accepted
+                general={
+                    "listen_backlog": 16384,
+                    "header_timeout": 300,
+                    "global_max_parallel_requests": streams,
+                    **(general or {}),
+                },
                 preexec=_burst.proxy_preexec(streams),
                 gc_probe=kind != "litellm",
             ) as proxy:
@@ -307,6 +320,8 @@ def burst_section(upstream: Upstream, size_name: str, failures: list[str], profi
         "garbage collection (`gc.callbacks`) / its CPU over the burst. The proxy starts with a soft fd "
         "limit of 1,024: `rxllm serve` raises its own."
     )
+    if capped:
+        notes += " Capped: " + "; ".join(capped) + " (it cannot be raised here)."
     return f"### Proxy burst: many short streams at once\n\n{table(header, rows)}\n\n{notes}\n"
 
 

@@ -15,6 +15,9 @@ limit allows). The clients start their streams at the same instant; the parent r
   runs under :mod:`benchmarks._gcprobe`, which times collections with ``gc.callbacks``);
 - **errors**: streams that did not end with ``data: [DONE]`` and every chunk.
 
+``header_timeout`` is raised for the burst: on two shared cores, a client process with
+thousands of streams may send a request's headers long after its connection was accepted.
+
 The proxy is given a soft ``RLIMIT_NOFILE`` of 1,024 (a typical default) and a hard limit
 large enough for the burst, so ``rxllm serve`` has to raise its own soft limit.
 """
@@ -69,7 +72,7 @@ async def _one(session: Any, url: str, body: bytes, want: int, firsts: list[floa
         count = data.count(b"data: {")
         return "" if count == want else f"{count} chunks, expected {want}"
     except Exception as exc:
-        return type(exc).__name__
+        return f"{type(exc).__name__}: {str(exc)[:120]}"
     finally:
         if not got_first:
             ready()
@@ -167,7 +170,7 @@ def proxy_preexec(streams: int) -> Callable[[], None]:
 def _active(port: int) -> int:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(f"http://127.0.0.1:{port}/health/readiness", timeout=5) as resp:
+        with opener.open(f"http://127.0.0.1:{port}/health/readiness", timeout=60) as resp:
             return int(json.loads(resp.read()).get("active_requests", -1))
     except (OSError, ValueError):
         return -1
