@@ -382,7 +382,9 @@ class OpenAICompatibleProvider:
                             and "\n" not in data
                             else None
                         )
+                    d = choice = delta = None  # the parsed tree is not held while the stream waits
                     yield chunk
+                del batch  # nor the last read's events
         # the body ended without [DONE]
         tail = state.decoder.flush()
         if tail is not None and tail.data == _DONE:
