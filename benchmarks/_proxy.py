@@ -283,7 +283,6 @@ def scenarios(size: str) -> Scenarios:
         "ttfc": ("text", "p10", 10 if size == "full" else 4),
         # the upstream's own model name: rxllm forwards the events as they are (passthrough)
         PASS_MODEL: ("text", "bulk", bulk_n),
-        PASS_MODEL + "-paced": ("text", "p1", paced_n),
     }
 
 
@@ -315,11 +314,7 @@ def measure(
                     row[f"ttfc{level}"] = _run(proxy, "ttfc", level, 0.0, 1)
                 out[name] = row
                 if kind == "rxllm":  # the same process, the client asking for the upstream's model name
-                    passed: dict[str, Any] = {
-                        "bulk": _run(proxy, PASS_MODEL, bulk_streams, min_wall, 10),
-                        "paced": _run(proxy, PASS_MODEL + "-paced", paced_streams, min_wall / 2, 5),
-                    }
-                    out[PASS_NAME] = passed
+                    out[PASS_NAME] = {"bulk": _run(proxy, PASS_MODEL, bulk_streams, min_wall, 10)}
                 log(f"  proxy {kind}: done")
         except Exception as exc:
             out[name] = f"failed: {type(exc).__name__}"
