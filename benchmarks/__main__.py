@@ -214,10 +214,7 @@ def proxy_section(upstream: Upstream, size_name: str, failures: list[str], profi
 #: size -> burst rows: (kind, name, streams, ms between chunks, general_settings); each stream
 #: lasts 19 paces, longer than the burst takes to arrive, so every stream is open at once.
 BURSTS: dict[str, list[tuple[str, str, int, int, dict[str, Any] | None]]] = {
-    "smoke": [
-        ("floor", _proxy.FLOOR_NAME, 50, 20, None),
-        ("rxllm", "rxllm proxy", 50, 20, None),
-    ],
+    "smoke": [("rxllm", "rxllm proxy", 50, 20, None)],
     "quick": [
         ("floor", _proxy.FLOOR_NAME, 1000, 300, None),
         ("rxllm", "rxllm proxy", 1000, 300, None),
