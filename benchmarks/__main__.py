@@ -275,7 +275,8 @@ def burst_section(upstream: Upstream, size_name: str, failures: list[str], profi
                     "global_max_parallel_requests": streams,
                     **(general or {}),
                 },
-                preexec=_burst.proxy_preexec(streams),
+                # rxllm raises its own soft limit; the peers are given theirs
+                preexec=_burst.proxy_preexec(streams, default_soft=kind == "rxllm"),
                 gc_probe=kind != "litellm",
             ) as proxy:
                 asyncio.run(_proxy._batch(proxy.url, "warm", 20))  # imports, pools, caches
@@ -317,8 +318,8 @@ def burst_section(upstream: Upstream, size_name: str, failures: list[str], profi
         "`active_requests` when every stream had its first chunk. *CPU per stream*: the proxy process's "
         "CPU over the whole burst / streams (setup, relaying, teardown, the log line). *KB RSS per open "
         "stream*: (RSS with every stream open - RSS before) / streams. *GC share*: the proxy's time in "
-        "garbage collection (`gc.callbacks`) / its CPU over the burst. The proxy starts with a soft fd "
-        "limit of 1,024: `rxllm serve` raises its own."
+        "garbage collection (`gc.callbacks`) / its CPU over the burst. rxllm's proxy starts with a soft fd "
+        "limit of 1,024 and raises its own; the floor and LiteLLM are started with soft = hard."
     )
     if capped:
         notes += " Capped: " + "; ".join(capped) + " (it cannot be raised here)."

@@ -158,8 +158,11 @@ def max_streams(streams: int) -> int:
     return min(streams, (hard - 64) // 2)
 
 
-def proxy_preexec(streams: int) -> Callable[[], None]:
+def proxy_preexec(streams: int, *, default_soft: bool = True) -> Callable[[], None]:
+    """Set the proxy's fd limits: a default soft limit (``default_soft``), else soft = hard."""
     soft, hard = fd_limits_for(streams)
+    if not default_soft:
+        soft = hard
 
     def preexec() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
