@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -70,7 +71,26 @@ def _parser() -> argparse.ArgumentParser:
         help="serve this one model without a config file (as `litellm --model`); with --config, added to it",
     )
     serve.add_argument("--alias", help="the name clients use for --model (default: the model string itself)")
+    serve.add_argument(
+        "--workers",
+        "-w",
+        type=_worker_count,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port, under one supervisor (default: 1, a single process)",
+    )
+    serve.add_argument("--worker-spec", help=argparse.SUPPRESS)  # set by the supervisor for its workers
     return parser
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of processes, 1 or more; got {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more; got {count}")
+    return count
 
 
 def _version() -> str:
@@ -262,30 +282,71 @@ def _serve(args: argparse.Namespace) -> int:
             "spend your provider keys; set general_settings.master_key in the config or RXLLM_MASTER_KEY "
             "(or use --host 127.0.0.1)"
         )
+    processors: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso"),
+        structlog.processors.JSONRenderer(),
+    ]
+    several = args.worker_spec is not None or args.workers > 1
+    if several:
+        from rxllm.proxy.workers import log_tags
+
+        # every line says which process wrote it: worker=K (or "supervisor") and pid
+        tag = args.worker_spec.split(":", 1)[0] if args.worker_spec is not None else "supervisor"
+        processors.insert(0, log_tags(int(tag) if tag.isdigit() else tag))
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(20),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # several processes share stderr: one write per line keeps their lines whole
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr)
+        if several
+        else structlog.PrintLoggerFactory(sys.stderr),
     )
+    if args.worker_spec is not None:
+        from rxllm.proxy.workers import run_worker
+
+        try:
+            run_worker(config, args.worker_spec, args.host)
+        except ValueError as exc:
+            return _fail(str(exc))
+        return 0
 
     def ready(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
         auth = "master key required" if config.master_key else "no auth (loopback only)"
+        count = f"; {args.workers} workers" if args.workers > 1 else ""
         print(
-            f"rxllm proxy listening on http://{shown}:{port} ({len(config.model_names)} model names; {auth})",
+            f"rxllm proxy listening on http://{shown}:{port} ({len(config.model_names)} model names; {auth}{count})",
             file=sys.stderr,
             flush=True,
         )
 
+    if args.workers > 1 and os.name != "posix":
+        return _fail("--workers more than 1 needs a POSIX system (inherited sockets); run one process per port")
     try:
+        if args.workers > 1:
+            return _supervise(args, config, ready)
         asyncio.run(serve(config, args.host, args.port, on_ready=ready))
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     return 0
+
+
+def _supervise(args: argparse.Namespace, config: Any, ready: Any) -> int:
+    """``--workers N``: this process binds the port and supervises N re-executed ``rxllm serve`` workers."""
+    from rxllm.proxy.workers import WorkerStartError, supervise
+
+    command = [sys.executable, "-m", "rxllm", "serve", "--host", args.host, "--workers", str(args.workers)]
+    if args.config:
+        command += ["--config", os.path.abspath(args.config)]  # a worker may not share our idea of "."
+    if args.serve_model:
+        command += ["--model", args.serve_model]
+    if args.alias:
+        command += ["--alias", args.alias]
+    try:
+        return supervise(config, args.host, args.port, args.workers, command, on_ready=ready)
+    except WorkerStartError as exc:
+        return _fail(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

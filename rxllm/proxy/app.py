@@ -8,7 +8,8 @@ Routes:
 - every dialect's POST routes, e.g. ``POST /v1/chat/completions`` (and ``/chat/completions``):
   ``stream: true`` answers ``text/event-stream``; otherwise one JSON answer;
 - ``GET /v1/models`` (and ``/models``): the configured model names; ``GET /v1/models/{id}``;
-- ``GET /health/liveliness``, ``GET /health/readiness``: never need a key;
+- ``GET /health/liveliness``, ``GET /health/readiness``: never need a key (readiness also
+  names the answering process: its ``pid``, and its ``worker`` index under ``--workers``);
 - ``GET /metrics`` when metrics are enabled (:mod:`rxllm.proxy.metrics`; the master key
   applies, as to every route but the health checks).
 
@@ -33,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import re
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
@@ -71,6 +74,8 @@ _log = get_logger("rxllm.proxy")
 
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _ORIGIN: Final = web.RequestKey("rxllm.proxy.origin", str)
+#: The worker index of this process under ``rxllm serve --workers`` (absent otherwise).
+_WORKER: Final = web.AppKey("rxllm.proxy.worker", int)
 
 
 def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect] | None = None) -> web.Application:
@@ -331,7 +336,11 @@ async def _readiness(request: web.Request) -> web.Response:
         "status": "draining" if state.draining else "healthy",
         "active_requests": state.in_flight,
         "models": len(state.router.model_names),
+        "pid": os.getpid(),
     }
+    worker = request.app.get(_WORKER)
+    if worker is not None:
+        body["worker"] = worker
     return web.json_response(body, status=503 if state.draining else 200)
 
 
@@ -443,6 +452,8 @@ async def serve(
     *,
     on_ready: Callable[[str, int], None] | None = None,
     stop: asyncio.Event | None = None,
+    sock: socket.socket | None = None,
+    worker: int | None = None,
 ) -> None:
     """Run the proxy until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully.
 
@@ -457,8 +468,13 @@ async def serve(
         port: The port (0 picks a free one; ``on_ready`` is told which).
         on_ready: Called with the bound host and port once the proxy accepts connections.
         stop: An event that ends the server when set (signals set it too).
+        sock: An already listening socket to accept on instead of binding ``host:port``
+            (``rxllm serve --workers``: every worker accepts on the supervisor's socket).
+        worker: This process's worker index, shown by ``/health/readiness``.
     """
     app = create_app(config)
+    if worker is not None:
+        app[_WORKER] = worker
     runner = make_runner(app)
     await runner.setup()
     stop = stop or asyncio.Event()
@@ -470,7 +486,11 @@ async def serve(
             installed.append(sig)
     try:
         tune_process(config)  # the fd limit for the configured capacity; GC frozen after start-up
-        site = web.TCPSite(runner, host, port, backlog=config.listen_backlog)
+        site: web.BaseSite
+        if sock is not None:
+            site = web.SockSite(runner, sock, backlog=config.listen_backlog)
+        else:
+            site = web.TCPSite(runner, host, port, backlog=config.listen_backlog)
         await site.start()
         bound = port
         for address in runner.addresses:
