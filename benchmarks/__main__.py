@@ -8,6 +8,7 @@
 Peers (``openai``, ``litellm`` with its proxy) come from the ``bench`` extra; install them in a
 separate virtual environment (``pip install -e ".[bench]"``). A peer that is not installed gets
 a row saying so; rxllm's rows always run, and a failing rxllm row makes the exit status 1.
+``RXLLM_BENCH_LITELLM=/path/to/bin/litellm`` runs LiteLLM's proxy from another virtualenv.
 Progress goes to stderr, the tables to stdout. Everything binds 127.0.0.1; LiteLLM runs with
 telemetry off and its bundled cost map (see :data:`benchmarks._common.OFFLINE_ENV`).
 """
