@@ -1,6 +1,6 @@
 """Redis-shared router state and resumable streams: what they cost the proxy.
 
-    python -m benchmarks.bench_redis            # about a minute
+    python -m benchmarks.bench_redis            # a minute or two
     python -m benchmarks.bench_redis --smoke    # seconds
 
 Starts its own ``redis-server`` (no persistence, a free loopback port) and, per mode, one
@@ -14,9 +14,17 @@ read before and after, so the figures are the proxy process's own:
 - **resumable (memory)** / **resumable (Redis)**: ``resumable_streams: true``, events kept in
   memory only, or also appended to Redis Streams.
 
+The four proxies run side by side and the load visits them in turn (the order reversed every
+other round), 8 rounds, so a change in the machine's load (the figures are CPU time, but a
+busy machine still moves them) falls on every mode alike; each figure is the median over the
+rounds, and each extra cost the median of the rounds' ratios.
+
 Reported: proxy CPU µs per request and per chunk, and the median / p95 time from sending the
-request to the first ``data:`` event. The mock upstream runs inside the proxy, so its cost is in
-every row alike; compare the rows with each other.
+request to the first ``data:`` event; then each mode's extra CPU per chunk against its plain
+counterpart: the resumable modes against the plain stream with the same Redis setting
+(resumable (memory) vs in-process limits, resumable (Redis) vs Redis-shared limits). The mock
+upstream runs inside the proxy, so its cost is in every row alike; compare the rows with each
+other.
 """
 
 from __future__ import annotations
@@ -113,63 +121,106 @@ async def _load(port: int, requests: int, concurrency: int) -> tuple[list[float]
     return firsts, total
 
 
-def _mode(
-    directory: Path, redis_port: int, name: str, shared: bool, resumable: bool, size: dict[str, int]
-) -> list[str]:
+MODES: list[tuple[str, bool, bool]] = [
+    ("in-process limits", False, False),
+    ("Redis-shared limits", True, False),
+    ("resumable (memory)", False, True),
+    ("resumable (Redis)", True, True),
+]
+
+#: What each mode's extra cost is measured against (the same Redis setting, not resumable).
+BASELINE: dict[str, str] = {
+    "Redis-shared limits": "in-process limits",
+    "resumable (memory)": "in-process limits",
+    "resumable (Redis)": "Redis-shared limits",
+}
+
+
+def _start_proxy(
+    directory: Path, redis_port: int, shared: bool, resumable: bool
+) -> tuple[subprocess.Popen[bytes], int]:
     config = _config(directory, redis_port, shared=shared, resumable=resumable)
     port = free_port()
     cmd = [sys.executable, "-m", "rxllm", "serve", "--config", str(config), "--port", str(port)]
     proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, port
+
+
+def _measure(
+    directory: Path, redis_port: int, size: dict[str, int]
+) -> dict[str, tuple[list[float], list[float], list[float]]]:
+    """Per mode: CPU µs per request and per chunk of each round, and every first-chunk latency."""
+    procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    out: dict[str, tuple[list[float], list[float], list[float]]] = {name: ([], [], []) for name, _, _ in MODES}
     try:
-        asyncio.run(_wait_http(f"http://127.0.0.1:{port}/health/liveliness", time.monotonic() + 30))
-        asyncio.run(_load(port, size["warmup"], size["concurrency"]))
-        before = cpu_seconds(proc.pid)
-        firsts, chunks = asyncio.run(_load(port, size["requests"], size["concurrency"]))
-        used = cpu_seconds(proc.pid) - before
+        for name, shared, resumable in MODES:
+            procs[name] = _start_proxy(directory, redis_port, shared, resumable)
+        for _, port in procs.values():
+            asyncio.run(_wait_http(f"http://127.0.0.1:{port}/health/liveliness", time.monotonic() + 30))
+            asyncio.run(_load(port, size["warmup"], size["concurrency"]))
+        names = list(procs)
+        for round_ in range(size["rounds"]):
+            print(f"-- round {round_ + 1}/{size['rounds']}", file=sys.stderr)
+            order = names if round_ % 2 == 0 else names[::-1]  # no mode always first or last
+            for name in order:
+                proc, port = procs[name]
+                before = cpu_seconds(proc.pid)
+                firsts, chunks = asyncio.run(_load(port, size["requests"], size["concurrency"]))
+                used = cpu_seconds(proc.pid) - before
+                per_request, per_chunk, latencies = out[name]
+                per_request.append(used / size["requests"] * 1e6)
+                per_chunk.append(used / max(1, chunks) * 1e6)
+                latencies.extend(firsts)
     finally:
-        stop_process(proc, 5.0)
-    requests = size["requests"]
-    return [
-        name,
-        fmt(used / requests * 1e6, 0),
-        fmt(used / max(1, chunks) * 1e6, 1),
-        fmt(median(firsts) * 1e3, 2),
-        fmt(percentile(firsts, 0.95) * 1e3, 2),
-    ]
+        for proc, _ in procs.values():
+            stop_process(proc, 5.0)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every mode once and print one markdown table."""
+    """Run every mode, interleaved, and print one markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a seconds-long run")
     args = parser.parse_args(argv)
     size = (
-        {"requests": 40, "warmup": 10, "concurrency": 4}
+        {"requests": 20, "warmup": 10, "concurrency": 4, "rounds": 2}
         if args.smoke
-        else {"requests": 600, "warmup": 100, "concurrency": 10}
+        else {"requests": 150, "warmup": 100, "concurrency": 10, "rounds": 8}
     )
     directory = Path(tempfile.mkdtemp(prefix="rxllm-bench-redis-"))
     redis, redis_port = _start_redis(directory)
-    rows: list[list[str]] = []
     try:
-        modes: list[tuple[str, bool, bool]] = [
-            ("in-process limits", False, False),
-            ("Redis-shared limits", True, False),
-            ("resumable (memory)", False, True),
-            ("resumable (Redis)", True, True),
-        ]
-        for name, shared, resumable in modes:
-            print(f"-- {name}", file=sys.stderr)
-            rows.append(_mode(directory, redis_port, name, shared, resumable, size))
+        results = _measure(directory, redis_port, size)
     finally:
         stop_process(redis, 5.0)
         shutil.rmtree(directory, ignore_errors=True)
+    rows: list[list[str]] = []
+    chunk_cost: dict[str, float] = {}
+    for name, _, _ in MODES:
+        per_request, per_chunk, firsts = results[name]
+        chunk_cost[name] = median(per_chunk)
+        rows.append(
+            [
+                name,
+                fmt(median(per_request), 0),
+                fmt(chunk_cost[name], 1),
+                fmt(median(firsts) * 1e3, 2),
+                fmt(percentile(firsts, 0.95) * 1e3, 2),
+            ]
+        )
     header = ["mode", "proxy CPU µs/request", "proxy CPU µs/chunk", "first chunk ms (median)", "p95"]
     print(table(header, rows))
-    base = float(rows[0][2].replace(",", ""))
-    extra: dict[str, Any] = {r[0]: float(r[2].replace(",", "")) / base - 1 for r in rows[1:]}
     print()
-    print(", ".join(f"{name}: {value:+.0%} CPU per chunk vs in-process" for name, value in extra.items()))
+    # the ratio of each round's two figures (measured next to each other), median over rounds:
+    # steadier on a shared machine than the ratio of the two medians
+    extra: dict[str, Any] = {
+        name: median(a / b for a, b in zip(results[name][1], results[base][1], strict=True)) - 1
+        for name, base in BASELINE.items()
+    }
+    print(
+        ", ".join(f"{name}: {value:+.0%} CPU per chunk vs {BASELINE[name]}" for name, value in extra.items())
+        + " (median of the rounds' ratios)"
+    )
     return 0
 
 

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import islice
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import orjson
@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_MAXLEN",
     "DEFAULT_TTL",
     "LogEvent",
+    "LogWrite",
     "LogWriter",
     "MemoryStreamLog",
     "ResumptionLostError",
@@ -182,6 +183,24 @@ class StreamInfo:
         return self.end is not None
 
 
+@attrs.frozen
+class LogWrite:
+    """One key's share of a batched write (:meth:`StreamLog.write_many`).
+
+    Attributes:
+        key: The stream's key.
+        items: Events to append, in order.
+        end: When set, end the stream after ``items`` (:meth:`StreamEnd.of` the error, or
+            ``StreamEnd()`` for success).
+        create: Create the key first (as :meth:`StreamLog.open`: fails if it exists).
+    """
+
+    key: str
+    items: Sequence[bytes] = ()
+    end: StreamEnd | None = None
+    create: bool = False
+
+
 def parse_event_id(value: int | str | None) -> int:
     """A reader position from an event id (``None`` or ``""``: before the first event).
 
@@ -225,6 +244,7 @@ class StreamLog(abc.ABC):
             raise ValueError(f"ttl must be positive, got {ttl}")
         self.maxlen = maxlen
         self.ttl = ttl
+        self._flushers: dict[asyncio.AbstractEventLoop, _Flusher] = {}
 
     async def open(self, key: str) -> None:
         """Create the stream ``key`` with no events (readers may subscribe before the first one).
@@ -255,6 +275,38 @@ class StreamLog(abc.ABC):
             StreamCancelledError: The stream was cancelled.
             StreamLogError: The stream has finished (or the log cannot be reached).
         """
+
+    async def write_many(self, writes: Sequence[LogWrite]) -> list[StreamLogError | None]:
+        """Several keys' appends (and ends) at once: what the writers of one log and loop share.
+
+        Each write is done in order (create, then its items, then its end); a write whose
+        stream was cancelled appends nothing and ends the stream with the
+        :class:`StreamCancelledError`, so its readers finish. This default does the writes one
+        after the other; the Redis log sends them all in one round trip.
+
+        Returns:
+            Per write, in order: ``None`` when done, else the error that stopped it (the
+            other writes are not affected; a lost log fails them all).
+        """
+        results: list[StreamLogError | None] = []
+        for write in writes:
+            try:
+                if write.create:
+                    await self.open(write.key)
+                if write.items:
+                    await self.append_many(write.key, write.items)
+                if write.end is not None:
+                    await self.finish(write.key, write.end.to_error())
+            except StreamCancelledError as exc:
+                with contextlib.suppress(StreamLogError):
+                    await self.finish(write.key, exc)
+                results.append(exc)
+                continue
+            except StreamLogError as exc:
+                results.append(exc)
+                continue
+            results.append(None)
+        return results
 
     @abc.abstractmethod
     async def finish(self, key: str, error: BaseException | None = None) -> None:
@@ -334,16 +386,23 @@ class _Entry:
 class _Reader:
     """One subscription to a memory log key: its position and a re-entrancy guard."""
 
-    __slots__ = ("draining", "entry", "lock", "maxlen", "observer", "pending", "position", "stopped")
+    __slots__ = ("draining", "entry", "lock", "maxlen", "observer", "pending", "position", "raw", "stopped")
 
     def __init__(
-        self, lock: threading.RLock, entry: _Entry, observer: rxabc.ObserverBase[LogEvent], position: int, maxlen: int
+        self,
+        lock: threading.RLock,
+        entry: _Entry,
+        observer: rxabc.ObserverBase[Any],
+        position: int,
+        maxlen: int,
+        raw: bool = False,
     ) -> None:
         self.lock = lock
         self.entry = entry
         self.observer = observer
         self.position = position  # the last id delivered
         self.maxlen = maxlen
+        self.raw = raw  # deliver (first position, [data, ...]) batches instead of LogEvents
         self.draining = False
         self.pending = False
         self.stopped = False
@@ -362,7 +421,7 @@ class _Reader:
                 with lock:
                     self.pending = False
                     entry = self.entry
-                    batch: list[LogEvent] = []
+                    batch: list[Any] = []
                     final: APIError | None = None
                     done = False
                     if self.position + 1 < entry.first:
@@ -374,7 +433,12 @@ class _Reader:
                         events = entry.events
                         first = entry.first
                         skip = self.position + 1 - first
-                        batch = [LogEvent(str(first + skip + i), d) for i, d in enumerate(islice(events, skip, None))]
+                        if self.raw:
+                            batch = [(first + skip, list(islice(events, skip, None)))]
+                        else:
+                            batch = [
+                                LogEvent(str(first + skip + i), d) for i, d in enumerate(islice(events, skip, None))
+                            ]
                         self.position = entry.last
                     elif entry.end is not None:
                         final = entry.end.to_error()
@@ -483,6 +547,11 @@ class MemoryStreamLog(StreamLog):
 
     def append_now(self, key: str, items: Sequence[bytes]) -> list[str]:
         """:meth:`append_many`, synchronously: live readers are called before it returns."""
+        start = self._append(key, items)
+        return [str(start + i) for i in range(len(items))]
+
+    def _append(self, key: str, items: Sequence[bytes]) -> int:
+        """:meth:`append_now` without the ids: the first new event's position."""
         with self._lock:
             now = self._clock()
             entry = self._live(key, now) or self._create(key, now)
@@ -501,7 +570,7 @@ class MemoryStreamLog(StreamLog):
             orphans = self._sweep(now)
         for reader in readers + orphans:
             reader.drain()
-        return [str(start + i) for i in range(len(items))]
+        return start
 
     async def finish(self, key: str, error: BaseException | None = None) -> None:
         """Mark ``key`` as ended (see :meth:`StreamLog.finish`)."""
@@ -546,15 +615,23 @@ class MemoryStreamLog(StreamLog):
 
     def read(self, key: str, after: int | str | None = None) -> Observable[LogEvent]:
         """A cold Observable of ``key``'s events after ``after``, then the live ones."""
-        position = parse_event_id(after)
+        return self._reader(key, parse_event_id(after), raw=False)
 
+    def read_batches(self, key: str, after: int = 0) -> Observable[tuple[int, list[bytes]]]:
+        """:meth:`read`, as batches: ``(position of the first, [data, ...])`` per delivery.
+
+        What a relay in this process uses: no :class:`LogEvent` (nor id string) per event.
+        """
+        return self._reader(key, after, raw=True)
+
+    def _reader(self, key: str, position: int, *, raw: bool) -> Observable[Any]:
         def subscribe(
-            observer: rxabc.ObserverBase[LogEvent], scheduler: rxabc.SchedulerBase | None = None
+            observer: rxabc.ObserverBase[Any], scheduler: rxabc.SchedulerBase | None = None
         ) -> rxabc.DisposableBase:
             with self._lock:
                 entry = self._live(key, self._clock())
                 if entry is not None:
-                    reader = _Reader(self._lock, entry, observer, position, self.maxlen)
+                    reader = _Reader(self._lock, entry, observer, position, self.maxlen, raw)
                     entry.readers.add(reader)
             if entry is None:
                 observer.on_error(StreamNotFoundError(f"no stream with key {key!r} (it never existed or it expired)"))
@@ -569,14 +646,16 @@ class MemoryStreamLog(StreamLog):
 
 
 class LogWriter:
-    """Appends one stream's events in order, batching what arrives while a write is in flight.
+    """Appends one stream's events in order, batched with every other writer of its log and loop.
 
     The producer calls :meth:`write` for every event and :meth:`close` once at the end; it
     never waits. Against a :class:`MemoryStreamLog` every call is synchronous (readers see an
-    event before :meth:`write` returns). Against any other log one task per writer does the
-    I/O on the loop given (or running at construction): events that arrive while an append is
-    in flight go out together in the next one, so a fast producer costs one round trip per
-    batch, not per event.
+    event before :meth:`write` returns). Against any other log, the writers of one log on one
+    loop share a flusher: what they write during one turn of the loop goes out at the end of
+    that turn, all streams together, in one :meth:`StreamLog.write_many` (one round trip for
+    Redis, an append and its stream's end included); what arrives while that is in flight
+    goes in the next one. The delay before an event reaches the log is therefore at most one
+    round trip, and the cost per event is a fraction of one.
 
     Args:
         log: Where to append.
@@ -586,22 +665,26 @@ class LogWriter:
             writes are dropped.
         create: Create the key first (:meth:`StreamLog.open`), so readers can subscribe
             before the first event; fails if it exists.
-        loop: The loop for the I/O task (default: the running one).
+        loop: The loop the flusher runs on (default: the running one).
+        lazy_create: With ``create``, against a log other than memory: create the key in the
+            first batch that carries this writer's events (or end), or when
+            :meth:`wait_opened` asks, rather than in a batch of its own at once.
     """
 
     __slots__ = (
         "_closing",
+        "_create",
         "_end",
         "_error",
+        "_flusher",
         "_key",
         "_log",
-        "_loop",
         "_on_error",
         "_pending",
+        "_sent_end",
         "_sync",
-        "_task",
-        "_wake",
         "closed",
+        "opened",
         "written",
     )
 
@@ -613,30 +696,44 @@ class LogWriter:
         on_error: Callable[[StreamLogError], None] | None = None,
         create: bool = True,
         loop: asyncio.AbstractEventLoop | None = None,
+        lazy_create: bool = False,
     ) -> None:
         self._log = log
         self._key = key
         self._on_error = on_error
         self._pending: list[bytes] = []
         self._closing = False
+        self._sent_end = False
         self._end: BaseException | None = None
         self._error: StreamLogError | None = None
         self._sync = isinstance(log, MemoryStreamLog)
-        self._task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Future[None] | None = None
-        self._loop = loop
+        self._create = create
+        self._flusher: _Flusher | None = None
         #: How many events the log has accepted.
         self.written = 0
         #: Done once the end marker is written (or the writer failed).
         self.closed: asyncio.Future[None] | None = None
+        #: Done once the key is created (or the writer failed); ``None`` without ``create``
+        #: or for a memory log (created at once).
+        self.opened: asyncio.Future[None] | None = None
         if self._sync:
             assert isinstance(log, MemoryStreamLog)
             if create:
                 self._guard(lambda: log.open_now(key))
             return
-        self._loop = loop = loop or asyncio.get_running_loop()
+        loop = loop or asyncio.get_running_loop()
         self.closed = loop.create_future()
-        self._task = loop.create_task(self._run(create), name=f"rxllm-log-writer-{key}")
+        if create:
+            self.opened = loop.create_future()
+        flushers = getattr(log, "_flushers", None)
+        if flushers is None:  # a subclass that did not call StreamLog.__init__
+            flushers = log._flushers = {}
+        flusher = flushers.get(loop)
+        if flusher is None:
+            flusher = flushers[loop] = _Flusher(log, loop, flushers)
+        self._flusher = flusher
+        if create and not lazy_create:
+            flusher.mark(self)
 
     @property
     def error(self) -> StreamLogError | None:
@@ -671,8 +768,34 @@ class LogWriter:
                 return
             self.written += 1
             return
-        self._pending.append(data)
-        self._poke()
+        pending = self._pending
+        pending.append(data)
+        if len(pending) == 1:
+            flusher = self._flusher
+            assert flusher is not None
+            flusher.mark(self)
+
+    def write_many(self, items: Sequence[bytes]) -> None:
+        """:meth:`write` each of ``items``, in order (one call for a batch the producer has)."""
+        if self._error is not None or self._closing or not items:
+            return
+        if self._sync:
+            log = self._log
+            assert isinstance(log, MemoryStreamLog)
+            try:
+                log._append(self._key, items)
+            except StreamLogError as exc:
+                self._failed(exc)
+                return
+            self.written += len(items)
+            return
+        pending = self._pending
+        was_empty = not pending
+        pending.extend(items)
+        if was_empty:
+            flusher = self._flusher
+            assert flusher is not None
+            flusher.mark(self)
 
     def close(self, error: BaseException | None = None) -> None:
         """Write the end (after every pending event): success, or ``error``'s type and message."""
@@ -686,49 +809,62 @@ class LogWriter:
             if self._error is None:
                 self._guard(lambda: log.finish_now(self._key, error))
             return
-        self._poke()
+        if self._error is not None:
+            self._done()
+            return
+        flusher = self._flusher
+        assert flusher is not None
+        flusher.mark(self)
 
-    def _poke(self) -> None:
-        wake = self._wake
-        if wake is not None:
-            self._wake = None
-            if not wake.done():
-                wake.set_result(None)
+    def _take(self) -> LogWrite | None:
+        """What this writer has for the next flush (``None``: nothing)."""
+        if self._error is not None or self._sent_end:
+            return None
+        items: Sequence[bytes] = self._pending
+        if items:
+            self._pending = []
+        else:
+            items = ()  # never the list later writes go to
+        end: StreamEnd | None = None
+        if self._closing:
+            end = StreamEnd.of(self._end)
+            self._sent_end = True
+        create = self._create
+        self._create = False
+        if not items and end is None and not create:
+            return None
+        return LogWrite(self._key, items, end, create)
 
-    async def _run(self, create: bool) -> None:
-        log, key = self._log, self._key
-        loop = self._loop
-        assert loop is not None and self.closed is not None
-        task = asyncio.current_task()
-        try:
-            if create:
-                await log.open(key)
-            while True:
-                if task is not None and task.cancelling():
-                    return  # a client library may have turned the cancellation into an error
-                if self._pending:
-                    batch, self._pending = self._pending, []
-                    await log.append_many(key, batch)
-                    self.written += len(batch)
-                    continue
-                if self._closing:
-                    await log.finish(key, self._end)
-                    return
-                self._wake = loop.create_future()
-                await self._wake
-        except StreamCancelledError as exc:
-            self._failed(exc)
-            # the producer stops here; the end still goes in, so every reader finishes too
-            with contextlib.suppress(StreamLogError):
-                await log.finish(key, exc)
-        except StreamLogError as exc:
-            self._failed(exc)
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self._task = None
-            if not self.closed.done():
-                self.closed.set_result(None)
+    def _result(self, write: LogWrite, error: StreamLogError | None) -> None:
+        """The log's answer to :meth:`_take`'s write."""
+        opened = self.opened
+        if opened is not None and not opened.done():
+            opened.set_result(None)
+        if error is None:
+            self.written += len(write.items)
+            if write.end is not None:
+                self._done()
+            return
+        self._failed(error)
+        self._done()
+
+    def _done(self) -> None:
+        for future in (self.opened, self.closed):
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    async def wait_opened(self) -> None:
+        """Wait until the key is created (then :attr:`error` says whether that failed); at once without ``create``.
+
+        The creation goes out with the other writers' next batch (and this writer's pending
+        events), so it costs a share of a round trip rather than one of its own.
+        """
+        opened = self.opened
+        if opened is None:
+            return
+        if self._create and self._error is None and self._flusher is not None:
+            self._flusher.mark(self)  # a lazy creation nothing has carried yet: now
+        await asyncio.shield(opened)
 
     async def wait_closed(self) -> None:
         """Wait until the end marker is written (or the writer failed); at once for a memory log."""
@@ -739,10 +875,78 @@ class LogWriter:
     def abandon(self) -> None:
         """Stop at once without writing the end (pending events are dropped)."""
         self._closing = True
+        self._sent_end = True
         self._pending = []
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
+        self._done()
+
+
+class _Flusher:
+    """The writers of one log on one loop: their pending writes go out together, one batch at a time.
+
+    A writer with something to write marks itself; the first mark starts a task, whose first
+    step runs on the loop's next turn (so everything written during this turn is in the
+    batch). While a batch is in flight, marks collect for the next. The task ends when nothing
+    is left (no task outlives the writing).
+    """
+
+    __slots__ = ("dirty", "flushers", "log", "loop", "task")
+
+    def __init__(
+        self, log: StreamLog, loop: asyncio.AbstractEventLoop, flushers: dict[asyncio.AbstractEventLoop, _Flusher]
+    ) -> None:
+        self.log = log
+        self.loop = loop
+        self.flushers = flushers
+        self.dirty: dict[LogWriter, None] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def mark(self, writer: LogWriter) -> None:
+        self.dirty[writer] = None
+        if self.task is None:
+            self.flushers[self.loop] = self
+            self.task = self.loop.create_task(self._run(), name="rxllm-log-flusher")
+
+    async def _run(self) -> None:
+        batch: list[tuple[LogWriter, LogWrite]] = []
+        try:
+            while self.dirty:
+                writers = list(self.dirty)
+                self.dirty.clear()
+                batch = []
+                for writer in writers:
+                    write = writer._take()
+                    if write is not None:
+                        batch.append((writer, write))
+                if not batch:
+                    continue
+                try:
+                    results = await self.log.write_many([write for _, write in batch])
+                except StreamLogError as exc:
+                    results = [exc] * len(batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a log implementation's bug: its writers fail, typed
+                    failure = StreamLogError(f"the stream log failed ({type(exc).__name__})")
+                    results = [failure] * len(batch)
+                done, batch = batch, []
+                for (writer, write), result in zip(done, results, strict=True):
+                    try:
+                        writer._result(write, result)
+                    except Exception as exc:  # an on_error callback's bug must not stop the others
+                        self.loop.call_exception_handler(
+                            {"message": "a stream log writer's error callback failed", "exception": exc}
+                        )
+        except asyncio.CancelledError:
+            # the loop is going away: the writers stop where they are, without an error
+            for writer in [w for w, _ in batch] + list(self.dirty):
+                writer.abandon()
+            self.dirty.clear()
+        finally:
+            self.task = None
+            if self.dirty:  # pragma: no cover - marks arrive only from the loop, between steps
+                self.task = self.loop.create_task(self._run(), name="rxllm-log-flusher")
+            elif self.flushers.get(self.loop) is self:
+                del self.flushers[self.loop]
 
 
 # --------------------------------------------------------------------------- chunks

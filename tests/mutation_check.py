@@ -35,7 +35,7 @@ CORE: dict[str, list[str]] = {
     "rxllm/usage.py": ["tests/test_builder.py", "tests/test_pinned.py", "tests/operators/test_tap_cost.py"],
     "rxllm/sse.py": ["tests/test_sse.py", "tests/test_pinned.py"],
     "rxllm/pricing.py": ["tests/test_pricing.py", "tests/operators/test_tap_cost.py"],
-    "rxllm/settings.py": ["tests/operators/test_detect_repeated_chunks.py"],
+    "rxllm/settings.py": ["tests/operators/test_detect_repeated_chunks.py", "tests/test_pinned.py"],
     "rxllm/proxy/auth.py": ["tests/test_pinned.py", "tests/proxy"],
     "rxllm/providers/openai.py": [
         "tests/providers/test_openai_provider.py",

@@ -190,9 +190,9 @@ class TestMutationSurvivors:
 
         assert len(events) == 20
 
-    @pytest.mark.parametrize(("value", "limit"), [(5, 5), (5.0, 5), ("12", 12)])
+    @pytest.mark.parametrize(("value", "limit"), [(1, 1), (5, 5), (5.0, 5), ("12", 12)])
     def test_limit_accepts_integral_values(self, value: object, limit: int) -> None:
-        """5, 5.0 and '12' are limits; they are integers."""
+        """1 (the smallest), 5, 5.0 and '12' are limits; they are integers."""
         from rxllm.settings import check_repeated_chunk_limit
 
         assert check_repeated_chunk_limit(value) == limit

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from support import fixture_path, fixtures_root, missing_fixture
 
 from rxllm.errors import MalformedStreamError
-from rxllm.sse import ServerSentEvent, SSEDecoder, SSEEventTooLargeError
+from rxllm.sse import SSE_PING, ServerSentEvent, SSEDecoder, SSEEventTooLargeError, encode_comment
 
 FIXTURES = fixtures_root()
 
@@ -197,6 +197,14 @@ class TestEndOfStream:
 
 
 class TestLimits:
+    @given(size=st.integers(101, 400))
+    def test_the_error_names_the_size_of_a_complete_oversized_event(self, size: int) -> None:
+        """A complete one-line event over the limit, after a small one, is reported with its own size in bytes."""
+        line = b"data: " + b"y" * (size - 6)
+
+        with pytest.raises(SSEEventTooLargeError, match=f"at least {size} bytes exceeds max_event_size=100"):
+            SSEDecoder(max_event_size=100).feed(b"data: small\n\n" + line + b"\n\n")
+
     def test_event_over_max_size_raises_typed_error(self) -> None:
         """A body that never ends an event raises instead of growing without bound."""
         decoder = SSEDecoder(max_event_size=1000)
@@ -306,3 +314,14 @@ class TestRecordedFraming:
         tail = decoder.flush()
         assert tail is not None
         assert tail.event == "message_stop"
+
+
+class TestComments:
+    @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=40))
+    def test_a_comment_is_one_ignored_line(self, text: str) -> None:
+        """``encode_comment`` frames one comment line that a decoder skips; the keepalive is such a comment."""
+        frame = encode_comment(text)
+
+        assert frame == b": " + text.encode() + b"\n\n"
+        assert SSEDecoder().feed(frame + b"data: x\n\n") == [ev("x")]
+        assert encode_comment("ping") == SSE_PING

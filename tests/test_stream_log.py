@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -20,9 +20,13 @@ from rxllm import operators as ops
 from rxllm.errors import BadRequestError, RateLimitError
 from rxllm.stream_log import (
     LogEvent,
+    LogWrite,
+    LogWriter,
     MemoryStreamLog,
     ResumptionLostError,
     StreamCancelledError,
+    StreamEnd,
+    StreamInfo,
     StreamLog,
     StreamLogError,
     StreamNotFoundError,
@@ -233,6 +237,18 @@ class TestMemoryLog:
         log.append_now("k", [b"c"])
 
         assert seen == ["1", "2"]
+
+    def test_read_batches_delivers_positions_and_data_in_batches(self) -> None:
+        """read_batches: (first position, [data...]) per delivery, the same events as read, then the end."""
+        log = MemoryStreamLog()
+        log.append_now("k", [b"a", b"b", b"c"])
+        got: list[tuple[int, list[bytes]]] = []
+        done: list[bool] = []
+        log.read_batches("k", 1).subscribe(got.append, on_completed=lambda: done.append(True))
+        log.append_now("k", [b"d", b"e"])
+        log.finish_now("k")
+
+        assert got == [(2, [b"b", b"c"]), (4, [b"d", b"e"])] and done == [True]
 
     def test_keys_expire_after_their_ttl(self) -> None:
         """A key not written for ttl seconds is gone: info is None, reads are not found."""
@@ -447,3 +463,208 @@ class TestRedisFaults:
 
         assert "sekret-pw" not in str(caught.value) and "sekret-pw" not in repr(log)
         assert "127.0.0.1" in caught.value.message
+
+
+class _CountingLog(MemoryStreamLog):
+    """A memory log that the writers treat as remote (async), counting batched writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[LogWrite]] = []
+
+    async def write_many(self, writes: Sequence[LogWrite]) -> list[StreamLogError | None]:
+        self.batches.append(list(writes))
+        return await super().write_many(writes)
+
+
+class _Remote(StreamLog):
+    """Any non-memory log: delegates to a memory log, so the writers batch through the flusher."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _CountingLog()
+
+    async def _open(self, key: str) -> None:
+        await self.inner.open(key)
+
+    async def append_many(self, key: str, items: Sequence[bytes]) -> list[str]:
+        return await self.inner.append_many(key, items)
+
+    async def write_many(self, writes: Sequence[LogWrite]) -> list[StreamLogError | None]:
+        return await self.inner.write_many(writes)
+
+    async def finish(self, key: str, error: BaseException | None = None) -> None:
+        await self.inner.finish(key, error)
+
+    async def info(self, key: str) -> StreamInfo | None:
+        return await self.inner.info(key)
+
+    async def cancel(self, key: str) -> bool:
+        return await self.inner.cancel(key)
+
+    async def delete(self, key: str) -> None:
+        await self.inner.delete(key)
+
+    def read(self, key: str, after: int | str | None = None) -> Observable[LogEvent]:
+        return self.inner.read(key, after)
+
+
+class TestBatchedWrites:
+    async def test_writers_of_one_loop_share_one_batch_per_turn(self) -> None:
+        """Three writers writing in the same turn of the loop: one write_many carries all of it, ends included."""
+        log = _Remote()
+        writers = [LogWriter(log, f"w{i}") for i in range(3)]
+        for i, writer in enumerate(writers):
+            for j in range(4):
+                writer.write(f"{i}:{j}".encode())
+            writer.close()
+        for writer in writers:
+            await writer.wait_closed()
+        events = [await collect(log.read(f"w{i}")) for i in range(3)]
+
+        assert len(log.inner.batches) == 1 and len(log.inner.batches[0]) == 3
+        assert all(w.create and w.end == StreamEnd() and len(w.items) == 4 for w in log.inner.batches[0])
+        assert [[e.data for e in items] for items, _ in events] == [
+            [f"{i}:{j}".encode() for j in range(4)] for i in range(3)
+        ]
+        assert all(error is None for _, error in events) and all(w.written == 4 for w in writers)
+        assert not log._flushers  # nothing left running
+
+    async def test_writes_during_a_batch_go_in_the_next_one_in_order(self) -> None:
+        """Events written while a batch is in flight follow in the next batch; the order is kept."""
+        log = _Remote()
+        writer = LogWriter(log, "k")
+        writer.write(b"1")
+        await asyncio.sleep(0)  # the first batch leaves
+        writer.write(b"2")
+        writer.write(b"3")
+        writer.close(RateLimitError("slow down"))
+        await writer.wait_closed()
+        items, error = await collect(log.read("k"))
+
+        assert [e.data for e in items] == [b"1", b"2", b"3"] and [e.id for e in items] == ["1", "2", "3"]
+        assert isinstance(error, RateLimitError) and len(log.inner.batches) == 2
+
+    async def test_a_lazy_creation_rides_with_the_first_events_or_goes_when_asked(self) -> None:
+        """lazy_create: the key is created in the batch of the first events; wait_opened sends it alone if none."""
+        log = _Remote()
+        with_events = LogWriter(log, "a", lazy_create=True)
+        await asyncio.sleep(0)
+        with_events.write(b"1")
+        await with_events.wait_opened()
+        alone = LogWriter(log, "b", lazy_create=True)
+        await alone.wait_opened()
+        info = await log.info("b")
+
+        assert [[(w.key, w.create, list(w.items)) for w in b] for b in log.inner.batches] == [
+            [("a", True, [b"1"])],
+            [("b", True, [])],
+        ]
+        assert with_events.error is None and alone.error is None and info == StreamInfo("0")
+
+    async def test_a_cancelled_stream_refuses_its_writer_and_ends_its_readers(self) -> None:
+        """write_many on a cancelled key: StreamCancelledError for it, the readers end with it, others go on."""
+        log = MemoryStreamLog()
+        log.open_now("a")
+        log.open_now("b")
+        await log.cancel("a")
+        results = await log.write_many([LogWrite("a", [b"x"]), LogWrite("b", [b"y"], StreamEnd())])
+        _, a_error = await collect(log.read("a"))
+        b_items, b_error = await collect(log.read("b"))
+
+        assert isinstance(results[0], StreamCancelledError) and results[1] is None
+        assert isinstance(a_error, StreamCancelledError)
+        assert [e.data for e in b_items] == [b"y"] and b_error is None
+
+    async def test_create_on_an_existing_key_is_refused(self, log: StreamLog) -> None:
+        """A write with create=True on a key that exists fails for that key only."""
+        name = key()
+        await log.append(name, b"x")
+        results = await log.write_many([LogWrite(name, [b"y"], create=True), LogWrite(key(), [b"z"], create=True)])
+
+        assert isinstance(results[0], StreamLogError) and "already exists" in results[0].message
+        assert results[1] is None
+        assert (await log.info(name)) == StreamInfo("1")
+
+
+class TestRedisBatches:
+    async def test_redis_writes_many_keys_in_one_call_with_their_ends(self, redis_url: str) -> None:
+        """RedisStreamLog.write_many: every key's items and end land; ids are positions; finishing twice is a no-op."""
+        from rxllm.integrations.redis_log import RedisStreamLog
+
+        log = RedisStreamLog(redis_url, block=0.2)
+        names = [key() for _ in range(3)]
+        try:
+            results = await log.write_many(
+                [LogWrite(n, [b"a", b"b"], StreamEnd() if i else None, create=True) for i, n in enumerate(names)]
+            )
+            again = await log.write_many([LogWrite(names[1], end=StreamEnd())])
+            more = await log.append_many(names[0], [b"c"])
+            await log.finish(names[0])
+            read = [await collect(log.read(n)) for n in names]
+        finally:
+            await log.aclose()
+
+        assert results == [None, None, None] and again == [None] and more == ["3"]
+        assert [[e.data for e in items] for items, _ in read] == [[b"a", b"b", b"c"], [b"a", b"b"], [b"a", b"b"]]
+        assert [e.id for e in read[0][0]] == ["1", "2", "3"]
+
+    async def test_the_script_is_loaded_again_after_script_flush(
+        self, redis_server: RedisServer, redis_url: str
+    ) -> None:
+        """SCRIPT FLUSH (or a fresh server) between writes: the next batch loads the script and lands once."""
+        from redis_support import command
+
+        from rxllm.integrations.redis_log import RedisStreamLog
+
+        log = RedisStreamLog(redis_url, block=0.2)
+        a, b = key(), key()
+        try:
+            await log.append(a, b"1")
+            command(redis_server.port, "SCRIPT", "FLUSH")
+            results = await log.write_many([LogWrite(a, [b"2"]), LogWrite(b, [b"x"], StreamEnd())])
+            info = await log.info(a)
+        finally:
+            await log.aclose()
+
+        assert results == [None, None] and info == StreamInfo("2")
+
+    async def test_a_restarted_redis_is_reconnected_to_without_an_error(
+        self, redis_server: RedisServer, redis_url: str
+    ) -> None:
+        """Redis restarted between two writes: the pooled connection is replaced and the write lands."""
+        from rxllm.integrations.redis_log import RedisStreamLog
+
+        log = RedisStreamLog(redis_url, block=0.2)
+        name = key()
+        try:
+            await log.append(name, b"before")
+            redis_server.kill()
+            redis_server.start()
+            ids = await log.append_many(name, [b"after"])
+        finally:
+            await log.aclose()
+
+        assert ids == ["1"]  # the restarted server (no persistence) has a fresh stream
+
+
+class TestRedisPacking:
+    @settings(max_examples=60, deadline=None)
+    @given(
+        commands=st.lists(
+            st.tuples(
+                st.sampled_from(["EVALSHA", "XADD", "PING"]),
+                st.lists(st.one_of(st.binary(max_size=40), st.text(max_size=20), st.integers(0, 10**12))),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    def test_the_packed_commands_are_what_redis_py_sends(self, commands: list[tuple[str, list[Any]]]) -> None:
+        """The log's own RESP packing is byte for byte redis-py's, for the argument types the log sends."""
+        from redis.asyncio.connection import Connection
+
+        from rxllm.integrations.redis_log import _pack
+
+        flat = [[name, *args] for name, args in commands]
+        assert _pack(flat) == b"".join(Connection().pack_commands(flat))

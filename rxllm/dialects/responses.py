@@ -556,6 +556,10 @@ class ResponsesEncoder:
             ``instructions``, ``tools``, ``temperature``...).
         secrets: Strings scrubbed from error messages.
         emit: ``False`` only folds chunks (for :meth:`response`), writing no events.
+        sequence_start: The ``sequence_number`` of the first event written. Above 0, the
+            stream is taken as already started elsewhere (``response.created`` was sent):
+            what a resumed stream's reader uses to end a stream whose earlier events it
+            relayed from a log, numbering on from the last one.
     """
 
     __slots__ = (
@@ -584,21 +588,24 @@ class ResponsesEncoder:
         options: Mapping[str, Any] | None = None,
         secrets: Iterable[str] = (),
         emit: bool = True,
+        sequence_start: int = 0,
     ) -> None:
+        if sequence_start < 0:
+            raise ValueError(f"sequence_start must be at least 0, got {sequence_start}")
         self.id = response_id or new_id("resp_")
         self.model = model or ""
         self.created_at = now()
         self._options = options or {}
         self._secrets = tuple(secrets)
         self._emit = emit
-        self._seq = 0
+        self._seq = sequence_start
         self._out: list[bytes] = []
         self._items: list[_Item] = []
         self._open: list[_Item] = []
         self._calls: dict[int, _Item] = {}
         self._usage = UsageAccumulator()
         self._finish: str | None = None
-        self._started = False
+        self._started = sequence_start > 0
         #: Whether :meth:`close` or :meth:`fail` has run.
         self.finished = False
 

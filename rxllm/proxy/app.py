@@ -105,6 +105,13 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
     register_secrets(state.secrets)  # every message and log line rxllm writes is scrubbed of them
     app = web.Application(client_max_size=config.max_request_size, middlewares=[_middleware])
     app[PROXY_STATE] = state
+    resumable = None
+    if config.resumable_streams:
+        from rxllm.proxy.resumable import RESUMABLE, Resumable
+
+        resumable = Resumable.from_config(config)
+        app[RESUMABLE] = resumable
+        state.detach = resumable.detach
     for dialect in load_dialects() if dialects is None else dialects:
         if dialect.name in state.dialects:
             raise ValueError(f"two dialects are named {dialect.name!r}")
@@ -115,8 +122,13 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
                 raise ValueError(f"dialects {state.route_dialects[path].name!r} and {dialect.name!r} both serve {path}")
             state.route_dialects[path] = dialect
             app.router.add_post(path, handler)
-        if dialect.extra_routes:
-            app.router.add_routes(dialect.extra_routes)
+        extra: list[web.AbstractRouteDef] = list(dialect.extra_routes)
+        if resumable is not None:
+            extra, resumable_routes = resumable.route_handlers(dialect, dialect.extra_routes)
+            for method, path, route_handler in resumable_routes:
+                app.router.add_route(method, path, route_handler)
+        if extra:
+            app.router.add_routes(extra)
     for path in ("/v1/models", "/models"):
         app.router.add_get(path, _models)
     for path in ("/v1/models/{model:.+}", "/models/{model:.+}"):
@@ -132,15 +144,6 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
 
         install_metrics(app, state)
     app.on_response_prepare.append(_add_cors_headers)
-    if config.resumable_streams:
-        from rxllm.proxy.resumable import RESUMABLE, Resumable
-
-        resumable = Resumable.from_config(config)
-        app[RESUMABLE] = resumable
-        state.detach = resumable.detach
-        for base in ("/v1/chat/completions", "/chat/completions"):
-            app.router.add_get(base + "/{response_id}/stream", resumable.resume)
-            app.router.add_post(base + "/{response_id}/cancel", resumable.cancel)
     app.on_startup.append(_start_watchdog)
     app.on_startup.append(_start_shared_state)
     app.on_shutdown.append(_drain)

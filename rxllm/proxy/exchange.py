@@ -239,6 +239,7 @@ class _Feed:
         "aborted",
         "buffered",
         "builder",
+        "chunk_id",
         "chunks",
         "done",
         "drain_waiter",
@@ -263,9 +264,11 @@ class _Feed:
         encode: Callable[[ChatCompletionChunk], bytes] | None = None,
         builder: ResponseBuilder | None = None,
         relay: Callable[[ChatCompletionChunk, str], bytes | None] | None = None,
+        chunk_id: str | None = None,
     ) -> None:
         self.loop = loop
         self.model = model
+        self.chunk_id = chunk_id  # set: every chunk gets this id (resumable streams' key)
         self.encode = encode
         self.builder = builder
         # passthrough: the upstream's own event data, for chunks nothing rewrote (see _Attempt._pull)
@@ -303,11 +306,20 @@ class _Feed:
         if self.done:
             return
         model = self.model
-        if chunk.model != model:
+        chunk_id = self.chunk_id
+        if chunk.model != model or (chunk_id is not None and chunk.id != chunk_id):
             # the client's name, not the deployment's (positional: ~4x cheaper than evolve)
             c = chunk
             chunk = ChatCompletionChunk(
-                c.id, c.choices, c.created, model, c.object, c.system_fingerprint, c.usage, c.service_tier, c.extra
+                c.id if chunk_id is None else chunk_id,
+                c.choices,
+                c.created,
+                model,
+                c.object,
+                c.system_fingerprint,
+                c.usage,
+                c.service_tier,
+                c.extra,
             )
         if self.first_at is None:
             self.first_at = self.loop.time()
@@ -504,6 +516,10 @@ class Exchange:
         self.last_active = now
         self.last_write = now
         self.response: web.StreamResponse | None = None
+
+    def _chunk_id(self) -> str | None:
+        """The id every streamed chunk gets (``None``: the upstream's; resumable streams set theirs)."""
+        return None
 
     # -- watchdog / shutdown side
 
@@ -746,7 +762,12 @@ class Exchange:
         model = self.context.call.model
         relay = getattr(encoder, "relay", None) if self._state.config.stream_passthrough else None
         try:
-            attempt = await self._open(plan, lambda: _Feed(loop, model, encode=encoder.chunk, relay=relay))
+            chunk_id = self._chunk_id()
+            if chunk_id is not None:
+                relay = None  # every chunk's id is rewritten (resumable streams)
+            attempt = await self._open(
+                plan, lambda: _Feed(loop, model, encode=encoder.chunk, chunk_id=chunk_id, relay=relay)
+            )
         except APIError as exc:
             if self.response is None:
                 raise

@@ -1,6 +1,6 @@
 """Resumable streams (``general_settings.resumable_streams: true``): a generation outlives its client.
 
-With resumable streams on, a streamed chat completion is served in two halves:
+With resumable streams on, a streamed chat completion (or Responses stream) is served in two halves:
 
 - a **generation**: the usual exchange (routing, failover, leases, cost), run by a task of its
   own, whose encoded SSE events are appended, one log entry per event, to a
@@ -16,6 +16,15 @@ With resumable streams on, a streamed chat completion is served in two halves:
 it, at its next event elsewhere (through the log's cancel flag). Readers then end with an
 error event (``StreamCancelledError``, 499).
 
+Responses streams (``POST /v1/responses``) work the same way, in that dialect's terms: the key
+is the response id (``resp_…``, the id of the response object in every event), each event's
+``id:`` is its ``sequence_number`` (log position minus one), a reader resumes with
+``GET /v1/responses/{id}?stream=true&starting_after=N`` or ``Last-Event-ID: N`` (events with
+``sequence_number`` > N), and ``POST /v1/responses/{id}/cancel`` stops it; a reader whose log
+ends with an error gets ``error`` + ``response.failed``, numbered on from its last event.
+``GET /v1/responses/{id}`` without ``stream=true`` stays the dialect's own (the response
+store). Other dialects (Anthropic Messages, UI streams) are served plain.
+
 Where the events live: every instance keeps its own generations' events in memory (its
 readers read there, with no round trip), and, when ``router_settings.redis_url`` is set,
 also in Redis Streams (:class:`~rxllm.integrations.redis_log.RedisStreamLog`), which is
@@ -30,10 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, Final, cast
+from collections.abc import Awaitable, Callable
+from typing import Final, cast
 
 import attrs
 import orjson
@@ -41,9 +51,10 @@ from aiohttp import web
 from reactivex import Observable
 
 from rxllm._log import get_logger
+from rxllm.dialects.responses import ResponsesEncoder
 from rxllm.errors import BadRequestError
 from rxllm.proxy.config import ProxyConfig
-from rxllm.proxy.dialect import SSE_HEADERS, Call, Context, Dialect, StreamEncoder
+from rxllm.proxy.dialect import SSE_HEADERS, Call, Context, Dialect, ErrorInfo
 from rxllm.proxy.errors import ProxyError
 from rxllm.proxy.exchange import OUTCOME, PROXY_STATE, Exchange, Outcome, ProxyState
 from rxllm.proxy.router import DeploymentState
@@ -58,51 +69,20 @@ from rxllm.stream_log import (
     StreamNotFoundError,
     parse_event_id,
 )
-from rxllm.types import ChatCompletionChunk, Usage
 
 __all__ = ["RESUMABLE", "Resumable", "new_response_id"]
 
 _log = get_logger("rxllm.proxy")
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 #: Seconds after a failed Redis open before new streams try Redis again.
 _RETRY_AFTER: Final = 1.0
 
 
-def new_response_id() -> str:
-    """A fresh, unguessable response id (the stream's key)."""
-    return "chatcmpl-" + uuid.uuid4().hex
-
-
-class _Renamed:
-    """The dialect's encoder, with every chunk's ``id`` set to the response id."""
-
-    __slots__ = ("_id", "_inner")
-
-    def __init__(self, inner: StreamEncoder, response_id: str) -> None:
-        self._inner = inner
-        self._id = response_id
-
-    def chunk(self, chunk: ChatCompletionChunk) -> bytes:
-        c = chunk
-        if c.id != self._id:
-            c = ChatCompletionChunk(
-                self._id,
-                c.choices,
-                c.created,
-                c.model,
-                c.object,
-                c.system_fingerprint,
-                c.usage,
-                c.service_tier,
-                c.extra,
-            )
-        return self._inner.chunk(c)
-
-    def end(self, usage: Usage | None) -> bytes:
-        return self._inner.end(usage)
-
-    def error(self, info: Any) -> bytes:
-        return self._inner.error(info)
+def new_response_id(prefix: str = "chatcmpl-") -> str:
+    """A fresh, unguessable response id (the stream's key), ``chatcmpl-…`` unless told otherwise."""
+    return prefix + uuid.uuid4().hex
 
 
 class _Sink:
@@ -127,7 +107,7 @@ class _Sink:
 class _Generation(Exchange):
     """An exchange whose output goes to the stream logs, not to a client."""
 
-    __slots__ = ("cancelled", "key", "local", "lost", "sink", "started", "writer")
+    __slots__ = ("cancelled", "key", "local", "lost", "prepared", "sink", "started", "writer")
 
     def __init__(
         self,
@@ -144,7 +124,9 @@ class _Generation(Exchange):
         self.local = local
         self.writer: LogWriter | None = None
         self.sink = _Sink(self)
+        #: Done at the first event (or keepalive): the client's answer can start.
         self.started = asyncio.get_running_loop().create_future()
+        self.prepared = False
         self.cancelled: StreamLogError | None = None
         self.lost = False
 
@@ -152,28 +134,35 @@ class _Generation(Exchange):
         """Always: a generation runs on when its client leaves."""
         return True
 
+    def _chunk_id(self) -> str | None:
+        """For chat, every chunk's id is the stream's key (what the client resumes with)."""
+        return self.key if self.dialect.name == "chat" else None
+
     async def _prepare(self) -> web.StreamResponse:
         self.response = cast(web.StreamResponse, self.sink)
-        if not self.started.done():
-            self.started.set_result(None)
+        self.prepared = True
         return self.response
 
     def events(self, data: bytes) -> None:
         """Append each SSE event in ``data`` (comments dropped) to both logs."""
         if self.cancelled is not None or not data:
             return
+        started = self.started
+        if not started.done():
+            # the first event, or a keepalive before it: the client's answer starts (its key
+            # goes to Redis with these events, in one batch)
+            started.set_result(None)
         items = [part + b"\n\n" for part in data.split(b"\n\n") if part and not part.startswith(b":")]
         if not items:
             return
         try:
-            self.local.append_now(self.key, items)
+            self.local._append(self.key, items)
         except StreamLogError as exc:
             self.stop(exc)
             return
         writer = self.writer
         if writer is not None:
-            for item in items:
-                writer.write(item)
+            writer.write_many(items)
 
     def stop(self, error: StreamLogError) -> None:
         """End the generation early (cancelled, or its shared log was lost)."""
@@ -182,6 +171,74 @@ class _Generation(Exchange):
             self.lost = isinstance(error, ResumptionLostError)
         self.dispose()
         self.abort("disconnected")
+
+
+def _chat_keyed(dialect: Dialect, key: str) -> Dialect:
+    return dialect  # the exchange gives every chunk the key as its id (_Generation._chunk_id)
+
+
+def _chat_failure(dialect: Dialect, context: Context, key: str, next_id: int, info: ErrorInfo) -> bytes:
+    return dialect.stream_encoder(context).error(info)
+
+
+def _responses_keyed(dialect: Dialect, key: str) -> Dialect:
+    from rxllm.proxy.dialects.responses import ResponsesStream
+
+    return attrs.evolve(dialect, stream_encoder=lambda ctx: ResponsesStream(ctx, response_id=key))
+
+
+def _responses_failure(dialect: Dialect, context: Context, key: str, next_id: int, info: ErrorInfo) -> bytes:
+    # numbered on from the last event the reader has; response.created only if it has none
+    encoder = ResponsesEncoder(model=context.call.model or None, response_id=key, sequence_start=next_id)
+    return encoder.fail_with(info.status, info.message, code=info.code, param=info.param)
+
+
+@attrs.frozen
+class _Kind:
+    """How one dialect's streams are made resumable.
+
+    Attributes:
+        dialect: The dialect's name.
+        prefix: The response id's prefix (the stream's key is the response id).
+        offset: Log position minus SSE ``id:`` (0: ids are positions, 1 for Responses, whose
+            ids are the events' ``sequence_number`` values, which start at 0).
+        position_param: The query parameter a reader may give its position in.
+        keyed: The dialect, with an encoder whose events carry the key as their id.
+        failure: The terminal events for a reader whose log ended with an error
+            (``next_id``: the SSE id the next event would have had).
+        cancel_object: The ``object`` of a cancel answer.
+    """
+
+    dialect: str
+    prefix: str
+    offset: int
+    position_param: str
+    keyed: Callable[[Dialect, str], Dialect]
+    failure: Callable[[Dialect, Context, str, int, ErrorInfo], bytes]
+    cancel_object: str
+
+    def position(self, request: web.Request) -> int:
+        """The log position a reader asks to read after (``Last-Event-ID``, else the query parameter).
+
+        Raises:
+            ProxyError: 400 naming the header or parameter, for a value that is not an event id.
+        """
+        header = request.headers.get("Last-Event-ID")
+        name, raw = ("Last-Event-ID", header) if header is not None else (self.position_param, None)
+        if raw is None:
+            raw = request.query.get(self.position_param, "")
+        try:
+            if not raw.strip():
+                return 0
+            return parse_event_id(raw) + self.offset
+        except BadRequestError as exc:
+            raise ProxyError(exc.message, status_code=400, param=name) from None
+
+
+_KINDS: Final[dict[str, _Kind]] = {
+    "chat": _Kind("chat", "chatcmpl-", 0, "after", _chat_keyed, _chat_failure, "chat.completion.cancel"),
+    "responses": _Kind("responses", "resp_", 1, "starting_after", _responses_keyed, _responses_failure, "response"),
+}
 
 
 @attrs.define
@@ -199,6 +256,7 @@ class Resumable:
     shared: StreamLog | None = None
     generations: dict[str, _Generation] = attrs.field(factory=dict)
     tasks: set[asyncio.Task[None]] = attrs.field(factory=set)
+    closing: set[asyncio.Future[None]] = attrs.field(factory=set)
     shared_down_until: float = 0.0
     shared_down: bool = False
 
@@ -217,21 +275,14 @@ class Resumable:
 
     # -- starting a generation
 
-    async def _open_shared(self, key: str) -> bool:
-        """Create the key in Redis; ``False`` (and a warning, once per outage) if Redis is away."""
-        shared = self.shared
-        if shared is None:
-            return True
-        if time.monotonic() < self.shared_down_until:
-            return False
-        try:
-            await shared.open(key)
-        except StreamLogError as exc:
+    def _shared_answered(self, error: StreamLogError | None) -> bool:
+        """Record how Redis answered a stream's first write: ``False`` (and a warning, once per outage) if it failed."""
+        if error is not None:
             if not self.shared_down:
                 self.shared_down = True
                 _log.warning(
                     "rxllm.proxy.resumable_unavailable",
-                    error=type(exc).__name__,
+                    error=type(error).__name__,
                     fallback="plain streams (not resumable) until Redis answers again",
                 )
             self.shared_down_until = time.monotonic() + _RETRY_AFTER
@@ -252,16 +303,33 @@ class Resumable:
     ) -> web.StreamResponse:
         """Start a generation for a chat stream and serve its events to this client."""
         state = request.app[PROXY_STATE]
-        if dialect.name != "chat":
+        kind = _KINDS.get(dialect.name)
+        if kind is None:
             return await self._plain(request, state, dialect, context, outcome, plan, release)
-        key = new_response_id()
-        if not await self._open_shared(key):
+        if self.shared is not None and time.monotonic() < self.shared_down_until:
             return await self._plain(request, state, dialect, context, outcome, plan, release)
-        renamed = attrs.evolve(dialect, stream_encoder=lambda ctx: _Renamed(dialect.stream_encoder(ctx), key))
+        key = new_response_id(kind.prefix)
+        started: list[_Generation] = []
+        confirmed = False
+
+        def on_error(error: StreamLogError) -> None:
+            if not started:
+                return
+            if confirmed:
+                started[0].stop(error)  # Redis lost mid-run: its readers end with the error
+            else:
+                started[0].writer = None  # Redis away at the start: this stream is served plain
+
+        writer: LogWriter | None = None
+        if self.shared is not None:
+            # the key is created in Redis with the first events (one batch, shared with the
+            # other streams' writes), before this client sees anything
+            writer = LogWriter(self.shared, key, on_error=on_error, create=True, lazy_create=True)
+        renamed = kind.keyed(dialect, key)
         self.local.open_now(key)
         generation = _Generation(request, state, renamed, context, outcome, key, self.local)
-        if self.shared is not None:
-            generation.writer = LogWriter(self.shared, key, on_error=generation.stop, create=False)
+        generation.writer = writer
+        started.append(generation)
         self.generations[key] = generation
         state.active.add(generation)
         task = asyncio.get_running_loop().create_task(self._run(generation, plan, release), name=f"rxllm-gen-{key}")
@@ -271,11 +339,28 @@ class Resumable:
         # wait for the first event (or a failure before it: then the client gets its HTTP status)
         await asyncio.wait({generation.started, task}, return_when=asyncio.FIRST_COMPLETED)
         if not generation.started.done():
+            if writer is not None:
+                writer.abandon()
             error = task.exception() if task.done() and not task.cancelled() else None
             if error is not None:
                 raise error
             raise ProxyError("the stream ended before it started", status_code=502)
-        return await relay(request, state, dialect, context, self.local.read(key), key)
+        plain = False
+        if writer is not None:
+            await writer.wait_opened()
+            confirmed = writer.error is None
+            plain = not self._shared_answered(writer.error)
+        if not plain:
+            return await relay(request, state, dialect, context, self.local.read_batches(key), key, kind, 0)
+
+        def leave() -> None:
+            # a plain stream: the client leaving ends the generation, as without resumable streams
+            if key in self.generations:
+                generation.stop(StreamCancelledError("the client left a stream that could not be made resumable"))
+
+        return await relay(
+            request, state, dialect, context, self.local.read_batches(key), key, kind, 0, plain=True, on_exit=leave
+        )
 
     async def _plain(
         self,
@@ -317,18 +402,24 @@ class Resumable:
             generation.dispose()
             self.generations.pop(key, None)
             end: BaseException | None = generation.cancelled or (error if not generation.started.done() else None)
+            if generation.prepared and error is None and not generation.started.done():
+                generation.started.set_result(None)  # answered with no event: readers get the end
             self.local.finish_now(key, end)
             writer = generation.writer
             if writer is not None:
                 writer.close(end)
+                closed = writer.closed
+                if closed is not None and not closed.done():
+                    self.closing.add(closed)  # shutdown lets the end marker reach Redis
+                    closed.add_done_callback(self.closing.discard)
             release()
             _log.debug("rxllm.proxy.generation_end", response_id=key, outcome=generation.outcome.result)
 
     # -- readers and cancel
 
-    def _source(self, key: str, after: int) -> Observable[LogEvent] | None:
+    def _source(self, key: str, after: int) -> Observable[LogEvent] | Observable[tuple[int, list[bytes]]] | None:
         if key in self.generations or self.local_has(key):
-            return self.local.read(key, after)
+            return self.local.read_batches(key, after)
         if self.shared is not None:
             return self.shared.read(key, after)
         return None
@@ -338,57 +429,107 @@ class Resumable:
         entry = self.local._live(key, self.local._clock())
         return entry is not None
 
-    async def resume(self, request: web.Request) -> web.StreamResponse:
-        """``GET /v1/chat/completions/{id}/stream``: the events after ``Last-Event-ID``, then the live ones."""
+    async def resume(self, request: web.Request, kind: _Kind | None = None) -> web.StreamResponse:
+        """``GET /v1/chat/completions/{id}/stream`` (or, for Responses, ``GET /v1/responses/{id}?stream=true``).
+
+        Serves the events after the reader's position (``Last-Event-ID``, or ``?after=N`` /
+        ``?starting_after=N``), then the live ones, then the end.
+        """
+        kind = kind or _KINDS["chat"]
         state = request.app[PROXY_STATE]
         key = request.match_info["response_id"]
-        raw = request.headers.get("Last-Event-ID", request.query.get("after", ""))
-        try:
-            after = parse_event_id(raw)
-        except BadRequestError as exc:
-            raise ProxyError(exc.message, status_code=400, param="Last-Event-ID") from None
-        if not self.local_has(key):
-            info = None
-            if self.shared is not None:
-                try:
-                    info = await self.shared.info(key)
-                except StreamLogError as exc:
-                    raise ProxyError(
-                        "resumable streams are unavailable right now (the stream log cannot be reached)",
-                        status_code=503,
-                        retry_after=1.0,
-                    ) from exc
-            if info is None:
-                raise ProxyError(
-                    f"no resumable stream {key!r} (it never existed here, or it expired)",
-                    status_code=404,
-                    code="stream_not_found",
-                )
+        after = kind.position(request)
+        if not key.startswith(kind.prefix) or not await self._exists(key):
+            raise ProxyError(
+                f"no resumable stream {key!r} (it never existed here, or it expired)",
+                status_code=404,
+                code="stream_not_found",
+            )
         source = self._source(key, after)
         assert source is not None
-        dialect = state.dialects["chat"]
+        dialect = state.dialects[kind.dialect]
         outcome = request[OUTCOME]
-        outcome.dialect = "chat"
+        outcome.dialect = kind.dialect
         outcome.stream = True
         context = Context(
             call=Call(model="", messages=(), stream=True), request_id=outcome.request_id, created=int(time.time())
         )
-        return await relay(request, state, dialect, context, source, key)
+        return await relay(request, state, dialect, context, source, key, kind, after)
 
-    async def cancel(self, request: web.Request) -> web.Response:
-        """``POST /v1/chat/completions/{id}/cancel``: stop the generation (here at once, elsewhere soon).
+    async def _exists(self, key: str) -> bool:
+        """Whether this instance's memory or the shared log knows ``key``.
 
-        Answers ``{"id", "object", "cancelled", "status"}``: ``cancelled`` is false for a stream
-        that had already ended (``status`` says how); 404 for an unknown id.
+        Raises:
+            ProxyError: 503 when only the shared log could know and it cannot be reached.
         """
+        if self.local_has(key):
+            return True
+        if self.shared is None:
+            return False
+        try:
+            return await self.shared.info(key) is not None
+        except StreamLogError as exc:
+            raise ProxyError(
+                "resumable streams are unavailable right now (the stream log cannot be reached)",
+                status_code=503,
+                retry_after=1.0,
+            ) from exc
+
+    def route_handlers(
+        self, dialect: Dialect, routes: tuple[web.AbstractRouteDef, ...]
+    ) -> tuple[list[web.AbstractRouteDef], list[tuple[str, str, Handler]]]:
+        """The resumable routes of ``dialect``, and its own extra routes with the retrieve one wrapped.
+
+        Chat: ``GET {base}/{id}/stream`` and ``POST {base}/{id}/cancel``. Responses:
+        ``GET {base}/{id}?stream=true`` (the dialect's own ``GET {base}/{id}`` answers the
+        other requests) and ``POST {base}/{id}/cancel``. Other dialects: none (their streams
+        are served plain).
+
+        Returns:
+            The dialect's extra routes to register (some wrapped), and the new routes as
+            ``(method, path, handler)``.
+        """
+        kind = _KINDS.get(dialect.name)
+        if kind is None:
+            return list(routes), []
+        resume = functools.partial(self.resume, kind=kind)
+        cancel = functools.partial(self.cancel, kind=kind)
+        added: list[tuple[str, str, Handler]] = []
+        kept: list[web.AbstractRouteDef] = list(routes)
+        for base in dialect.routes:
+            added.append(("POST", base + "/{response_id}/cancel", cancel))
+            if kind.dialect == "chat":
+                added.append(("GET", base + "/{response_id}/stream", resume))
+                continue
+            path = base + "/{response_id}"
+            own: Handler | None = None
+            for i, route in enumerate(kept):
+                if isinstance(route, web.RouteDef) and route.method == "GET" and route.path == path:
+                    own = route.handler
+                    del kept[i]
+                    break
+            added.append(("GET", path, _stream_or(resume, own)))
+        return kept, added
+
+    async def cancel(self, request: web.Request, kind: _Kind | None = None) -> web.Response:
+        """``POST /v1/chat/completions/{id}/cancel`` (``/v1/responses/{id}/cancel``): stop the generation.
+
+        At once on the instance that runs it, at its next event elsewhere. Answers ``{"id",
+        "object", "cancelled", "status"}`` (``object`` is ``response`` for Responses):
+        ``cancelled`` is false for a stream that had already ended (``status`` says how); 404
+        for an unknown id.
+        """
+        kind = kind or _KINDS["chat"]
         key = request.match_info["response_id"]
+        if not key.startswith(kind.prefix):
+            raise ProxyError(f"no resumable stream {key!r}", status_code=404, code="stream_not_found")
         generation = self.generations.get(key)
         if generation is not None:
             generation.stop(StreamCancelledError(f"the stream {key!r} was cancelled"))
             if self.shared is not None:
                 with contextlib.suppress(StreamLogError):
                     await self.shared.cancel(key)
-            return _cancelled(key, True, "cancelled")
+            return _cancelled(kind, key, True, "cancelled")
         try:
             info = await self.local.info(key)
             log: StreamLog = self.local
@@ -398,7 +539,7 @@ class Resumable:
             if info is None:
                 raise ProxyError(f"no resumable stream {key!r}", status_code=404, code="stream_not_found")
             if info.end is not None:
-                return _cancelled(key, False, "completed" if info.end.error_type is None else "failed")
+                return _cancelled(kind, key, False, "completed" if info.end.error_type is None else "failed")
             await log.cancel(key)
         except StreamLogError as exc:
             raise ProxyError(
@@ -406,7 +547,7 @@ class Resumable:
                 status_code=503,
                 retry_after=1.0,
             ) from exc
-        return _cancelled(key, True, "cancelled")
+        return _cancelled(kind, key, True, "cancelled")
 
     # -- lifecycle
 
@@ -421,6 +562,8 @@ class Resumable:
                     await asyncio.gather(*self.tasks, return_exceptions=True)
         for task in list(self.tasks):
             task.cancel()
+        if self.closing:
+            await asyncio.wait(set(self.closing), timeout=2.0)
         if self.shared is not None:
             await self.shared.aclose()
 
@@ -434,9 +577,26 @@ def _retrieved(task: asyncio.Task[None]) -> None:
         task.exception()
 
 
-def _cancelled(key: str, cancelled: bool, status: str) -> web.Response:
-    body = {"id": key, "object": "chat.completion.cancel", "cancelled": cancelled, "status": status}
+def _cancelled(kind: _Kind, key: str, cancelled: bool, status: str) -> web.Response:
+    body = {"id": key, "object": kind.cancel_object, "cancelled": cancelled, "status": status}
     return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+_TRUE: Final = frozenset({"true", "1", "yes"})
+
+
+def _stream_or(resume: Handler, own: Handler | None) -> Handler:
+    """``resume`` for ``?stream=true``, else the dialect's own handler (404 without one)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.query.get("stream", "").lower() in _TRUE:
+            return await resume(request)
+        if own is None:
+            key = request.match_info.get("response_id", "")
+            raise ProxyError(f"response {key!r} was not found", status_code=404, param="response_id", code="not_found")
+        return await own(request)
+
+    return handler
 
 
 async def relay(
@@ -444,25 +604,45 @@ async def relay(
     state: ProxyState,
     dialect: Dialect,
     context: Context,
-    source: Observable[LogEvent],
+    source: Observable[LogEvent] | Observable[tuple[int, list[bytes]]],
     key: str,
+    kind: _Kind,
+    after: int,
+    *,
+    plain: bool = False,
+    on_exit: Callable[[], None] | None = None,
 ) -> web.StreamResponse:
     """Write a log's events to the client as SSE, each with its ``id:``, until the end.
 
-    A log that ends with an error (cancelled, lost, not found) adds the dialect's error event.
+    ``after`` is the log position the reader starts after. A log that ends with an error
+    (cancelled, lost, not found) adds the dialect's terminal error events (without ``id:``:
+    they are not in the log). ``plain``: no ``id:`` lines and no ``X-Response-Id`` (a stream
+    that could not be made resumable); ``on_exit`` runs when the relay ends, however it ends.
     The client leaving disposes only this reader.
     """
     loop = asyncio.get_running_loop()
-    pending: list[LogEvent] = []
+    pending: list[bytes] = []  # framed output, ids in
     ended: list[BaseException | None] = []
     waiter: list[asyncio.Future[None]] = []
+    offset = kind.offset
+    position = after  # the last log position delivered
 
     def wake() -> None:
         if waiter and not waiter[0].done():
             waiter[0].set_result(None)
 
-    def on_next(event: LogEvent) -> None:
-        pending.append(event)
+    def on_next(event: LogEvent | tuple[int, list[bytes]]) -> None:
+        nonlocal position
+        if isinstance(event, LogEvent):
+            start, datas = int(event.id), [event.data]
+        else:
+            start, datas = event
+        if plain:
+            pending.extend(datas)
+        else:
+            first = start - offset
+            pending.extend([b"id: %d\n%s" % (first + i, data) for i, data in enumerate(datas)])
+        position = start + len(datas) - 1
         wake()
 
     def on_error(error: Exception) -> None:
@@ -473,7 +653,9 @@ async def relay(
         ended.append(None)
         wake()
 
-    headers = {**SSE_HEADERS, **dialect.stream_headers, "X-Response-Id": key}
+    headers = {**SSE_HEADERS, **dialect.stream_headers}
+    if not plain:
+        headers["X-Response-Id"] = key
     subscription = source.subscribe(on_next, on_error, on_completed)
     try:
         if ended and not pending and isinstance(ended[0], StreamNotFoundError):
@@ -481,18 +663,18 @@ async def relay(
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
         keepalive = state.config.keepalive_interval
-        encoder = dialect.stream_encoder(context)
         try:
             while True:
                 if pending:
-                    batch = pending[:]
+                    out = pending[0] if len(pending) == 1 else b"".join(pending)
                     pending.clear()
-                    await response.write(b"".join(b"id: " + e.id.encode() + b"\n" + e.data for e in batch))
+                    await response.write(out)
                     continue
                 if ended:
                     error = ended[0]
                     if error is not None:
-                        await response.write(encoder.error(state.describe(error)))
+                        info = state.describe(error)
+                        await response.write(kind.failure(dialect, context, key, position - offset + 1, info))
                     break
                 waiter[:] = [loop.create_future()]
                 try:
@@ -507,3 +689,5 @@ async def relay(
         return response
     finally:
         subscription.dispose()
+        if on_exit is not None:
+            on_exit()

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 import reactivex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reactivex.testing import ReactiveTest, TestScheduler
 
 import rxllm
@@ -46,6 +48,27 @@ def outcome(chunks: list[ChatCompletionChunk], limit: int | None = None, **kw: A
 
 
 class TestBoundaries:
+    @settings(max_examples=60, deadline=None)
+    @given(limit=st.integers(2, 6), before=st.integers(0, 3), run=st.integers(1, 9))
+    def test_a_run_fails_exactly_at_its_limit_th_chunk(self, limit: int, before: int, run: int) -> None:
+        """After any distinct chunks, a run of identical ones fails at its limit-th chunk, never earlier."""
+        chunks = [content_chunk(f"distinct {i}") for i in range(before)] + [content_chunk(LOOP)] * run
+
+        passed, err = outcome(chunks, limit=limit)
+
+        if run >= limit:
+            assert (passed, type(err)) == (before + limit - 1, InternalServerError)
+            assert err is not None and err.partial_response is not None  # type: ignore[attr-defined]
+            assert err.partial_response.choices[0].finish_reason is None  # type: ignore[attr-defined]
+        else:
+            assert (passed, err) == (before + run, None)
+
+    def test_limit_one_stops_at_the_first_content_chunk(self) -> None:
+        """With limit 1 every content chunk longer than 2 characters is already a run at its limit."""
+        passed, err = outcome([content_chunk("ab"), content_chunk(LOOP), content_chunk("other")], limit=1)
+
+        assert (passed, type(err)) == (1, InternalServerError)
+
     def test_the_limit_th_identical_chunk_fails(self) -> None:
         """100 identical chunks, limit 100: 99 pass, the 100th raises InternalServerError (LiteLLM's count)."""
         scheduler = TestScheduler()

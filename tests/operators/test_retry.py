@@ -209,3 +209,23 @@ class TestFallback:
 
         assert results.messages == [on_error(201, bug)]
         assert backup.subscriptions == []
+
+
+class TestRetryLimits:
+    def test_no_retry_starts_past_the_deadline(self) -> None:
+        """deadline=: retries run while their backoff ends within it; the one that would not is not made."""
+        s = TestScheduler()
+        err = ServiceUnavailableError("overloaded")
+        flaky = Flaky(s, [on_error(1, err)])
+        results = s.start(lambda: flaky.observable.pipe(ops.retry_stream(10, backoff=10, scheduler=s, deadline=25)))
+
+        # attempts at 200, 211, 222; the next would start at 233, past 200 + 25
+        assert results.messages == [on_error(223, err)]
+        assert flaky.count == 3
+
+    def test_a_zero_max_retry_after_is_allowed(self) -> None:
+        """max_retry_after=0 (never wait for Retry-After) is a valid setting; negatives and inf are not."""
+        ops.retry_stream(2, max_retry_after=0)
+        for bad in (-1.0, float("inf"), float("nan")):
+            with pytest.raises(ValueError, match="max_retry_after"):
+                ops.retry_stream(2, max_retry_after=bad)

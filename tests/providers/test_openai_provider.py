@@ -408,6 +408,15 @@ class TestRecordedStreams:
 
         assert tool_calls(response) == [("a", "f", {}), ("b", "g", {"k": 1})]
 
+    async def test_done_without_a_closing_blank_line_ends_the_stream_cleanly(self, server: ReplayServer) -> None:
+        """A body whose last line is ``data: [DONE]`` with no blank line after it is a complete stream."""
+        head = '{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":'
+        server.reply(f'data: {head}{{"content":"hi"}},"finish_reason":"stop"}}]}}\n\ndata: [DONE]'.encode())
+
+        chunks = await collect("openai", server.url)
+
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hi"
+
 
 class TestErrorsInStream:
     @pytest.mark.parametrize("mode", MODES)
@@ -568,6 +577,15 @@ class TestRequestShape:
         assert seen.headers["api-key"] == SECRET
         assert "Authorization" not in seen.headers
         assert "api_version" not in seen.json
+
+    async def test_azure_without_api_version_sends_none(self, server: ReplayServer) -> None:
+        """Without ``api_version`` the Azure URL carries no ``api-version`` query at all."""
+        server.replay("azure/model_router_content_filter.sse")
+
+        await collect("azure_openai", server.url)
+
+        assert server.requests[0].path == "/openai/v1/chat/completions"
+        assert server.requests[0].query == {}
 
     def test_default_endpoints_and_key_variables(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Each compatible prefix has its provider's endpoint and reads its own key variable."""

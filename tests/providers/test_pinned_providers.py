@@ -135,6 +135,24 @@ class TestAnthropicWire:
 
 
 class TestKeylessServers:
+    @pytest.mark.parametrize(
+        ("provider", "prefix"), [("hosted_vllm", "HOSTED_VLLM"), ("lm_studio", "LM_STUDIO"), ("ollama_chat", "OLLAMA")]
+    )
+    async def test_local_servers_at_their_configured_base_need_no_key(
+        self, provider: str, prefix: str, server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A local server found through its ``*_API_BASE`` variable is called with no key configured."""
+        monkeypatch.delenv(f"{prefix}_API_KEY", raising=False)
+        monkeypatch.setenv(f"{prefix}_API_BASE", server.url)
+        head = '{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":'
+        server.reply(f'data: {head}{{"content":"ok"}},"finish_reason":"stop"}}]}}\n\ndata: [DONE]\n\n'.encode())
+        request = ChatRequest(model="m", provider=provider, messages=({"role": "user", "content": "x"},))
+
+        chunks = [c async for c in get_provider(provider).stream(request)]
+
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "ok"
+        assert "Authorization" not in server.requests[0].headers
+
     async def test_hosted_vllm_needs_no_key(self, server: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
         """A local vLLM server is called without any key configured (and no Authorization header)."""
         monkeypatch.delenv("HOSTED_VLLM_API_KEY", raising=False)

@@ -68,13 +68,18 @@ class ResponsesStream:
     """The core's stream encoder over :class:`~rxllm.dialects.responses.ResponsesEncoder`.
 
     ``chunk`` is the encoder's own ``encode`` (no extra call per chunk).
+
+    Args:
+        context: The request's context.
+        response_id: The response id every event carries (default: a fresh ``resp_…``;
+            resumable streams pass the stream's key).
     """
 
     __slots__ = ("chunk", "context", "encoder")
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, response_id: str | None = None) -> None:
         self.context = context
-        self.encoder = ResponsesEncoder(model=context.call.model, options=context.call.options)
+        self.encoder = ResponsesEncoder(model=context.call.model, options=context.call.options, response_id=response_id)
         self.chunk = self.encoder.encode
 
     def end(self, usage: Usage | None) -> bytes:
