@@ -3,11 +3,12 @@
     python -m benchmarks            # full run, a few minutes (2 cores)
     python -m benchmarks --quick    # about a minute
     python -m benchmarks --smoke    # seconds: CI's check that the benchmarks still run
-    python -m benchmarks --only client|layers|proxy|import|memory|dialects
+    python -m benchmarks --only client|layers|proxy|burst|import|memory|dialects
 
 Peers (``openai``, ``litellm`` with its proxy) come from the ``bench`` extra; install them in a
 separate virtual environment (``pip install -e ".[bench]"``). A peer that is not installed gets
 a row saying so; rxllm's rows always run, and a failing rxllm row makes the exit status 1.
+``RXLLM_BENCH_LITELLM=/path/to/bin/litellm`` runs LiteLLM's proxy from another virtualenv.
 Progress goes to stderr, the tables to stdout. Everything binds 127.0.0.1; LiteLLM runs with
 telemetry off and its bundled cost map (see :data:`benchmarks._common.OFFLINE_ENV`).
 """
@@ -20,11 +21,11 @@ import sys
 import time
 from typing import Any
 
-from benchmarks import _ablation, _client, _proxy, _startup, bench_dialects
+from benchmarks import _ablation, _burst, _client, _proxy, _startup, bench_dialects
 from benchmarks._common import apply_offline_env, fmt, machine, raise_fd_limit, table
 from benchmarks._upstream import Upstream
 
-SECTIONS = ("client", "layers", "proxy", "import", "memory", "dialects")
+SECTIONS = ("client", "layers", "proxy", "burst", "import", "memory", "dialects")
 
 #: size -> (client cases, repeats, settle s, import runs, memory streams)
 SIZES: dict[str, dict[str, Any]] = {
@@ -152,32 +153,46 @@ def proxy_section(upstream: Upstream, size_name: str, failures: list[str], profi
     header = [
         "proxy",
         "bulk: proxy CPU µs/chunk",
+        "x floor",
         "bulk: chunks/s",
         "1-core ceiling chunks/s",
         "paced: proxy CPU µs/chunk",
+        "x floor",
         *[f"first chunk, {n} stream{'s' if n > 1 else ''}: median / p95 ms" for n in levels],
         f"CPU ms per {scen['ttfc'][2]}-chunk stream ({levels[-1]} at once)",
         "peak RSS MB",
     ]
+    floor = results.get(_proxy.FLOOR_NAME)
+
+    def ratio(row: dict[str, Any], key: str) -> str:
+        if key not in row:
+            return ""
+        if not isinstance(floor, dict) or not floor[key]["us_per_chunk"]:
+            return "n/a"
+        return fmt(row[key]["us_per_chunk"] / floor[key]["us_per_chunk"], 2) + "x"
+
     rows = []
     for name, row in results.items():
         if isinstance(row, str):
             rows.append([name, row, *[""] * (len(header) - 2)])
-            if name.startswith("rxllm"):
+            if name.startswith(("rxllm", "floor")):
                 failures.append(f"{name}: {row}")
             continue
-        bulk, paced = row["bulk"], row["paced"]
+        bulk, paced = row["bulk"], row.get("paced")
         cells = [
             name,
             fmt(bulk["us_per_chunk"]),
+            ratio(row, "bulk"),
             fmt(bulk["chunks_per_s"], 0),
             fmt(1e6 / bulk["us_per_chunk"] if bulk["us_per_chunk"] else float("nan"), 0),
-            fmt(paced["us_per_chunk"]),
+            fmt(paced["us_per_chunk"]) if paced else "",
+            ratio(row, "paced"),
         ]
         for n in levels:
-            r = row[f"ttfc{n}"]
-            cells.append(f"{fmt(r['ttfc_median_ms'])} / {fmt(r['ttfc_p95_ms'])}")
-        cells.append(fmt(row[f"ttfc{levels[-1]}"]["cpu_ms_per_stream"], 2))
+            r = row.get(f"ttfc{n}")
+            cells.append(f"{fmt(r['ttfc_median_ms'])} / {fmt(r['ttfc_p95_ms'])}" if r else "")
+        last = row.get(f"ttfc{levels[-1]}")
+        cells.append(fmt(last["cpu_ms_per_stream"], 2) if last else "")
         cells.append(fmt(max(r["rss_mb"] for r in row.values()), 0))
         rows.append(cells)
     b, p, t = scen["bulk"], scen["paced"], scen["ttfc"]
@@ -187,10 +202,129 @@ def proxy_section(upstream: Upstream, size_name: str, failures: list[str], profi
         "with client, proxy and upstream sharing the machine, the ceiling is 10⁶ / (µs per chunk). "
         f"*paced*: concurrent streams of {p[2]} chunks written 1 ms apart (one read and one write per "
         f"chunk). *first chunk*: that many streams started at once ({t[2]} chunks, 10 ms apart), time "
-        "from sending the request to the first `data:` event. LiteLLM runs with its own defaults "
-        "(uvloop); rxllm's proxy on the standard asyncio loop."
+        "from sending the request to the first `data:` event. *x floor*: the ratio to the floor proxy "
+        "(`benchmarks/_floor_proxy.py`: aiohttp, every event `orjson.loads`-ed and re-encoded, no routing, "
+        "metering or logging). rxllm's first row renames every chunk to the client's model name (so it "
+        "re-encodes); the passthrough row is the same process with the client asking for the name the "
+        "upstream reports (bulk only: the upstream reports one model name). LiteLLM runs with its own "
+        "defaults (uvloop); rxllm's proxy on the standard asyncio loop."
     )
     return f"### Proxy: CPU per forwarded chunk, throughput, time to first chunk\n\n{table(header, rows)}\n\n{notes}\n"
+
+
+#: size -> burst rows: (kind, name, streams, ms between chunks, general_settings); each stream
+#: lasts 19 paces, longer than the burst takes to arrive, so every stream is open at once.
+BURSTS: dict[str, list[tuple[str, str, int, int, dict[str, Any] | None]]] = {
+    "smoke": [("rxllm", "rxllm proxy", 50, 20, None)],
+    "quick": [
+        ("floor", _proxy.FLOOR_NAME, 1000, 300, None),
+        ("rxllm", "rxllm proxy", 1000, 300, None),
+        ("rxllm", "rxllm proxy, gc_tuning off", 1000, 300, {"gc_tuning": False}),
+        ("litellm", "LiteLLM proxy (uvicorn, 1 worker)", 1000, 300, None),
+    ],
+    "full": [
+        ("floor", _proxy.FLOOR_NAME, 1000, 500, None),
+        ("rxllm", "rxllm proxy", 1000, 500, None),
+        ("rxllm", "rxllm proxy, gc_tuning off", 1000, 500, {"gc_tuning": False}),
+        ("litellm", "LiteLLM proxy (uvicorn, 1 worker)", 1000, 500, None),
+        ("rxllm", "rxllm proxy", 10000, 4000, None),
+    ],
+}
+
+#: Content chunks per burst stream: the client receives BURST_N + 3 (role, finish, usage).
+BURST_N = 17
+
+
+def burst_section(upstream: Upstream, size_name: str, failures: list[str], profile: str | None) -> str:
+    from benchmarks._upstream import chunk_count
+
+    header = [
+        "proxy",
+        "streams at once",
+        "open at once",
+        "errors",
+        "first chunk p50 / p99 ms",
+        f"CPU ms per {chunk_count('text', BURST_N)}-chunk stream",
+        "KB RSS per open stream",
+        "GC share",
+    ]
+    rows = []
+    capped = []
+    for kind, name, wanted, pace, general in BURSTS[size_name]:
+        streams = _burst.max_streams(wanted)  # two sockets per stream must fit the proxy's hard fd limit
+        if streams < wanted:
+            hard = _burst.fd_limits_for(wanted)[1]
+            capped.append(f"{wanted:,} streams asked for, {streams:,} run: the hard fd limit is {hard:,}")
+        label = f"{name} ({streams:,})"
+        missing = _proxy.litellm_missing() if kind == "litellm" else None
+        if missing:
+            rows.append([label, f"{streams:,}", missing, *[""] * (len(header) - 3)])
+            continue
+        # the client asks for the name the upstream reports: rxllm forwards the events as they are
+        scen = {_proxy.PASS_MODEL: ("text", f"p{pace}", BURST_N), "warm": ("text", "bulk", 5)}
+        try:
+            with _proxy.Proxy(
+                kind,
+                upstream,
+                scen,
+                profile if kind == "rxllm" else None,
+                # header_timeout: on 2 shared cores a client of a 10,000-stream burst may send its
+                # headers tens of seconds after its connection was accepted
+                general={
+                    "listen_backlog": 16384,
+                    "header_timeout": 300,
+                    "global_max_parallel_requests": streams,
+                    **(general or {}),
+                },
+                # rxllm raises its own soft limit; the peers are given theirs
+                preexec=_burst.proxy_preexec(streams, default_soft=kind == "rxllm"),
+                gc_probe=kind != "litellm",
+            ) as proxy:
+                asyncio.run(_proxy._batch(proxy.url, "warm", 20))  # imports, pools, caches
+                r = _burst.run_burst(
+                    proxy.url,
+                    proxy.pid,
+                    proxy.port,
+                    _proxy.PASS_MODEL,
+                    streams,
+                    chunk_count("text", BURST_N),
+                    gc_stats=proxy.gc_stats,
+                )
+        except Exception as exc:
+            rows.append([label, f"{streams:,}", f"failed: {type(exc).__name__}", *[""] * (len(header) - 3)])
+            _log(f"  burst {label}: {type(exc).__name__}: {str(exc)[:1500]}")
+            if kind == "rxllm":
+                failures.append(f"burst {label}: {type(exc).__name__}")
+            continue
+        _log(f"  burst {label}: done ({r['errors']} errors{': ' + r['first_error'] if r['errors'] else ''})")
+        if kind == "rxllm" and r["errors"]:
+            failures.append(f"burst {label}: {r['errors']} errors, first: {r['first_error']}")
+        open_at_once = f"{r['open_at_once']:,}" if r["open_at_once"] >= 0 else "n/a"
+        gc_share = f"{r['gc_share'] * 100:.0f} %" if r["gc_share"] == r["gc_share"] else "n/a"
+        rows.append(
+            [
+                label,
+                f"{streams:,}",
+                open_at_once,
+                f"{r['errors']:,}",
+                f"{fmt(r['ttfc_p50_ms'])} / {fmt(r['ttfc_p99_ms'])}",
+                fmt(r["cpu_ms_per_stream"], 2),
+                fmt(r["kb_per_open_stream"]),
+                gc_share,
+            ]
+        )
+    notes = (
+        f"Streams of {chunk_count('text', BURST_N)} chunks from a paced upstream, all started at the same "
+        f"instant by {_burst.PER_CLIENT:,}-stream client processes. *open at once*: the proxy's "
+        "`active_requests` when every stream had its first chunk. *CPU per stream*: the proxy process's "
+        "CPU over the whole burst / streams (setup, relaying, teardown, the log line). *KB RSS per open "
+        "stream*: (RSS with every stream open - RSS before) / streams. *GC share*: the proxy's time in "
+        "garbage collection (`gc.callbacks`) / its CPU over the burst. rxllm's proxy starts with a soft fd "
+        "limit of 1,024 and raises its own; the floor and LiteLLM are started with soft = hard."
+    )
+    if capped:
+        notes += " Capped: " + "; ".join(capped) + " (it cannot be raised here)."
+    return f"### Proxy burst: many short streams at once\n\n{table(header, rows)}\n\n{notes}\n"
 
 
 def import_section(size: dict[str, Any], failures: list[str]) -> str:
@@ -282,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             out.append(layers_section(upstream, size, failures))
         if "proxy" in sections:
             out.append(proxy_section(upstream, size_name, failures, args.profile_proxy))
+        if "burst" in sections:
+            out.append(burst_section(upstream, size_name, failures, args.profile_proxy))
         if "import" in sections:
             out.append(import_section(size, failures))
         if "memory" in sections:

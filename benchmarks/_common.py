@@ -77,8 +77,8 @@ def version(dist: str) -> str:
         return "not installed"
 
 
-def raise_fd_limit(want: int = 8192) -> None:
-    """Allow thousands of sockets (1,000 streams hold 2-3 sockets each across processes)."""
+def raise_fd_limit(want: int = 65536) -> None:
+    """Allow thousands of sockets (the upstream holds one per stream of a 10,000-stream burst)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = want if hard == resource.RLIM_INFINITY else min(want, hard)
     if soft < target:

@@ -17,6 +17,7 @@ proxy process's own:
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -42,11 +43,20 @@ from benchmarks._upstream import Upstream, chunk_count
 
 MASTER_KEY = "sk-bench-master-key"
 
+#: The model name the benchmark upstream reports: a client asking for it gets rxllm's passthrough.
+PASS_MODEL = "gpt-4o-2024-08-06"
+
 #: model name -> (variant, mode, n) of the upstream scenario it forwards to.
 Scenarios = dict[str, tuple[str, str, int]]
 
 
-def _config(upstream: Upstream, scenarios: Scenarios, litellm: bool) -> str:
+def litellm_cli() -> Path:
+    """LiteLLM's CLI: ``$RXLLM_BENCH_LITELLM``, else the one beside this interpreter."""
+    given = os.environ.get("RXLLM_BENCH_LITELLM")
+    return Path(given) if given else Path(sys.executable).with_name("litellm")
+
+
+def _config(upstream: Upstream, scenarios: Scenarios, litellm: bool, general: dict[str, Any] | None = None) -> str:
     lines = ["model_list:"]
     for name, (variant, mode, n) in scenarios.items():
         base = upstream.base(variant, mode, n)
@@ -63,17 +73,38 @@ def _config(upstream: Upstream, scenarios: Scenarios, litellm: bool) -> str:
         lines += ["litellm_settings:", "  telemetry: false", "  drop_params: true"]
     else:
         lines += ["  global_max_parallel_requests: 100000"]
+        lines += [f"  {key}: {orjson.dumps(value).decode()}" for key, value in (general or {}).items()]
     return "\n".join(lines) + "\n"
 
 
 class Proxy:
-    """A proxy subprocess (a context manager): ``kind`` is ``"rxllm"`` or ``"litellm"``."""
+    """A proxy subprocess (a context manager): ``kind`` is ``"rxllm"``, ``"floor"`` or ``"litellm"``.
 
-    def __init__(self, kind: str, upstream: Upstream, scenarios: Scenarios, profile: str | None = None) -> None:
+    Args:
+        general: Extra ``general_settings`` for rxllm's proxy.
+        preexec: Run in the child before it starts (the burst sets its fd limits there).
+        gc_probe: Run rxllm's proxy under :mod:`benchmarks._gcprobe`; :attr:`gc_stats` is its file.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        upstream: Upstream,
+        scenarios: Scenarios,
+        profile: str | None = None,
+        *,
+        general: dict[str, Any] | None = None,
+        preexec: Callable[[], None] | None = None,
+        gc_probe: bool = False,
+    ) -> None:
         self.kind = kind
         self.upstream = upstream
         self.scenarios = scenarios
         self.profile = profile
+        self.general = general
+        self.preexec = preexec
+        self.gc_probe = gc_probe
+        self.gc_stats: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -87,19 +118,32 @@ class Proxy:
         self._tmp = tempfile.TemporaryDirectory(prefix=f"rxllm-bench-{self.kind}-")
         tmp = Path(self._tmp.name)
         config = tmp / "config.yaml"
-        config.write_text(_config(self.upstream, self.scenarios, self.kind == "litellm"))
+        config.write_text(_config(self.upstream, self.scenarios, self.kind == "litellm", self.general))
         log = tmp / "proxy.log"
         prefix = ["-m", "cProfile", "-o", self.profile] if self.profile else []
+        if self.gc_probe and not self.profile:
+            self.gc_stats = tmp / "gc.json"
+            prefix = ["-m", "benchmarks._gcprobe", str(self.gc_stats)]
+        else:
+            prefix += ["-m"]
         if self.kind == "rxllm":
-            cmd = [sys.executable, *prefix, "-m", "rxllm", "serve", "--config", str(config), "--port", "0"]
+            cmd = [sys.executable, *prefix, "rxllm", "serve", "--config", str(config), "--port", "0"]
+        elif self.kind == "floor":
+            cmd = [sys.executable, *prefix, "benchmarks._floor_proxy", "--config", str(config), "--port", "0"]
         else:
             self.port = free_port()
-            cli = Path(sys.executable).with_name("litellm")
+            cli = litellm_cli()
             cmd = [str(cli), "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port)]
             cmd += ["--num_workers", "1"]
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp, env=child_env()
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=tmp,
+                env=child_env(),
+                preexec_fn=self.preexec,
             )
         deadline = time.monotonic() + 120
         while True:
@@ -107,7 +151,7 @@ class Proxy:
                 text = log.read_text(errors="replace")[-2000:]
                 self.__exit__()
                 raise RuntimeError(f"the {self.kind} proxy did not start:\n{text}")
-            if self.kind == "rxllm":
+            if self.kind != "litellm":
                 found = re.search(r"http://127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
                 if found:
                     self.port = int(found.group(1))
@@ -125,6 +169,22 @@ class Proxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1/chat/completions"
+
+
+#: The row of rxllm's proxy forwarding the upstream's events as they are.
+PASS_NAME = "rxllm proxy, passthrough (client names the upstream's model)"
+
+#: The floor proxy's row name (the ratios' denominator).
+FLOOR_NAME = "floor proxy (aiohttp, parse + re-encode)"
+
+
+def litellm_missing() -> str | None:
+    """Why LiteLLM's proxy cannot run here (``None``: it can)."""
+    if "RXLLM_BENCH_LITELLM" not in os.environ and not installed("litellm"):
+        return "litellm not installed"
+    if not litellm_cli().exists():
+        return "the `litellm` CLI is not installed"
+    return None
 
 
 def _healthy(port: int) -> bool:
@@ -216,10 +276,13 @@ def _run(proxy: Proxy, model: str, streams: int, min_wall: float, max_batches: i
 
 def scenarios(size: str) -> Scenarios:
     bulk_n = {"smoke": 300, "quick": 1000, "full": 2000}[size]
+    paced_n = 200 if size == "full" else 40
     return {
         "bulk": ("text", "bulk", bulk_n),
-        "paced": ("text", "p1", 200 if size == "full" else 40),
+        "paced": ("text", "p1", paced_n),
         "ttfc": ("text", "p10", 10 if size == "full" else 4),
+        # the upstream's own model name: rxllm forwards the events as they are (passthrough)
+        PASS_MODEL: ("text", "bulk", bulk_n),
     }
 
 
@@ -232,22 +295,26 @@ def measure(
     paced_streams = 10 if size == "smoke" else 50
     levels = (1, 50) if size == "smoke" else (1, 50, 500)
     out: dict[str, dict[str, Any] | str] = {}
-    kinds = [("rxllm proxy (aiohttp, `rxllm serve`)", "rxllm"), ("LiteLLM proxy (uvicorn, 1 worker)", "litellm")]
+    kinds = [
+        (FLOOR_NAME, "floor"),
+        ("rxllm proxy (aiohttp, `rxllm serve`)", "rxllm"),
+        ("LiteLLM proxy (uvicorn, 1 worker)", "litellm"),
+    ]
     for name, kind in kinds:
-        if kind == "litellm" and not installed("litellm"):
-            out[name] = "litellm not installed"
-            continue
-        if kind == "litellm" and not Path(sys.executable).with_name("litellm").exists():
-            out[name] = "the `litellm` CLI is not installed"
+        missing = litellm_missing() if kind == "litellm" else None
+        if missing:
+            out[name] = missing
             continue
         try:
             with Proxy(kind, upstream, scenarios(size), profile if kind == "rxllm" else None) as proxy:
                 row: dict[str, Any] = {}
                 row["bulk"] = _run(proxy, "bulk", bulk_streams, min_wall, 10)
                 row["paced"] = _run(proxy, "paced", paced_streams, min_wall / 2, 5)
-                for level in levels:
+                for level in levels if kind != "floor" else ():  # the floor is for CPU per chunk
                     row[f"ttfc{level}"] = _run(proxy, "ttfc", level, 0.0, 1)
                 out[name] = row
+                if kind == "rxllm":  # the same process, the client asking for the upstream's model name
+                    out[PASS_NAME] = {"bulk": _run(proxy, PASS_MODEL, bulk_streams, min_wall, 10)}
                 log(f"  proxy {kind}: done")
         except Exception as exc:
             out[name] = f"failed: {type(exc).__name__}"

@@ -37,8 +37,8 @@ def test_smoke_run_prints_rxllm_rows_with_numbers(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     out = proc.stdout
-    for heading in ("### Client", "### Client path, layer by layer", "### Proxy", "### Import time",
-                    "### Memory per open stream", "### Dialects"):  # fmt: skip
+    for heading in ("### Client", "### Client path, layer by layer", "### Proxy", "### Proxy burst",
+                    "### Import time", "### Memory per open stream", "### Dialects"):  # fmt: skip
         assert heading in out
     # the layer table: every layer has a number and a ratio in every case, and the GC share is a percentage
     for prefix in ("1. floor", "2. + decode", "3. + parse", "4. + Observable", "5. + operators", "6. + builder"):
@@ -51,8 +51,15 @@ def test_smoke_run_prints_rxllm_rows_with_numbers(tmp_path: Path) -> None:
         assert len(re.findall(_NUMBER + r" \| " + _NUMBER + "x", row)) == 3, row
     assert re.search(r"\| floor:[^|]*\| " + _NUMBER + r" \| 1\.00x", out)
     # proxy: rxllm's proxy has CPU per chunk, throughput and time to first chunk
-    proxy = _row(out, "rxllm proxy")
+    proxy = _row(out, "rxllm proxy (aiohttp")
     assert len(re.findall(_NUMBER, proxy)) >= 6, proxy
+    # beside the floor proxy, as a ratio; the passthrough row too
+    assert re.search(r"\| floor proxy[^|]*\| " + _NUMBER + r" \| 1\.00x", out)
+    assert re.search(_NUMBER + r" \| " + _NUMBER + "x", _row(out, "rxllm proxy, passthrough"))
+    # the burst: no errors, first-chunk times, CPU per stream, memory per open stream, GC share
+    burst = _row(out, "rxllm proxy (50)")
+    assert re.search(r"\| 50 \| [0-9,]+ \| 0 \| " + _NUMBER + " / " + _NUMBER + r" \| " + _NUMBER, burst), burst
+    assert re.search(r"[0-9]+ % \|$", burst), burst
     assert re.search(r"\| `import rxllm` \| [0-9,]+ \|", out)
     assert re.search(r"\| rxllm `acompletion\(stream=True\)` \| " + _NUMBER, out)
     # dialects: every encoder has a number and a ratio to chat completions

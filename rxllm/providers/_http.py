@@ -532,7 +532,9 @@ async def sse_events(
     error: APIError | None = None
     resp: aiohttp.ClientResponse | None = None
     try:
-        data = dumps(body)
+        # an exact-size copy: orjson's buffer has 4 KB or more of capacity, and the body is
+        # held (by aiohttp and this frame) for as long as the stream is open
+        data = bytes(memoryview(dumps(body)))
     except (TypeError, ValueError) as exc:
         error = BadRequestError(f"the request cannot be encoded as JSON: {exc}", llm_provider=provider, model=model)
     else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
+from contextvars import ContextVar
 from typing import Any, Final
 
 import attrs
@@ -40,7 +41,38 @@ from rxllm.providers._http import (
 from rxllm.providers.base import ChatRequest
 from rxllm.types import ChatCompletionChunk
 
-__all__ = ["OpenAICompatibleProvider", "ProviderConfig", "get_provider"]
+__all__ = ["RAW_EVENTS", "OpenAICompatibleProvider", "ProviderConfig", "RawEvent", "get_provider"]
+
+
+class RawEvent:
+    """The last chunk a stream yielded, with its event's data when that states the chunk as is.
+
+    A relay that wants to forward the upstream's own bytes (the proxy's passthrough) sets
+    :data:`RAW_EVENTS` to one of these in the task that pulls the stream. For every chunk it
+    yields, the provider stores the chunk and its event's ``data`` text here, or ``None`` as
+    ``data`` when the chunk is not exactly that JSON (a normalized chunk: ``reasoning``
+    renamed, Mistral's content parts, tool-call indexes added; an event missing a field the
+    chunk fills in, such as ``object`` or a choice's ``index``; a delta with a ``null``
+    field, which the chunk's encoding would leave out). The data may still hold ``null``
+    for OpenAI's own optional fields (``usage``, ``logprobs``, ``service_tier``,
+    ``system_fingerprint``), which the encoding leaves out too: every OpenAI-compatible SDK
+    reads them alike. Whoever reads it compares ``chunk`` by identity: a chunk an operator
+    replaced is not the one stored.
+
+    Attributes:
+        chunk: The chunk last yielded (``None`` before the first).
+        data: Its event's data text, or ``None`` when that is not the chunk as is.
+    """
+
+    __slots__ = ("chunk", "data")
+
+    def __init__(self) -> None:
+        self.chunk: ChatCompletionChunk | None = None
+        self.data: str | None = None
+
+
+#: Set (in the pulling task) to a :class:`RawEvent` to receive each chunk's event data.
+RAW_EVENTS: Final[ContextVar[RawEvent | None]] = ContextVar("rxllm_raw_events", default=None)
 
 
 @attrs.frozen
@@ -145,6 +177,7 @@ _SHAPE: Final[Shape] = {
 #: Delta keys that need no normalizing; any other key (reasoning, tool_calls, ...) takes the slow path.
 _PLAIN_DELTA: Final = frozenset({"role", "content", "refusal", "reasoning_content", "function_call"})
 _DONE: Final = "[DONE]"
+_CHUNK_OBJECT: Final = "chat.completion.chunk"
 
 
 class _Normalizer:
@@ -285,6 +318,7 @@ class OpenAICompatibleProvider:
         from_dict = ChatCompletionChunk.from_dict
         loads = orjson.loads
         events, state, model_name = request_events(request, provider=self.name, url=url, headers=headers, body=body)
+        raw = RAW_EVENTS.get()
         async with aclosing(events):
             async for batch in events:
                 for event in batch:
@@ -308,6 +342,7 @@ class OpenAICompatibleProvider:
                         raise bad_json(data, self.name, model_name)
                     # cheap check; only chunks that may need fixing pay for the normalizer
                     suspect = "error" in d
+                    as_is = True  # whether the event's JSON is the chunk (see RawEvent)
                     try:
                         if not suspect:
                             for choice in d.get("choices") or ():
@@ -315,6 +350,10 @@ class OpenAICompatibleProvider:
                                 if delta and (not delta.keys() <= _PLAIN_DELTA or type(delta.get("content")) is list):
                                     suspect = True
                                     break
+                                if delta is None or "index" not in choice or None in delta.values():
+                                    # a null delta field is left out when re-encoded, and for a
+                                    # field the client's SDK does not model that shows
+                                    as_is = False
                         if suspect:
                             if d.get("error"):
                                 raise error_from_payload(
@@ -329,7 +368,23 @@ class OpenAICompatibleProvider:
                         chunk = from_dict(d)
                     except (AttributeError, TypeError, KeyError, ValueError) as exc:
                         raise shape_error(d, _SHAPE, exc, self.name, model_name) from None
-                    yield checked(chunk, name, model_name)
+                    chunk = checked(chunk, name, model_name)
+                    if raw is not None:
+                        raw.chunk = chunk
+                        raw.data = (
+                            data
+                            if as_is
+                            and not suspect
+                            and d.get("object") == _CHUNK_OBJECT
+                            and "id" in d
+                            and "created" in d
+                            and type(d.get("choices")) is list
+                            and "\n" not in data
+                            else None
+                        )
+                    d = choice = delta = None  # the parsed tree is not held while the stream waits
+                    yield chunk
+                del batch  # nor the last read's events
         # the body ended without [DONE]
         tail = state.decoder.flush()
         if tail is not None and tail.data == _DONE:

@@ -66,6 +66,7 @@ from rxllm.proxy.exchange import (
 )
 from rxllm.proxy.router import Router
 from rxllm.proxy.shared_state import LocalState, RouterState
+from rxllm.proxy.tuning import tune_process
 
 __all__ = ["PROXY_STATE", "WATCH_INTERVAL", "ProxyState", "create_app", "make_runner", "serve"]
 
@@ -459,6 +460,11 @@ async def serve(
 ) -> None:
     """Run the proxy until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully.
 
+    Before it accepts connections it tunes its process (:mod:`rxllm.proxy.tuning`): the soft
+    file-descriptor limit is raised for ``global_max_parallel_requests`` streams (as far as
+    the hard limit allows, else ``rxllm.proxy.fd_limit`` is logged), and with ``gc_tuning``
+    the start-up objects are frozen and young collections made rarer.
+
     Args:
         config: The proxy config.
         host: The address to bind.
@@ -482,6 +488,7 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
     try:
+        tune_process(config)  # the fd limit for the configured capacity; GC frozen after start-up
         site: web.BaseSite
         if sock is not None:
             site = web.SockSite(runner, sock, backlog=config.listen_backlog)

@@ -26,6 +26,9 @@ A config names deployments under public model names and sets server-wide limits:
       header_timeout: 10                    # seconds a client may take to send its headers
       body_timeout: 30                      # seconds a client may take to send its body
       listen_backlog: 2048                  # connections the kernel queues before accept()
+      stream_passthrough: true              # forward upstream event bytes when nothing needs rewriting
+      gc_tuning: true                       # rxllm serve freezes its start-up objects, collects less often
+      gc_gen0_threshold: 50000              # allocations between young-generation collections (tuned)
       cors_allowed_origins: []              # web origins whose pages may call the proxy
       responses_store_size: 0               # /v1/responses answers kept for previous_response_id (0: none)
       resumable_streams: false              # keep streams' events so clients can resume them
@@ -109,6 +112,9 @@ _GENERAL_KEYS: Final = frozenset(
         "header_timeout",
         "body_timeout",
         "listen_backlog",
+        "gc_tuning",
+        "gc_gen0_threshold",
+        "stream_passthrough",
         "mock_max_prompt_chars",
         "mock_max_tokens",
         "cors_allowed_origins",
@@ -363,6 +369,15 @@ class ProxyConfig:
             is closed (also the idle limit between requests on a kept-alive connection).
         body_timeout: Seconds a client may take to send a request body (more: HTTP 408).
         listen_backlog: Connections the kernel queues before the proxy accepts them.
+        stream_passthrough: Forward an OpenAI-compatible upstream's own event data to chat
+            clients when nothing in the chunk needs rewriting (the client's model name is the
+            upstream's, the usage is wanted or absent, no normalizing, no id renaming); every
+            chunk is still parsed, checked for loops and metered.
+        gc_tuning: Whether :func:`~rxllm.proxy.serve` tunes the garbage collector for a server
+            (:mod:`rxllm.proxy.tuning`): start-up objects frozen, young collections every
+            ``gc_gen0_threshold`` allocations instead of 700.
+        gc_gen0_threshold: Net container allocations between young-generation collections
+            when ``gc_tuning`` is on.
         mock_max_prompt_chars: Largest prompt (characters) a mock model accepts.
         mock_max_tokens: Largest ``max_tokens`` (per choice) a mock model accepts.
         cors_allowed_origins: Web origins (``"http://localhost:3000"``) whose pages may call
@@ -415,6 +430,9 @@ class ProxyConfig:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     listen_backlog: int = 2048
+    gc_tuning: bool = True
+    gc_gen0_threshold: int = 50_000
+    stream_passthrough: bool = True
     mock_max_prompt_chars: int = 256 * 1024
     mock_max_tokens: int = 32768
     cors_allowed_origins: tuple[str, ...] = ()
@@ -564,6 +582,9 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
     header_timeout = _number(general.get("header_timeout", 10.0), "general_settings.header_timeout")
     body_timeout = _number(general.get("body_timeout", 30.0), "general_settings.body_timeout")
     backlog = _integer(general.get("listen_backlog", 2048), "general_settings.listen_backlog")
+    gc_tuning = _flag(general.get("gc_tuning", True), "general_settings.gc_tuning")
+    passthrough = _flag(general.get("stream_passthrough", True), "general_settings.stream_passthrough")
+    gc_gen0 = _integer(general.get("gc_gen0_threshold", 50_000), "general_settings.gc_gen0_threshold")
     mock_prompt = _integer(general.get("mock_max_prompt_chars", 256 * 1024), "general_settings.mock_max_prompt_chars")
     mock_tokens = _integer(general.get("mock_max_tokens", 32768), "general_settings.mock_max_tokens")
     origins = _origins(general.get("cors_allowed_origins"), "general_settings.cors_allowed_origins")
@@ -615,6 +636,9 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
         header_timeout=header_timeout,
         body_timeout=body_timeout,
         listen_backlog=backlog,
+        gc_tuning=gc_tuning,
+        gc_gen0_threshold=gc_gen0,
+        stream_passthrough=passthrough,
         mock_max_prompt_chars=mock_prompt,
         mock_max_tokens=mock_tokens,
         cors_allowed_origins=origins,

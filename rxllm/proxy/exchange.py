@@ -43,6 +43,7 @@ from rxllm._log import get_logger
 from rxllm.builder import ResponseBuilder
 from rxllm.errors import APIError, BadRequestError, MalformedStreamError, Timeout
 from rxllm.operators import CostReport, detect_repeated_chunks, split_think_tags, tap_cost, tap_otel
+from rxllm.providers.openai import RAW_EVENTS, RawEvent
 from rxllm.proxy.auth import KeyChecker
 from rxllm.proxy.config import Deployment, ProxyConfig
 from rxllm.proxy.cors import CorsPolicy
@@ -249,6 +250,8 @@ class _Feed:
         "model",
         "parts",
         "ping_due",
+        "raw",
+        "relay",
         "usage",
         "waiter",
     )
@@ -260,6 +263,7 @@ class _Feed:
         *,
         encode: Callable[[ChatCompletionChunk], bytes] | None = None,
         builder: ResponseBuilder | None = None,
+        relay: Callable[[ChatCompletionChunk, str], bytes | None] | None = None,
         chunk_id: str | None = None,
     ) -> None:
         self.loop = loop
@@ -267,6 +271,9 @@ class _Feed:
         self.chunk_id = chunk_id  # set: every chunk gets this id (resumable streams' key)
         self.encode = encode
         self.builder = builder
+        # passthrough: the upstream's own event data, for chunks nothing rewrote (see _Attempt._pull)
+        self.relay = relay
+        self.raw: RawEvent | None = RawEvent() if relay is not None else None
         self.waiter: asyncio.Future[None] | None = None
         self.drain_waiter: asyncio.Future[None] | None = None
         self.done = False
@@ -322,7 +329,13 @@ class _Feed:
         try:
             encode = self.encode
             if encode is not None:
-                data = encode(chunk)
+                raw = self.raw
+                data = None
+                if raw is not None and raw.chunk is chunk and raw.data is not None:
+                    assert self.relay is not None
+                    data = self.relay(chunk, raw.data)  # None: the encoder must rewrite it
+                if data is None:
+                    data = encode(chunk)
                 if data:
                     self.parts.append(data)
                     self.buffered += len(data)
@@ -412,6 +425,8 @@ class _Attempt:
     async def _pull(self, source: PullSource[Any], limit: int) -> None:
         """Drive the upstream, pausing while ``limit`` bytes wait for the client."""
         feed = self.feed
+        if feed.raw is not None:
+            RAW_EVENTS.set(feed.raw)  # this task's context: the provider's generator runs in it
         turns = 0
         try:
             while await source.pull():
@@ -745,9 +760,14 @@ class Exchange:
         loop = asyncio.get_running_loop()
         encoder = self.encoder = self.dialect.stream_encoder(self.context)
         model = self.context.call.model
+        relay = getattr(encoder, "relay", None) if self._state.config.stream_passthrough else None
         try:
             chunk_id = self._chunk_id()
-            attempt = await self._open(plan, lambda: _Feed(loop, model, encode=encoder.chunk, chunk_id=chunk_id))
+            if chunk_id is not None:
+                relay = None  # every chunk's id is rewritten (resumable streams)
+            attempt = await self._open(
+                plan, lambda: _Feed(loop, model, encode=encoder.chunk, chunk_id=chunk_id, relay=relay)
+            )
         except APIError as exc:
             if self.response is None:
                 raise

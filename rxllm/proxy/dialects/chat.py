@@ -97,6 +97,21 @@ class ChatEncoder:
                 chunk = attrs.evolve(chunk, usage=None)
         return _HEAD + chunk.to_json() + _TAIL
 
+    def relay(self, chunk: ChatCompletionChunk, data: str) -> bytes | None:
+        """The upstream's own event for ``chunk`` (its ``data`` text), or ``None`` when it must be re-encoded.
+
+        The exchange calls this instead of :meth:`chunk` when ``data`` is exactly ``chunk``
+        as JSON (an OpenAI-compatible upstream, the client's model name, nothing
+        normalized: see :class:`rxllm.providers.openai.RawEvent`). Only usage the client
+        did not ask for still needs rewriting here.
+        """
+        if chunk.usage is not None:
+            if not self.include_usage:
+                return None
+            self.usage_seen = True
+        self.last = chunk
+        return _HEAD + data.encode() + _TAIL
+
     def end(self, usage: Usage | None) -> bytes:
         """``data: [DONE]``, after an (estimated) usage chunk if the client wants one and got none."""
         if not self.include_usage or self.usage_seen or usage is None:
