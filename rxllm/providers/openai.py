@@ -38,6 +38,7 @@ from rxllm.providers._http import (
     shape_error,
 )
 from rxllm.providers.base import ChatRequest
+from rxllm.sse import ServerSentEvent
 from rxllm.types import ChatCompletionChunk
 
 __all__ = ["OpenAICompatibleProvider", "ProviderConfig", "get_provider"]
@@ -145,6 +146,7 @@ _SHAPE: Final[Shape] = {
 #: Delta keys that need no normalizing; any other key (reasoning, tool_calls, ...) takes the slow path.
 _PLAIN_DELTA: Final = frozenset({"role", "content", "refusal", "reasoning_content", "function_call"})
 _DONE: Final = "[DONE]"
+_DONE_BYTES: Final = b"[DONE]"
 
 
 class _Normalizer:
@@ -284,28 +286,36 @@ class OpenAICompatibleProvider:
         normalizer: _Normalizer | None = None
         from_dict = ChatCompletionChunk.from_dict
         loads = orjson.loads
-        events, state, model_name = request_events(request, provider=self.name, url=url, headers=headers, body=body)
+        events, state, model_name = request_events(
+            request, provider=self.name, url=url, headers=headers, body=body, raw_data=True
+        )
         async with aclosing(events):
             async for batch in events:
                 for event in batch:
-                    data = event.data
-                    if data == _DONE:
-                        return
-                    if event.event != "message":
-                        if event.event == "error":
-                            raise error_from_payload(
-                                _loads_or_text(data),
-                                provider=self.name,
-                                model=model_name,
-                                context="error event in stream",
-                            )
-                        continue  # a named event this protocol does not define
-                    try:
-                        d = loads(data)
-                    except orjson.JSONDecodeError:
-                        raise bad_json(data, self.name, model_name) from None
+                    if event.__class__ is bytes:
+                        # a plain "data: ..." line, undecoded: orjson reads the bytes themselves
+                        if event == _DONE_BYTES:
+                            return
+                        try:
+                            d = loads(event)
+                        except orjson.JSONDecodeError:
+                            d = _loads_text(event.decode("utf-8", "replace"), name, model_name)
+                    else:
+                        data = event.data  # type: ignore[union-attr]
+                        if data == _DONE:
+                            return
+                        if event.event != "message":  # type: ignore[union-attr]
+                            if event.event == "error":  # type: ignore[union-attr]
+                                raise error_from_payload(
+                                    _loads_or_text(data),
+                                    provider=self.name,
+                                    model=model_name,
+                                    context="error event in stream",
+                                )
+                            continue  # a named event this protocol does not define
+                        d = _loads_text(data, name, model_name)
                     if type(d) is not dict:
-                        raise bad_json(data, self.name, model_name)
+                        raise bad_json(_text_of(event), self.name, model_name)
                     # cheap check; only chunks that may need fixing pay for the normalizer
                     suspect = "error" in d
                     try:
@@ -352,6 +362,18 @@ def _azure_url(url: str, base: str, request: ChatRequest) -> str:
     if version and "api-version=" not in url:
         url += ("&" if "?" in url else "?") + f"api-version={version}"
     return url
+
+
+def _loads_text(data: str, provider: str, model: str) -> Any:
+    """A data field's JSON (as text: invalid UTF-8 already replaced), or the error naming it."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise bad_json(data, provider, model) from None
+
+
+def _text_of(event: ServerSentEvent | bytes) -> str:
+    return event.decode("utf-8", "replace") if isinstance(event, bytes) else event.data
 
 
 def _loads_or_text(data: str) -> Any:
