@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -102,7 +103,19 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _ctrl_c_interrupts() -> None:
+    """Make Ctrl-C stop the answer at a terminal, even if SIGINT was ignored when we started.
+
+    A shell without job control (a script's ``cmd &``, some CI runners and supervisors) starts
+    its children with SIGINT ignored, and Python then never raises ``KeyboardInterrupt``: the
+    user's Ctrl-C would do nothing. At a terminal, the person typing is the one to obey.
+    """
+    if sys.stdin is not None and sys.stdin.isatty() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _chat(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _ctrl_c_interrupts()
     # A library never configures logging, but a command does: keep stdout for the answer.
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(30),

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,6 +210,24 @@ class TestOneShotInATerminal:
         """A prompt argument keeps the one-shot mode; Ctrl-C there stops the command with status 130."""
         child = pexpect.spawn(
             sys.executable, ["-m", "rxllm", "chat", "--mock-delay", "0.5", LONG], env=ENV, encoding="utf-8", timeout=20
+        )
+        children.append(child)
+
+        child.expect_exact("one two")
+        child.sendintr()
+        child.expect_exact("rxllm: interrupted")
+
+        assert finish(child) == 130
+
+    def test_ctrl_c_works_when_started_with_sigint_ignored(self, children: list[pexpect.spawn]) -> None:
+        """Started by a shell that ignores SIGINT (no job control), Ctrl-C at the terminal still stops it."""
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "rxllm", "chat", "--mock-delay", "0.5", LONG],
+            env=ENV,
+            encoding="utf-8",
+            timeout=20,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
         children.append(child)
 
