@@ -87,12 +87,13 @@ class PullableObservable(Observable[T]):
     """An Observable whose items an exclusive consumer may pull straight from the source.
 
     :func:`from_async_iterable` returns one (no steps), and an operator that can run as a
-    :class:`PullStep` keeps it pullable by returning ``source.with_step(open_step)``.
+    :class:`PullStep` keeps it pullable by returning ``source.with_step(subscribe, open_step)``.
     Subscribing works as for any Observable. But an edge that is the subscription's only
     consumer (:func:`rxllm.adapters.to_async_iterator`) need not subscribe at all: it calls
     :attr:`factory`, iterates the async iterable itself and runs the steps inline, one call
-    per step per item, with no pump task, no observer chain and no hand-over buffer. Both
-    ways deliver the same items, errors and completion, and dispose the same way.
+    per step per item, with no observer chain (and, pulling from the consumer's task, no pump
+    task and no hand-over buffer). Both ways deliver the same items, errors and completion,
+    and dispose the same way.
 
     Args:
         subscribe: The Observable subscription (the general path).
