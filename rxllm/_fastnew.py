@@ -89,8 +89,11 @@ def _refusal(cls: type[Any]) -> str | None:
 def mutable_sibling(cls: type[Any]) -> type[Any]:
     """The verified mutable sibling of ``cls``: ``sibling(*values)`` then ``obj.__class__ = cls``.
 
-    For generated code that inlines :func:`positional_new`'s two steps (one call less per
-    object). The same checks as :func:`positional_new` apply.
+    For generated code that inlines :func:`positional_new`'s steps: ``sibling(*values)``, or
+    ``object.__new__(sibling)`` and a store of every slot in the generated code's own frame (no
+    call at all), then the class swap. Code that allocates blank siblings must store every
+    field before the swap (:func:`rxllm._wire.verify` checks the generated decoders do). The
+    same checks as :func:`positional_new` apply.
 
     Raises:
         TypeError: As :func:`positional_new`.

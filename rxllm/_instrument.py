@@ -28,6 +28,7 @@ from reactivex.disposable import CompositeDisposable, Disposable
 from rxllm._log import get_logger
 from rxllm.errors import APIError, InternalServerError
 from rxllm.settings import check_repeated_chunk_limit, settings
+from rxllm.streams import PullableObservable
 from rxllm.types import ChatCompletionChunk, ModelResponse
 
 __all__ = ["CallInfo", "instrument"]
@@ -49,82 +50,129 @@ class CallInfo:
     response: ModelResponse | None = None
 
 
+class _Run:
+    """One subscription's instrumentation, as a :class:`~rxllm.streams.PullStep`.
+
+    The Observable path (``instrument``'s subscribe) and an exclusive consumer pulling the
+    source (:func:`rxllm.adapters.to_async_iterator`) drive this same object, so the rebuilt
+    response, the partial response on errors and the callbacks are one code path.
+
+    Raises:
+        ValueError: At construction, for a bad ``rxllm.REPEATED_STREAMING_CHUNK_LIMIT`` (the
+            stream then fails before any request).
+    """
+
+    __slots__ = ("add", "builder", "check", "ended", "info", "start")
+
+    def __init__(self, info: CallInfo, detect_repeats: bool) -> None:
+        from rxllm.builder import ResponseBuilder
+        from rxllm.operators._detect_repeated_chunks import RepeatTracker
+
+        self.info = info
+        self.check = (
+            RepeatTracker(check_repeated_chunk_limit(settings.repeated_chunk_limit)).check if detect_repeats else None
+        )
+        self.builder = ResponseBuilder(messages=info.messages)
+        self.add = self.builder.add
+        self.start = datetime.datetime.now()
+        self.ended = False
+
+    def next(self, chunk: ChatCompletionChunk) -> Exception | None:
+        """Fold in one chunk; the error (through :meth:`fail`) when it repeats once too often."""
+        if self.ended:
+            return None
+        check = self.check
+        if check is not None:
+            repeated = check(chunk)
+            if repeated is not None:
+                return self.fail(
+                    InternalServerError(
+                        f"The model is repeating the same chunk = {repeated}.",
+                        llm_provider=self.info.llm_provider,
+                        model=chunk.model or None,
+                    )
+                )
+        self.add(chunk)  # chunks are validated at the provider boundary
+        return None
+
+    def fail(self, exc: Exception) -> Exception:
+        """Attach the partial response (to a copy of an ``APIError``), fire ``failure_callback``."""
+        self.ended = True
+        info = self.info
+        try:
+            partial = self.builder.build(partial=True)
+        except Exception:  # a partial response is a courtesy; never fail the stream for it
+            from rxllm.builder import ResponseBuilder
+
+            partial = ResponseBuilder(messages=info.messages).build(partial=True)
+        if isinstance(exc, APIError):
+            exc = exc.with_partial_response(partial)  # a copy: never mutate a shared error
+        _fire(info, "failure", partial, self.start, exception=exc)
+        return exc
+
+    def complete(self) -> Exception | None:
+        """Build the response, set ``info.response``, fire ``success_callback`` (or fail, if building fails)."""
+        try:
+            response = self.builder.build()
+        except Exception as exc:
+            return self.fail(exc)
+        self.ended = True
+        self.info.response = response
+        _fire(self.info, "completed", response, self.start)
+        return None
+
+    def dispose(self) -> None:
+        """The consumer stopped early: fire ``success_callback`` with the ``cancelled`` outcome."""
+        if not self.ended:
+            self.ended = True
+            _fire(self.info, "cancelled", self.builder.build(partial=True), self.start)
+
+
 def instrument(
     info: CallInfo, *, detect_repeats: bool = False
 ) -> Callable[[Observable[ChatCompletionChunk]], Observable[ChatCompletionChunk]]:
     """Rebuild the response as chunks pass, attach it to errors, and fire the callbacks once.
 
     ``detect_repeats``: also do ``detect_repeated_chunks``' work (the module limit, read at
-    subscription) in the same observer, instead of one more layer per chunk.
+    subscription) in the same observer, instead of one more layer per chunk. On a
+    :class:`~rxllm.streams.PullableObservable` the result is one too (the instrumentation
+    as a fused step), so an exclusive consumer pulls the provider directly.
     """
 
     def operator(source: Observable[ChatCompletionChunk]) -> Observable[ChatCompletionChunk]:
         def subscribe(
             observer: abc.ObserverBase[ChatCompletionChunk], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            from rxllm.builder import ResponseBuilder
-            from rxllm.operators._detect_repeated_chunks import RepeatTracker
-
-            check = None
-            if detect_repeats:
-                try:
-                    check = RepeatTracker(check_repeated_chunk_limit(settings.repeated_chunk_limit)).check
-                except ValueError as exc:
-                    observer.on_error(exc)
-                    return Disposable()  # never subscribe: that would start a request for nothing
-            builder = ResponseBuilder(messages=info.messages)
-            add = builder.add
-            start = datetime.datetime.now()
-            ended = False
+            try:
+                run = _Run(info, detect_repeats)
+            except ValueError as exc:
+                observer.on_error(exc)
+                return Disposable()  # never subscribe: that would start a request for nothing
 
             def on_next(chunk: ChatCompletionChunk) -> None:
-                if ended:
+                if run.ended:
                     return
-                if check is not None:
-                    repeated = check(chunk)
-                    if repeated is not None:
-                        on_error(
-                            InternalServerError(
-                                f"The model is repeating the same chunk = {repeated}.",
-                                llm_provider=info.llm_provider,
-                                model=chunk.model or None,
-                            )
-                        )
-                        return
-                add(chunk)  # chunks are validated at the provider boundary
+                error = run.next(chunk)
+                if error is not None:
+                    observer.on_error(error)
+                    return
                 observer.on_next(chunk)
 
             def on_error(exc: Exception) -> None:
-                nonlocal ended
-                ended = True
-                try:
-                    partial = builder.build(partial=True)
-                except Exception:  # a partial response is a courtesy; never fail the stream for it
-                    partial = ResponseBuilder(messages=info.messages).build(partial=True)
-                if isinstance(exc, APIError):
-                    exc = exc.with_partial_response(partial)  # a copy: never mutate a shared error
-                _fire(info, "failure", partial, start, exception=exc)
-                observer.on_error(exc)
+                observer.on_error(run.fail(exc))
 
             def on_completed() -> None:
-                nonlocal ended
-                try:
-                    response = builder.build()
-                except Exception as exc:
-                    on_error(exc)
-                    return
-                ended = True
-                info.response = response
-                _fire(info, "completed", response, start)
-                observer.on_completed()
-
-            def on_dispose() -> None:
-                if not ended:
-                    _fire(info, "cancelled", builder.build(partial=True), start)
+                error = run.complete()
+                if error is not None:
+                    observer.on_error(error)
+                else:
+                    observer.on_completed()
 
             subscription = source.subscribe(on_next, on_error, on_completed, scheduler=scheduler)
-            return CompositeDisposable(subscription, Disposable(on_dispose))
+            return CompositeDisposable(subscription, Disposable(run.dispose))
 
+        if isinstance(source, PullableObservable):
+            return source.with_step(subscribe, lambda: _Run(info, detect_repeats))
         return Observable(subscribe)
 
     return operator

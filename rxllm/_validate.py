@@ -67,6 +67,22 @@ def _delta_problem(d: Any, where: str) -> str | None:
         if tcs.__class__ is not tuple:
             return f"{where}.tool_calls must be a list, got {describe(tcs)}"
         for j, tc in enumerate(tcs):
+            if tc.__class__ is ToolCallDelta:  # the sound case in identity checks; words only for a fault
+                i, tid, kind, fn = tc.index, tc.id, tc.type, tc.function
+                if (
+                    (i is None or (i.__class__ is _INT and i >= 0))
+                    and (tid is None or tid.__class__ is _STR)
+                    and (kind is None or kind.__class__ is _STR)
+                    and (
+                        fn is None
+                        or (
+                            fn.__class__ is FunctionDelta
+                            and (fn.name is None or fn.name.__class__ is _STR)
+                            and (fn.arguments is None or fn.arguments.__class__ is _STR)
+                        )
+                    )
+                ):
+                    continue
             at = f"{where}.tool_calls[{j}]"
             if tc.__class__ is not ToolCallDelta:
                 return f"{at} must be an object, got {describe(tc)}"

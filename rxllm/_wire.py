@@ -6,7 +6,9 @@ decorated with :func:`wire_class`, which generates, from that table alone:
 
 - ``from_dict(d)``: one ``d.get`` per key, nested objects decoded by the nested class's
   generated decoder, unknown keys into ``extra`` (the shared empty mapping when there are none),
-  built through :func:`rxllm._fastnew.mutable_sibling` (slot stores) where the class allows it;
+  built in the decoder's own frame where the class allows it (a blank
+  :func:`rxllm._fastnew.mutable_sibling` from ``object.__new__``, one slot store per field, the
+  class swap: no constructor call), a one-element list without a list comprehension;
 - ``to_dict()``: the wire dict back, losslessly (``extra`` written back; ``None`` fields left
   out unless the field says ``always``);
 - ``_known`` (the modelled wire keys) and ``_fields`` (the field names, in order).
@@ -170,10 +172,17 @@ def _decoder_name(cls: type[Any]) -> str:
 
 
 def _decode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], ns: dict[str, Any], fast: bool) -> str:
-    """The body of the decoder (after its ``def`` line): ``d`` is the wire dict."""
+    """The body of the decoder (after its ``def`` line): ``d`` is the wire dict.
+
+    A ``fast`` class is built in the decoder's own frame: a blank mutable sibling
+    (``object.__new__``), one slot store per field, then the class swap (no constructor call);
+    any other class through its attrs ``__init__``.
+    """
     lines = ["    get = d.get"]
+    if fast:
+        lines.append("    o = _onew(_sib)")
     args = []
-    for i, (_name, key, spec, default) in enumerate(rows):
+    for i, (name, key, spec, default) in enumerate(rows):
         v = f"v{i}"
         dname = f"_default{i}"
         ns[dname] = default
@@ -182,7 +191,12 @@ def _decode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], ns: d
         if target is not None:
             ns[_decoder_name(target)] = target._wire_decode
             dec = _decoder_name(target)
-            built = f"tuple([{dec}(x) for x in {v}])" if many else f"{dec}({v})"
+            # one element (one choice, one tool call) needs no list comprehension (a frame in 3.11)
+            built = (
+                f"(({dec}({v}[0]),) if {v}.__class__ is list and len({v}) == 1 else tuple([{dec}(x) for x in {v}]))"
+                if many
+                else f"{dec}({v})"
+            )
             test = f"{v}" if default is not None else f"{v} is not None"
             lines += [f"    {v} = {raw}", f"    {v} = {built} if {test} else {dname}"]
         elif spec.kind == Kind.ATOM:
@@ -208,13 +222,18 @@ def _decode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], ns: d
             lines.append(f"    {v} = bool({raw})")
         else:
             raise TypeError(f"wire_class: {cls.__name__}.{key}: unknown kind {spec.kind!r}")
+        if fast:
+            last = lines[-1]
+            if last.startswith(f"    {v} = "):  # the value's last expression: store it directly
+                lines[-1] = f"    o.{name} = " + last[len(f"    {v} = ") :]
+            else:
+                lines.append(f"    o.{name} = {v}")
         args.append(v)
-    lines += [
-        "    extra = _EMPTY if d.keys() <= _known else {k: x for k, x in d.items() if k not in _known}",
-        f"    o = _new({', '.join([*args, 'extra'])})",
-    ]
-    if fast:  # rxllm._fastnew's mutable sibling: swap in the frozen class
-        lines.append("    o.__class__ = _cls")
+    extra = "_EMPTY if d.keys() <= _known else {k: x for k, x in d.items() if k not in _known}"
+    if fast:  # rxllm._fastnew's mutable sibling, filled in place: swap in the frozen class
+        lines += [f"    o.extra = {extra}", "    o.__class__ = _cls"]
+    else:
+        lines += [f"    extra = {extra}", f"    o = _new({', '.join([*args, 'extra'])})"]
     lines.append("    return o")
     return "\n".join(lines) + "\n"
 
@@ -273,7 +292,9 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
             "_EMPTY": EMPTY,
             "_known": known,
             "_dumps": orjson.dumps,
-            "_new": mutable_sibling(cls) if fast else cls,
+            "_new": cls,
+            "_sib": mutable_sibling(cls) if fast else None,
+            "_onew": object.__new__,
             "_cls": cls,
         }
         body = _decode_source(cls, rows, ns, fast)
@@ -395,7 +416,11 @@ def verify(cls: type[Any]) -> None:
     if type(obj) is not cls:
         raise TypeError(f"wire_class: {cls.__name__}.from_dict built a {type(obj).__name__}")
     for name, key, spec, _default in rows:
-        got, want = getattr(obj, name), _expected(spec, probe[key])
+        try:
+            got = getattr(obj, name)
+        except AttributeError:
+            raise TypeError(f"wire_class: {cls.__name__}.from_dict leaves field {name!r} unset") from None
+        want = _expected(spec, probe[key])
         if got != want:
             raise TypeError(f"wire_class: {cls.__name__}.{name} reads {got!r} from key {key!r}, expected {want!r}")
     shown = {key: probe[key] for _, key, spec, _ in rows if spec.hidden}

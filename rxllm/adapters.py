@@ -11,6 +11,14 @@ it subscribed (:func:`rxllm.stream` and everything built on :func:`from_async_it
 stop pulling from the provider, so the socket is not read until the consumer catches up;
 the event loop is never blocked. ``pull=True`` needs no buffer: it reads on demand.
 
+The async edge pulls straight from the source when it can: an Observable made by
+:func:`~rxllm.streams.from_async_iterable` (:func:`rxllm.stream` is one), or one with only
+fused steps after it (``acompletion``'s instrumentation), is a
+:class:`~rxllm.streams.PullableObservable`, and since each subscription to it is the
+iterator's alone, the iterator iterates the source itself and runs the steps inline: per
+item, one ``await`` of the source and one call per step (no pump task, observer chain or
+hand-over buffer). Items, errors, completion and disposal are those of a subscription.
+
 The observer side holds only a small channel object, never the iterator, so dropping the
 iterator really does let it be collected and the upstream request be cancelled.
 """
@@ -21,16 +29,27 @@ import asyncio
 import contextlib
 import queue
 import threading
+from asyncio import current_task
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from reactivex import Observable, abc
 
-from rxllm.errors import as_api_error
+from rxllm._log import get_logger
+from rxllm.errors import APIError, as_api_error
 from rxllm.loop import get_loop, in_loop_thread
-from rxllm.streams import FlowControl, PullSource, flow_control, pulling
+from rxllm.streams import (
+    FlowControl,
+    PullableObservable,
+    PullSource,
+    PullStep,
+    _aclose,
+    flow_control,
+    pulling,
+    track_pump,
+)
 from rxllm.types import ChatCompletionChunk
 
 __all__ = [
@@ -79,6 +98,8 @@ def _resolve_limit(max_buffer: int | None) -> int:
 T = TypeVar("T")
 
 _NEXT, _ERROR, _DONE = 0, 1, 2
+
+_log = get_logger("rxllm.adapters")
 
 
 class _SubscriptionSlot:
@@ -221,7 +242,11 @@ def to_iterator(source: Observable[T], *, max_buffer: int | None = None) -> Bloc
 
 
 class _Channel(Generic[T]):
-    """The observer side of an async iterator: a buffer and one waiter, on one loop."""
+    """The observer side of an async iterator: a buffer and one waiter, on one loop.
+
+    Everything happens on the loop's thread (items emitted on another thread are handed
+    over first), so the flow accounting needs no lock.
+    """
 
     __slots__ = ("buffer", "flow", "loop", "thread_id", "waiter")
 
@@ -239,9 +264,12 @@ class _Channel(Generic[T]):
             self._push(item)
 
     def push_next(self, value: Any) -> None:
+        if threading.get_ident() != self.thread_id:
+            self.loop.call_soon_threadsafe(self.push_next, value)
+            return
         n = approximate_size(value)
-        self.flow.add(n)
-        self.push((_NEXT, value, n))
+        self.flow.size += n  # FlowControl.add_here, inlined
+        self._push((_NEXT, value, n))
 
     def _push(self, item: tuple[int, Any, int]) -> None:
         self.buffer.append(item)
@@ -250,6 +278,246 @@ class _Channel(Generic[T]):
             self.waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+
+class _DirectPull:
+    """An exclusive consumer's pull of a :class:`~rxllm.streams.PullableObservable`, without subscribing.
+
+    The source's iterator (made on the first :meth:`next`) and its steps' states, opened at
+    construction, downstream first, as subscriptions are: a step that refuses to open ends
+    the stream before any request, its error passed through the steps below it. The rules
+    are :class:`~rxllm.streams.PullSource`'s: the iterator's own error passes through the
+    steps as it is, an exception a step raises reaches the steps typed, and what reaches
+    the consumer is always typed; the iterator is closed when the stream ends, fails or is
+    disposed; a disposal while the consumer waits for the source (another task's
+    ``aclose()``) ends the wait silently.
+    """
+
+    __slots__ = (
+        "anext",
+        "cancels",
+        "closed",
+        "ended",
+        "factory",
+        "finished",
+        "head",
+        "iterator",
+        "loop",
+        "nexts",
+        "puller",
+        "steps",
+        "thread_id",
+    )
+
+    def __init__(self, source: PullableObservable[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.factory: Callable[[], AsyncIterable[Any]] = source.factory
+        self.loop = loop
+        self.thread_id = threading.get_ident()
+        self.iterator: AsyncIterator[Any] | None = None
+        self.anext: Callable[[], Awaitable[Any]] | None = None
+        #: The outcome taken before the consumer asked for it (``peek``, a step refusing to open).
+        self.head: tuple[int, Any] | None = None
+        self.ended = False  # the steps have seen the end or an error
+        self.finished = False  # nothing more to deliver after ``head``
+        self.closed = False  # the iterator is closed (or never made)
+        self.puller: asyncio.Task[Any] | None = None  # the task awaiting the source right now
+        self.cancels = 0  # cancellations of the puller that are disposals
+        self.steps: list[PullStep[Any]] = []
+        openers = source.steps
+        for i in range(len(openers) - 1, -1, -1):
+            try:
+                self.steps.insert(0, openers[i]())
+            except Exception as exc:
+                self.head = (_ERROR, as_api_error(self._fail_from(0, exc)))
+                self.ended = self.finished = self.closed = True
+                break
+        self.nexts = tuple(step.next for step in self.steps)
+
+    # ------------------------------------------------------------------ the steps
+
+    def _fail_from(self, start: int, exc: Exception) -> Exception:
+        """Pass an error through the steps from ``start`` on; the error that leaves the last."""
+        self.ended = True
+        for step in self.steps[start:]:
+            try:
+                exc = step.fail(exc)
+            except Exception as inner:  # a step's error handler raised: keep the error it was given
+                _log.warning("rxllm.adapters.step_failed", error=repr(inner), original=repr(exc))
+        return exc
+
+    def _complete(self) -> APIError | None:
+        """The iterator finished: complete the steps in order; the consumer's error, if one fails it."""
+        self.ended = True
+        for i, step in enumerate(self.steps):
+            try:
+                error = step.complete()
+            except Exception as exc:
+                error = as_api_error(exc)
+            if error is not None:
+                return as_api_error(self._fail_from(i + 1, error))
+        return None
+
+    def dispose(self) -> None:
+        """The consumer is done: every step hears it, upstream first (steps that ended ignore it)."""
+        self.finished = True
+        steps, self.steps, self.nexts = self.steps, [], ()
+        for step in steps:
+            step.dispose()
+
+    # ------------------------------------------------------------------ pulling
+
+    async def next(self) -> Any:
+        """The next item; ``StopAsyncIteration`` at the end; the stream's error, typed.
+
+        Raises:
+            StopAsyncIteration: At the end, and after an error or a disposal.
+            APIError: The stream's error (once).
+            asyncio.CancelledError: The awaiting task was cancelled (the stream is disposed).
+        """
+        head = self.head
+        if head is not None:
+            self.head = None
+            kind, value = head
+            if kind == _NEXT:
+                return value
+            self.finished = True
+            if kind == _ERROR:
+                raise value
+            raise StopAsyncIteration
+        if self.finished:
+            raise StopAsyncIteration
+        error: APIError | None = None
+        step = self.anext
+        if step is None:
+            try:
+                iterator = self.iterator = aiter(self.factory())
+            except Exception as exc:
+                error = as_api_error(self._fail_from(0, exc))
+            if error is not None:
+                self.closed = True
+                self.dispose()
+                raise error  # outside the except block: nothing in its __context__
+            step = self.anext = iterator.__anext__
+        task = self.puller = current_task(self.loop)  # (with the loop given: no get_running_loop)
+        try:
+            item = await step()
+        except StopAsyncIteration:
+            self.puller = None
+            error = self._complete()
+            if error is None:
+                await self.aclose()
+                self.dispose()
+                raise
+        except asyncio.CancelledError:
+            self.puller = None
+            await self.aclose()
+            self.dispose()
+            if self.cancels and task is not None and task.uncancel() == 0:
+                self.cancels = 0
+                raise StopAsyncIteration from None  # disposed by another task while we waited
+            raise
+        except Exception as exc:
+            self.puller = None
+            error = as_api_error(self._fail_from(0, exc))  # the iterator's own error, through the steps as it is
+        else:
+            self.puller = None
+            if self.finished:  # disposed (by another task) while the item was on its way
+                await self.aclose()
+                raise StopAsyncIteration
+            nexts = self.nexts
+            try:
+                for step_next in nexts:
+                    ended = step_next(item)
+                    if ended is not None:
+                        error = as_api_error(self._fail_from(nexts.index(step_next) + 1, ended))
+                        break
+                else:
+                    return item
+            except Exception as exc:
+                # a step raised: typed, through every step, as a subscription delivers it
+                error = as_api_error(self._fail_from(0, as_api_error(exc)))
+        assert error is not None
+        await self.aclose()
+        self.dispose()
+        raise error  # outside the except blocks: nothing in its __context__
+
+    async def peek(self) -> None:
+        """Take the first outcome (item, end or error) into ``head`` without delivering it."""
+        if self.head is not None or self.finished:
+            return
+        try:
+            item = await self.next()
+        except StopAsyncIteration:
+            self.head = (_DONE, None)
+        except APIError as exc:
+            self.head = (_ERROR, exc)
+        else:
+            self.head = (_NEXT, item)
+
+    def first_error(self) -> BaseException | None:
+        head = self.head
+        return head[1] if head is not None and head[0] == _ERROR else None
+
+    # ------------------------------------------------------------------ closing
+
+    async def aclose(self) -> None:
+        """Close the iterator (awaited); idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.iterator is not None:
+            await _aclose(self.iterator)
+
+    def close_soon(self) -> None:
+        """Close the iterator without waiting for it (from ``__del__`` or a disposal in another task)."""
+        if self.closed or self.iterator is None:
+            self.closed = True
+            return
+        puller = self.puller
+        if puller is not None:
+            # a task waits for the next item: wake it; it closes the iterator itself
+            if not puller.done() and current_task(self.loop) is not puller:
+                self.cancels += 1
+                if threading.get_ident() == self.thread_id:
+                    puller.cancel()
+                else:
+                    self.loop.call_soon_threadsafe(puller.cancel)
+            return
+        self.closed = True
+        if threading.get_ident() == self.thread_id:
+            _start_closing(self.loop, self.iterator)
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(_start_closing, self.loop, self.iterator)
+
+
+def _start_closing(loop: asyncio.AbstractEventLoop, iterator: AsyncIterator[Any]) -> None:
+    if loop.is_closed():
+        return
+    _CLOSING.add(task := loop.create_task(_aclose(iterator)))
+    task.add_done_callback(_CLOSING.discard)
+
+
+async def _pump_direct(direct: _DirectPull, channel: _Channel[Any]) -> None:
+    """A pump for the default (buffered) mode: the direct pull, into the channel, paced by its flow."""
+    push = channel._push
+    flow = channel.flow
+    try:
+        while True:
+            try:
+                item = await direct.next()
+            except StopAsyncIteration:
+                push((_DONE, None, 0))
+                return
+            except APIError as exc:
+                push((_ERROR, exc, 0))
+                return
+            n = approximate_size(item)
+            flow.size += n  # FlowControl.add_here, inlined: the pump runs on the channel's loop
+            push((_NEXT, item, n))
+            if flow.size > flow.limit:
+                await flow.wait()  # the consumer holds enough: stop reading the socket
+    except asyncio.CancelledError:
+        await direct.aclose()  # disposal: silent
 
 
 class AsyncStreamIterator(AsyncIterator[T]):
@@ -263,6 +531,12 @@ class AsyncStreamIterator(AsyncIterator[T]):
     :func:`~rxllm.streams.from_async_iterable` source subscribed while it starts is pulled
     from the consumer's own task, item by item, instead of by a pump task (one task wake-up
     per item instead of two). Do not use it on a source shared with other subscribers.
+
+    A :class:`~rxllm.streams.PullableObservable` (``rxllm.stream()``, anything from
+    :func:`~rxllm.streams.from_async_iterable`, ``acompletion``'s pipeline) is not
+    subscribed at all: its subscription could only ever be this iterator's, so the source
+    is iterated directly, its fused steps run inline (from the consumer's task with
+    ``pull=True``; else from a pump task filling the buffer, as for any source).
     """
 
     def __init__(self, source: Observable[T], *, pull: bool = False, max_buffer: int | None = None) -> None:
@@ -271,14 +545,24 @@ class AsyncStreamIterator(AsyncIterator[T]):
         self._pull_enabled = pull
         self._pull: PullSource[Any] | None = None
         self._channel: _Channel[T] | None = None
+        self._direct: _DirectPull | None = None
+        self._pump: asyncio.Task[None] | None = None
         self._slot = _SubscriptionSlot()
         self._finished = False
 
     def start(self) -> None:
         """Subscribe now (idempotent); must be called with a running loop."""
-        if self._channel is not None:
+        if self._channel is not None or self._direct is not None:
             return
-        channel: _Channel[T] = _Channel(asyncio.get_running_loop(), self._limit)
+        source = self._source
+        if source.__class__ is PullableObservable:
+            loop = asyncio.get_running_loop()
+            direct = self._direct = _DirectPull(source, loop)
+            if not self._pull_enabled:
+                channel = self._channel = _Channel(loop, self._limit)
+                self._pump = track_pump(loop.create_task(_pump_direct(direct, channel)))
+            return
+        channel = _Channel(asyncio.get_running_loop(), self._limit)
         self._channel = channel
         push = channel.push
         try:
@@ -305,6 +589,17 @@ class AsyncStreamIterator(AsyncIterator[T]):
     def __aiter__(self) -> AsyncStreamIterator[T]:
         return self
 
+    def __anext__(self) -> Awaitable[T]:
+        # a plain method returning the one coroutine that does the work (no await layer more)
+        if self._channel is None:
+            direct = self._direct
+            if direct is None and not self._finished:
+                self.start()
+                direct = self._direct
+            if direct is not None and self._channel is None:
+                return direct.next()
+        return self._next_channel()
+
     async def _fill(self) -> deque[tuple[int, Any, int]]:
         """Wait until the buffer holds something: pull from an adopted source, else wait."""
         if self._channel is None:
@@ -327,7 +622,7 @@ class AsyncStreamIterator(AsyncIterator[T]):
             raise
         return buffer
 
-    async def __anext__(self) -> T:
+    async def _next_channel(self) -> T:
         if self._finished:
             raise StopAsyncIteration
         channel = self._channel
@@ -335,7 +630,7 @@ class AsyncStreamIterator(AsyncIterator[T]):
         kind, value, n = buffer.popleft()
         if kind == _NEXT:
             if channel is not None and n:
-                channel.flow.release(n)
+                channel.flow.release_here(n)
             return value  # type: ignore[no-any-return]
         self._finish()
         if kind == _ERROR:
@@ -344,13 +639,22 @@ class AsyncStreamIterator(AsyncIterator[T]):
 
     async def peek_ready(self) -> None:
         """Wait until the first item, error or completion has arrived (without taking it)."""
-        if not self._finished:
+        if self._finished:
+            return
+        if self._channel is None and self._direct is None:
+            self.start()
+        direct = self._direct
+        if direct is not None and self._channel is None:
+            await direct.peek()
+        else:
             await self._fill()
 
     def first_error(self) -> BaseException | None:
         """The error at the head of the buffer, if the stream failed before any item."""
         channel = self._channel
-        if channel is not None and channel.buffer and channel.buffer[0][0] == _ERROR:
+        if channel is None:
+            return self._direct.first_error() if self._direct is not None else None
+        if channel.buffer and channel.buffer[0][0] == _ERROR:
             exc: BaseException = channel.buffer[0][1]
             return exc
         return None
@@ -358,6 +662,16 @@ class AsyncStreamIterator(AsyncIterator[T]):
     async def aclose(self) -> None:
         """Stop early: dispose the subscription, and close a pulled source before returning."""
         source, self._pull = self._pull, None
+        direct = self._direct
+        if direct is not None and self._pump is None:
+            self._finished = True
+            direct.head = None
+            direct.dispose()
+            if direct.puller is None:
+                await direct.aclose()
+            else:
+                direct.close_soon()  # the consumer waits in another task: it closes the iterator
+            return
         self._finish()
         if source is not None:
             await source.aclose()
@@ -367,6 +681,19 @@ class AsyncStreamIterator(AsyncIterator[T]):
         channel = self._channel
         if channel is not None:
             channel.flow.close()
+        direct = self._direct
+        if direct is not None:
+            direct.head = None
+            direct.dispose()
+            pump = self._pump
+            if pump is None:
+                direct.close_soon()
+            elif not pump.done() and current_task(direct.loop) is not pump:
+                if threading.get_ident() == direct.thread_id:
+                    pump.cancel()  # the pump closes the iterator
+                else:
+                    direct.loop.call_soon_threadsafe(pump.cancel)
+            return
         self._slot.dispose()
         source = self._pull
         if source is not None and not source.closed:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -364,8 +364,8 @@ class AsyncCompletionStream(AsyncIterator[ChatCompletionChunk]):
     def __aiter__(self) -> AsyncCompletionStream:
         return self
 
-    async def __anext__(self) -> ChatCompletionChunk:
-        return await self._iterator.__anext__()
+    def __anext__(self) -> Awaitable[ChatCompletionChunk]:
+        return self._iterator.__anext__()  # the edge's own awaitable: no await layer more per chunk
 
     async def aclose(self) -> None:
         """Cancel the request if it is still streaming."""

@@ -135,6 +135,24 @@ class SSEDecoder:
         Raises:
             SSEEventTooLargeError: When an unfinished event exceeds ``max_event_size``.
         """
+        return self._feed(chunk, False)  # type: ignore[return-value]
+
+    def feed_raw(self, chunk: bytes) -> list[ServerSentEvent | bytes]:
+        """As :meth:`feed`, but a plain one-line ``data: ...`` event comes as its data's raw bytes.
+
+        For consumers that parse the data themselves (``orjson.loads`` takes bytes) and need
+        neither the text nor the event's type and id (a plain ``data:`` line is always a
+        ``message``): no decoding to ``str`` and no :class:`ServerSentEvent` per event. Every
+        other event (named, multi-line, with an ``id``...) still comes as a
+        :class:`ServerSentEvent`. The bytes are the line after ``"data: "``, undecoded (invalid
+        UTF-8 is the consumer's to handle; :meth:`feed` replaces it).
+
+        Raises:
+            SSEEventTooLargeError: When an unfinished event exceeds ``max_event_size``.
+        """
+        return self._feed(chunk, True)
+
+    def _feed(self, chunk: bytes, raw: bool) -> list[ServerSentEvent | bytes]:
         if self._bom_pending:
             if self._pending:
                 chunk = b"".join(self._pending) + chunk
@@ -174,7 +192,7 @@ class SSEDecoder:
         else:
             buf = chunk
 
-        events: list[ServerSentEvent] = []
+        events: list[ServerSentEvent | bytes] = []
         append = events.append
         find = buf.find
         size = len(buf)
@@ -190,7 +208,10 @@ class SSEDecoder:
                 if nl - pos > limit:
                     self._too_large(nl - pos)
                 if buf.startswith(b"data: ", pos):
-                    append(ServerSentEvent(buf[pos + 6 : nl].decode("utf-8", "replace"), "message", last_id))
+                    if raw:
+                        append(buf[pos + 6 : nl])
+                    else:
+                        append(ServerSentEvent(buf[pos + 6 : nl].decode("utf-8", "replace"), "message", last_id))
                 elif nl > pos:
                     event = self._parse_block(buf[pos:nl])
                     if event is not None:

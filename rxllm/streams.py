@@ -13,9 +13,8 @@ import contextlib
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
@@ -23,11 +22,22 @@ from rxllm._log import get_logger
 from rxllm.errors import as_api_error
 from rxllm.loop import get_loop
 
-__all__ = ["FlowControl", "PullSource", "flow_control", "from_async_iterable", "live_pump_tasks", "pulling"]
+__all__ = [
+    "FlowControl",
+    "PullSource",
+    "PullStep",
+    "PullableObservable",
+    "flow_control",
+    "from_async_iterable",
+    "live_pump_tasks",
+    "pulling",
+    "track_pump",
+]
 
 _log = get_logger("rxllm.streams")
 
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 
 # asyncio keeps only weak references to tasks; these are the pumps alive right now.
 _PUMPS: set[asyncio.Task[None]] = set()
@@ -41,6 +51,75 @@ _FLOW: ContextVar[FlowControl | None] = ContextVar("rxllm_flow", default=None)
 def live_pump_tasks() -> int:
     """How many pump tasks are running (for leak tests and diagnostics)."""
     return sum(1 for t in list(_PUMPS) if not t.done())
+
+
+def track_pump(task: asyncio.Task[None]) -> asyncio.Task[None]:
+    """Keep a pump task alive until it ends, counted by :func:`live_pump_tasks`; returns it."""
+    _PUMPS.add(task)
+    task.add_done_callback(_PUMPS.discard)
+    return task
+
+
+class PullStep(Protocol[T_contra]):
+    """One subscription's state of a per-item step fused into a :class:`PullableObservable`.
+
+    The step sees every item, the end and the error exactly as an operator's observer would,
+    but returns instead of pushing: whoever drives the chain (an Observable subscription or
+    an exclusive consumer pulling the source, see :class:`PullableObservable`) passes the
+    item on, or the error it returns. A step never changes items; it watches them and may end
+    the stream with an error.
+    """
+
+    def next(self, item: T_contra) -> Exception | None:
+        """Take one item; ``None`` passes it on, an exception (already through :meth:`fail`) ends the stream."""
+
+    def fail(self, exc: Exception) -> Exception:
+        """The stream failed upstream with ``exc``: the error as it leaves this step."""
+
+    def complete(self) -> Exception | None:
+        """The stream completed; an exception (already through :meth:`fail`) fails it instead."""
+
+    def dispose(self) -> None:
+        """The consumer stopped early (also called after an end, when it must do nothing)."""
+
+
+class PullableObservable(Observable[T]):
+    """An Observable whose items an exclusive consumer may pull straight from the source.
+
+    :func:`from_async_iterable` returns one (no steps), and an operator that can run as a
+    :class:`PullStep` keeps it pullable by returning ``source.with_step(subscribe, open_step)``.
+    Subscribing works as for any Observable. But an edge that is the subscription's only
+    consumer (:func:`rxllm.adapters.to_async_iterator`) need not subscribe at all: it calls
+    :attr:`factory`, iterates the async iterable itself and runs the steps inline, one call
+    per step per item, with no observer chain (and, pulling from the consumer's task, no pump
+    task and no hand-over buffer). Both ways deliver the same items, errors and completion,
+    and dispose the same way.
+
+    Args:
+        subscribe: The Observable subscription (the general path).
+        factory: Makes the source's async iterable, once per subscription.
+        steps: Per-subscription step openers, upstream first: each returns the step's state
+            for one subscription, or raises when that subscription fails at once (its
+            exception then goes downstream, and no request is made).
+    """
+
+    def __init__(
+        self,
+        subscribe: Callable[[abc.ObserverBase[T], abc.SchedulerBase | None], abc.DisposableBase],
+        factory: Callable[[], AsyncIterable[Any]],
+        steps: tuple[Callable[[], PullStep[Any]], ...] = (),
+    ) -> None:
+        super().__init__(subscribe)
+        self.factory = factory
+        self.steps = steps
+
+    def with_step(
+        self,
+        subscribe: Callable[[abc.ObserverBase[T], abc.SchedulerBase | None], abc.DisposableBase],
+        open_step: Callable[[], PullStep[Any]],
+    ) -> PullableObservable[T]:
+        """This Observable with one more step: ``subscribe`` for the general path, ``open_step`` for pulling."""
+        return PullableObservable(subscribe, self.factory, (*self.steps, open_step))
 
 
 def from_async_iterable(factory: Callable[[], AsyncIterable[T]]) -> Observable[T]:
@@ -59,7 +138,9 @@ def from_async_iterable(factory: Callable[[], AsyncIterable[T]]) -> Observable[T
     The pump runs on the running loop of the subscribing thread; a subscriber with no
     running loop is served by rxllm's background loop (:func:`rxllm.loop.get_loop`), and its
     observer is then called on that loop's thread. A subscription made inside
-    :func:`pulling` has no pump task: its consumer pulls the items (see :class:`PullSource`).
+    :func:`pulling` has no pump task: its consumer pulls the items (see :class:`PullSource`),
+    and an exclusive consumer may skip the subscription altogether: the Observable is a
+    :class:`PullableObservable`.
     """
 
     def subscribe(observer: abc.ObserverBase[T], scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
@@ -101,7 +182,7 @@ def from_async_iterable(factory: Callable[[], AsyncIterable[T]]) -> Observable[T
             loop.call_soon_threadsafe(start)
         return Disposable(state.dispose)
 
-    return reactivex.create(subscribe)
+    return PullableObservable(subscribe, factory)
 
 
 @contextlib.contextmanager
@@ -327,6 +408,19 @@ class FlowControl:
             _wake(waiter)
         else:
             self.loop.call_soon_threadsafe(_wake, waiter)
+
+    def add_here(self, n: int) -> None:
+        """:meth:`add` without the lock, for an edge whose every ``add``/``release`` runs on :attr:`loop`'s thread."""
+        self.size += n
+
+    def release_here(self, n: int) -> None:
+        """:meth:`release` without the lock, on :attr:`loop`'s thread (see :meth:`add_here`)."""
+        size = self.size - n
+        self.size = size = size if size > 0 else 0
+        waiter = self._waiter
+        if waiter is not None and size <= self.limit // 2:
+            self._waiter = None
+            _wake(waiter)
 
     def close(self) -> None:
         """The edge is gone: never hold a pump again."""

@@ -325,3 +325,46 @@ class TestComments:
         assert frame == b": " + text.encode() + b"\n\n"
         assert SSEDecoder().feed(frame + b"data: x\n\n") == [ev("x")]
         assert encode_comment("ping") == SSE_PING
+
+
+def decode_raw(body: bytes, sizes: list[int]) -> tuple[list[ServerSentEvent | bytes], str]:
+    """``feed_raw`` over ``body`` in pieces; the items and the decoder's last event id."""
+    decoder = SSEDecoder()
+    out: list[ServerSentEvent | bytes] = []
+    i = k = 0
+    while i < len(body):
+        n = sizes[k % len(sizes)]
+        out.extend(decoder.feed_raw(body[i : i + n]))
+        i += n
+        k += 1
+    return out, decoder.last_event_id
+
+
+class TestFeedRaw:
+    @settings(max_examples=200, deadline=None)
+    @given(body=st.lists(_atoms, max_size=40).map(b"".join), sizes=st.lists(st.integers(1, 7), min_size=1))
+    def test_raw_items_are_the_events_data(self, body: bytes, sizes: list[int]) -> None:
+        """feed_raw gives feed's events, plain data lines as their undecoded bytes, in any split."""
+        events = decode(body)
+        raw, last_id = decode_raw(body, sizes)
+
+        assert len(raw) == len(events)
+        for item, event in zip(raw, events, strict=True):
+            if isinstance(item, bytes):
+                assert (item.decode("utf-8", "replace"), event.event, event.retry) == (event.data, "message", None)
+            else:
+                assert item == event
+        decoder = SSEDecoder()
+        decoder.feed(body)
+        assert last_id == decoder.last_event_id
+
+    def test_a_plain_data_line_is_bytes_and_others_are_events(self) -> None:
+        """`data: x` comes as b"x"; a named or multi-line event stays a ServerSentEvent."""
+        body = b'data: {"a":1}\n\nevent: ping\ndata: {}\n\ndata: one\ndata: two\n\ndata: [DONE]\n\n'
+
+        assert SSEDecoder().feed_raw(body) == [b'{"a":1}', ev("{}", "ping"), ev("one\ntwo"), b"[DONE]"]
+
+    def test_invalid_utf8_is_left_to_the_consumer(self) -> None:
+        """The raw bytes are not decoded: invalid UTF-8 stays as sent (feed replaces it)."""
+        assert SSEDecoder().feed_raw(b"data: \xff\n\n") == [b"\xff"]
+        assert SSEDecoder().feed(b"data: \xff\n\n") == [ev("\ufffd")]

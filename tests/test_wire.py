@@ -229,6 +229,47 @@ class TestFastConstructorRefuses:
         assert new(1, "x") == Pair(1, "x") and type(new(1, "x")) is Pair
 
 
+class TestFastDecoder:
+    @staticmethod
+    def _fast(**fields: Any) -> type[Any]:
+        body: dict[str, Any] = {"__annotations__": {name: "Any" for name in [*fields, "extra"]}}
+        body.update(fields)
+        body["extra"] = attrs.field(default=EMPTY, hash=False)
+        cls = slotted_base(type("Fast", (types._Wire,), body))
+        return wire_class(fast=True)(attrs.frozen(weakref_slot=False)(cls))
+
+    def test_lists_of_one_and_of_many(self) -> None:
+        """A list of one nested object and a list of several decode alike (one has no comprehension)."""
+        inner = self._fast(v=wire(None))
+        outer = self._fast(many=wire((), kind=(inner,)), name=wire(None))
+
+        one = outer.from_dict({"many": [{"v": 1}], "name": "a"})
+        two = outer.from_dict({"many": [{"v": 1}, {"v": 2}]})
+
+        assert one.many == (inner(1),) and two.many == (inner(1), inner(2)) and outer.from_dict({}).many == ()
+        assert type(one) is outer and type(one.many[0]) is inner
+        assert one.to_dict() == {"many": [{"v": 1}], "name": "a"}
+
+    def test_a_decoder_that_leaves_a_field_unset_fails_verification(self) -> None:
+        """A fast decoder that forgets to store a slot is refused by verify(), naming the field."""
+        cls = self._fast(role=wire(None), content=wire(None))
+        sibling = type(cls._wire_decode({"role": "r"}))  # the frozen class; build a blank one by hand
+        blank_base = cls.__mro__[1]
+
+        def decode(d: Mapping[str, Any]) -> Any:
+            o = object.__new__(type("Blank", (blank_base,), {"__slots__": ()}))
+            o.role = d.get("role")
+            o.extra = EMPTY
+            o.__class__ = sibling
+            return o
+
+        cls._wire_decode = staticmethod(decode)
+        cls.from_dict = classmethod(lambda klass, d: decode(d))
+
+        with pytest.raises(TypeError, match=r"Fast\.from_dict leaves field 'content' unset"):
+            verify(cls)
+
+
 class TestHiddenKeys:
     WIRE = {"id": "c", "choices": [{"index": 0, "delta": {"content": "hi"}}], "obfuscation": "V3a", "x": 1}
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, Final
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any, Final, Literal, overload
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
@@ -469,6 +469,54 @@ def _limit_name(timeout: float | None, stream_timeout: float | None) -> str:
     return "the default stream_timeout"
 
 
+@overload
+def sse_events(
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    provider: str,
+    model: str,
+    timeout: float | None = ...,
+    stream_timeout: float | None = ...,
+    state: SSEBody | None = ...,
+    max_event_size: int = ...,
+    raw_data: Literal[False] = ...,
+) -> AsyncGenerator[list[ServerSentEvent], None]: ...
+
+
+@overload
+def sse_events(
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    provider: str,
+    model: str,
+    timeout: float | None = ...,
+    stream_timeout: float | None = ...,
+    state: SSEBody | None = ...,
+    max_event_size: int = ...,
+    raw_data: Literal[True],
+) -> AsyncGenerator[list[ServerSentEvent | bytes], None]: ...
+
+
+@overload
+def sse_events(
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    provider: str,
+    model: str,
+    timeout: float | None = ...,
+    stream_timeout: float | None = ...,
+    state: SSEBody | None = ...,
+    max_event_size: int = ...,
+    raw_data: bool,
+) -> AsyncGenerator[Sequence[ServerSentEvent | bytes], None]: ...
+
+
 async def sse_events(
     url: str,
     *,
@@ -480,7 +528,8 @@ async def sse_events(
     stream_timeout: float | None = None,
     state: SSEBody | None = None,
     max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
-) -> AsyncGenerator[list[ServerSentEvent], None]:
+    raw_data: bool = False,
+) -> AsyncGenerator[Sequence[ServerSentEvent | bytes], None]:
     """POST ``body`` as JSON and yield the response's server-sent events, a list per network read.
 
     Batches, not single events: one generator hop per read instead of per event keeps the
@@ -506,6 +555,8 @@ async def sse_events(
             between body reads (default ``timeout``, else :data:`DEFAULT_STREAM_TIMEOUT`).
         state: Filled in as the body is read (the decoder, for the caller's end-of-stream checks).
         max_event_size: Passed to :class:`~rxllm.sse.SSEDecoder`.
+        raw_data: Decode with :meth:`~rxllm.sse.SSEDecoder.feed_raw`: plain one-line
+            ``data:`` events come as their data's bytes (for providers that parse JSON bytes).
 
     Raises:
         APIError: The class matching an HTTP error status, with the provider's message; a
@@ -573,13 +624,21 @@ async def sse_events(
         if state is not None:
             state.content_type = resp.headers.get("Content-Type", "")
         pieces = resp.content.iter_any().__aiter__()
+        feed = decoder.feed_raw if raw_data else decoder.feed
+        step = pieces.__anext__
         while True:
-            piece = await _next_piece(pieces, provider, model, client_timeout.sock_read, limit_name)
-            if piece is None:
+            error = None
+            try:
+                piece = await step()  # (inline, not a helper coroutine: one frame less per read)
+            except StopAsyncIteration:
                 break
+            except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+                error = _read_error(exc, provider, model, client_timeout.sock_read, limit_name)
+            if error is not None:
+                raise error  # outside the except block: no aiohttp exception in __context__
             if state is not None and not state.first_bytes:
                 state.first_bytes = piece[:200]
-            events = decoder.feed(piece)
+            events = feed(piece)
             if events:
                 if state is not None:
                     state.events += len(events)
@@ -593,32 +652,23 @@ async def sse_events(
             resp.close()
 
 
-async def _next_piece(
-    pieces: AsyncIterator[bytes], provider: str, model: str, seconds: float | None, limit_name: str
-) -> bytes | None:
-    """The next read of the body (None at its end), with aiohttp's errors turned into ours."""
-    error: APIError
-    try:
-        return await anext(pieces)
-    except StopAsyncIteration:
-        return None
-    except (TimeoutError, aiohttp.ServerTimeoutError):
-        error = Timeout(
+def _read_error(exc: BaseException, provider: str, model: str, seconds: float | None, limit_name: str) -> APIError:
+    """A failed read of the body, as ours: a timeout names the limit, anything else a broken connection."""
+    if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+        return Timeout(
             f"no data from the server for {seconds:g} s while streaming ({limit_name})",
             llm_provider=provider,
             model=model,
         )
-    except aiohttp.ClientPayloadError as exc:
-        error = APIConnectionError(
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return APIConnectionError(
             f"the connection broke mid-stream: {_describe(exc)}", llm_provider=provider, model=model
         )
-    except (aiohttp.ClientError, OSError) as exc:
-        error = APIConnectionError(
-            f"the connection broke mid-stream: {type(exc).__name__}: {_describe(exc)}",
-            llm_provider=provider,
-            model=model,
-        )
-    raise error  # outside the except block: no aiohttp exception in __context__
+    return APIConnectionError(
+        f"the connection broke mid-stream: {type(exc).__name__}: {_describe(exc)}",
+        llm_provider=provider,
+        model=model,
+    )
 
 
 def _redirect_error(resp: aiohttp.ClientResponse, provider: str, model: str) -> APIError:
@@ -699,11 +749,41 @@ def register_request_secrets(request: ChatRequest, url: str, headers: Mapping[st
                 register_secret(value)
 
 
+@overload
 def request_events(
-    request: ChatRequest, *, provider: str, url: str, headers: Mapping[str, str], body: Mapping[str, Any]
-) -> tuple[AsyncGenerator[list[ServerSentEvent], None], SSEBody, str]:
+    request: ChatRequest,
+    *,
+    provider: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    raw_data: Literal[False] = ...,
+) -> tuple[AsyncGenerator[list[ServerSentEvent], None], SSEBody, str]: ...
+
+
+@overload
+def request_events(
+    request: ChatRequest,
+    *,
+    provider: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    raw_data: Literal[True],
+) -> tuple[AsyncGenerator[list[ServerSentEvent | bytes], None], SSEBody, str]: ...
+
+
+def request_events(
+    request: ChatRequest,
+    *,
+    provider: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    raw_data: bool = False,
+) -> tuple[AsyncGenerator[Sequence[ServerSentEvent | bytes], None], SSEBody, str]:
     """Start :func:`sse_events` for one request: the event batches, the body state, and the
-    model name that errors carry (as the caller wrote it)."""
+    model name that errors carry (as the caller wrote it). ``raw_data``: see :func:`sse_events`."""
     model_name = request.original_model or request.model
     register_request_secrets(request, url, headers)
     state = SSEBody(SSEDecoder())
@@ -716,5 +796,6 @@ def request_events(
         timeout=request.timeout,
         stream_timeout=request.stream_timeout,
         state=state,
+        raw_data=raw_data,
     )
     return events, state, model_name

@@ -39,6 +39,7 @@ from rxllm.providers._http import (
     shape_error,
 )
 from rxllm.providers.base import ChatRequest
+from rxllm.sse import ServerSentEvent
 from rxllm.types import ChatCompletionChunk
 
 __all__ = ["RAW_EVENTS", "OpenAICompatibleProvider", "ProviderConfig", "RawEvent", "get_provider"]
@@ -61,14 +62,15 @@ class RawEvent:
 
     Attributes:
         chunk: The chunk last yielded (``None`` before the first).
-        data: Its event's data text, or ``None`` when that is not the chunk as is.
+        data: Its event's data (text, or the undecoded bytes of a plain one-line event), or
+            ``None`` when that is not the chunk as is.
     """
 
     __slots__ = ("chunk", "data")
 
     def __init__(self) -> None:
         self.chunk: ChatCompletionChunk | None = None
-        self.data: str | None = None
+        self.data: str | bytes | None = None
 
 
 #: Set (in the pulling task) to a :class:`RawEvent` to receive each chunk's event data.
@@ -178,6 +180,7 @@ _SHAPE: Final[Shape] = {
 _PLAIN_DELTA: Final = frozenset({"role", "content", "refusal", "reasoning_content", "function_call"})
 _DONE: Final = "[DONE]"
 _CHUNK_OBJECT: Final = "chat.completion.chunk"
+_DONE_BYTES: Final = b"[DONE]"
 
 
 class _Normalizer:
@@ -317,29 +320,40 @@ class OpenAICompatibleProvider:
         normalizer: _Normalizer | None = None
         from_dict = ChatCompletionChunk.from_dict
         loads = orjson.loads
-        events, state, model_name = request_events(request, provider=self.name, url=url, headers=headers, body=body)
+        events, state, model_name = request_events(
+            request, provider=self.name, url=url, headers=headers, body=body, raw_data=True
+        )
         raw = RAW_EVENTS.get()
         async with aclosing(events):
             async for batch in events:
                 for event in batch:
-                    data = event.data
-                    if data == _DONE:
-                        return
-                    if event.event != "message":
-                        if event.event == "error":
-                            raise error_from_payload(
-                                _loads_or_text(data),
-                                provider=self.name,
-                                model=model_name,
-                                context="error event in stream",
-                            )
-                        continue  # a named event this protocol does not define
-                    try:
-                        d = loads(data)
-                    except orjson.JSONDecodeError:
-                        raise bad_json(data, self.name, model_name) from None
+                    text: str | bytes
+                    if event.__class__ is bytes:
+                        # a plain one-line "data: ..." event, undecoded: orjson reads the bytes themselves
+                        if event == _DONE_BYTES:
+                            return
+                        text = event  # type: ignore[assignment]
+                        try:
+                            d = loads(event)
+                        except orjson.JSONDecodeError:
+                            d = _loads_text(event.decode("utf-8", "replace"), name, model_name)
+                    else:
+                        data = event.data  # type: ignore[union-attr]
+                        if data == _DONE:
+                            return
+                        if event.event != "message":  # type: ignore[union-attr]
+                            if event.event == "error":  # type: ignore[union-attr]
+                                raise error_from_payload(
+                                    _loads_or_text(data),
+                                    provider=self.name,
+                                    model=model_name,
+                                    context="error event in stream",
+                                )
+                            continue  # a named event this protocol does not define
+                        d = _loads_text(data, name, model_name)
+                        text = data if "\n" not in data else ""
                     if type(d) is not dict:
-                        raise bad_json(data, self.name, model_name)
+                        raise bad_json(_text_of(event), self.name, model_name)
                     # cheap check; only chunks that may need fixing pay for the normalizer
                     suspect = "error" in d
                     as_is = True  # whether the event's JSON is the chunk (see RawEvent)
@@ -372,14 +386,14 @@ class OpenAICompatibleProvider:
                     if raw is not None:
                         raw.chunk = chunk
                         raw.data = (
-                            data
+                            text
                             if as_is
                             and not suspect
+                            and text
                             and d.get("object") == _CHUNK_OBJECT
                             and "id" in d
                             and "created" in d
                             and type(d.get("choices")) is list
-                            and "\n" not in data
                             else None
                         )
                     d = choice = delta = None  # the parsed tree is not held while the stream waits
@@ -407,6 +421,18 @@ def _azure_url(url: str, base: str, request: ChatRequest) -> str:
     if version and "api-version=" not in url:
         url += ("&" if "?" in url else "?") + f"api-version={version}"
     return url
+
+
+def _loads_text(data: str, provider: str, model: str) -> Any:
+    """A data field's JSON (as text: invalid UTF-8 already replaced), or the error naming it."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise bad_json(data, provider, model) from None
+
+
+def _text_of(event: ServerSentEvent | bytes) -> str:
+    return event.decode("utf-8", "replace") if isinstance(event, bytes) else event.data
 
 
 def _loads_or_text(data: str) -> Any:

@@ -263,7 +263,7 @@ class _Feed:
         *,
         encode: Callable[[ChatCompletionChunk], bytes] | None = None,
         builder: ResponseBuilder | None = None,
-        relay: Callable[[ChatCompletionChunk, str], bytes | None] | None = None,
+        relay: Callable[[ChatCompletionChunk, str | bytes], bytes | None] | None = None,
         chunk_id: str | None = None,
     ) -> None:
         self.loop = loop

@@ -18,7 +18,7 @@ from providers.provider_support import (
     tool_calls,
 )
 
-from rxllm.errors import BadRequestError
+from rxllm.errors import BadRequestError, MalformedStreamError
 from rxllm.providers import ChatRequest, get_provider
 from rxllm.types import ModelResponse
 
@@ -416,6 +416,45 @@ class TestRecordedStreams:
         chunks = await collect("openai", server.url)
 
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hi"
+
+
+class TestRawDataEvents:
+    HEAD = b'{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":'
+
+    async def test_invalid_utf8_in_a_data_line_is_replaced(self, server: ReplayServer) -> None:
+        """Plain data lines are parsed from bytes; invalid UTF-8 still reads as U+FFFD, as from text."""
+        server.reply(b"data: " + self.HEAD + b'{"content":"caf\xff"}}]}\n\ndata: [DONE]\n\n')
+
+        chunks = await collect("openai", server.url)
+
+        assert chunks[0].choices[0].delta.content == "caf\ufffd"
+
+    async def test_a_data_line_that_is_not_json_names_its_text(self, server: ReplayServer) -> None:
+        """A plain data line that is not JSON raises MalformedStreamError quoting the line as text."""
+        server.reply(b"data: not json \xff\n\ndata: [DONE]\n\n")
+
+        with pytest.raises(MalformedStreamError, match="not a JSON object: 'not json \ufffd'"):
+            await collect("openai", server.url)
+
+    async def test_a_json_value_that_is_not_an_object_is_refused(self, server: ReplayServer) -> None:
+        """A plain data line holding a JSON list raises MalformedStreamError quoting it."""
+        server.reply(b"data: [1, 2]\n\ndata: [DONE]\n\n")
+
+        with pytest.raises(MalformedStreamError, match=r"not a JSON object: '\[1, 2\]'"):
+            await collect("openai", server.url)
+
+    async def test_multi_line_and_plain_events_mix(self, server: ReplayServer) -> None:
+        """A data event split over two lines (the general path) and plain ones give the same chunks."""
+        server.reply(
+            b"data: " + self.HEAD + b'{"content":"a"}}]}\n\n'
+            b"data: " + self.HEAD + b'\ndata: {"content":"b"}}]}\n\n'
+            b"id: 7\ndata: " + self.HEAD + b'{"content":"c"}}]}\n\n'
+            b"data: [DONE]\n\n"
+        )
+
+        chunks = await collect("openai", server.url)
+
+        assert [c.choices[0].delta.content for c in chunks] == ["a", "b", "c"]
 
 
 class TestErrorsInStream:

@@ -97,7 +97,7 @@ class ChatEncoder:
                 chunk = attrs.evolve(chunk, usage=None)
         return _HEAD + chunk.to_json() + _TAIL
 
-    def relay(self, chunk: ChatCompletionChunk, data: str) -> bytes | None:
+    def relay(self, chunk: ChatCompletionChunk, data: str | bytes) -> bytes | None:
         """The upstream's own event for ``chunk`` (its ``data`` text), or ``None`` when it must be re-encoded.
 
         The exchange calls this instead of :meth:`chunk` when ``data`` is exactly ``chunk``
@@ -110,7 +110,7 @@ class ChatEncoder:
                 return None
             self.usage_seen = True
         self.last = chunk
-        return _HEAD + data.encode() + _TAIL
+        return _HEAD + (data.encode() if isinstance(data, str) else data) + _TAIL
 
     def end(self, usage: Usage | None) -> bytes:
         """``data: [DONE]``, after an (estimated) usage chunk if the client wants one and got none."""
