@@ -332,7 +332,7 @@ class OpenAICompatibleProvider:
                         # a plain one-line "data: ..." event, undecoded: orjson reads the bytes themselves
                         if event == _DONE_BYTES:
                             return
-                        text = event  # type: ignore[assignment]
+                        text = event
                         try:
                             d = loads(event)
                         except orjson.JSONDecodeError:
