@@ -69,6 +69,18 @@ def _reset_settings() -> Iterator[None]:
     rxllm.failure_callback[:] = failure
 
 
+@pytest.fixture(autouse=True)
+def _unconfigure_structlog() -> Iterator[None]:
+    """A test that configures structlog (an in-process ``rxllm serve``/``chat``, a README example)
+    must not leave it configured: rxllm logs through structlog only where the application did."""
+    import structlog
+
+    was_configured = structlog.is_configured()
+    yield
+    if not was_configured and structlog.is_configured():
+        structlog.reset_defaults()
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server for this test session (skipped, or failed in CI, when absent)."""
