@@ -115,3 +115,21 @@ class TestImportCost:
         )
 
         assert done.stdout.split() == ["False", "False"]
+
+    def test_the_transport_is_imported_at_the_first_request(self) -> None:
+        """``import rxllm`` and a mock completion leave aiohttp unimported; a real request imports it and works."""
+        code = (
+            "import sys, rxllm\n"
+            "before = 'aiohttp' in sys.modules\n"
+            "r = rxllm.completion(model='mock/echo', messages=[{'role': 'user', 'content': 'lazy transport'}])\n"
+            "mock = 'aiohttp' in sys.modules\n"
+            "try:\n"
+            "    rxllm.completion(model='openai/x', api_base='http://127.0.0.1:9', api_key='k', num_retries=0,\n"
+            "                     messages=[{'role': 'user', 'content': 'x'}])\n"
+            "except rxllm.APIConnectionError:\n"
+            "    pass\n"
+            "print(before, mock, r.choices[0].message.content, 'aiohttp' in sys.modules)\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+
+        assert done.stdout.split() == ["False", "False", "lazy", "transport", "True"], done.stderr

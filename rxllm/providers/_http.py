@@ -18,12 +18,11 @@ import asyncio
 import os
 import weakref
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from typing import Any, Final, Literal, overload
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 from urllib.parse import parse_qsl, urlsplit
 
-import aiohttp
 import orjson
-import yarl
 
 from rxllm._secrets import register_secret, register_secrets, safe_url, scrub
 from rxllm._validate import chunk_problem
@@ -46,6 +45,29 @@ from rxllm.loop import on_shutdown
 from rxllm.providers.base import ChatRequest
 from rxllm.sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 from rxllm.types import ChatCompletionChunk
+
+if TYPE_CHECKING:
+    import aiohttp
+    import yarl
+else:
+
+    class _LazyModule(ModuleType):
+        """A module imported at its first use: ``import rxllm`` stays fast without the transport.
+
+        aiohttp (and yarl, which it brings) take most of the time of importing rxllm, and a
+        pipeline over recorded chunks, the mock model or the proxy's config check never open a
+        connection. The first attribute read imports the module and puts it in its place here.
+        """
+
+        def __getattr__(self, attr: str) -> Any:
+            import importlib
+
+            module = importlib.import_module(self.__name__)
+            globals()[self.__name__] = module
+            return getattr(module, attr)
+
+    aiohttp = _LazyModule("aiohttp")
+    yarl = _LazyModule("yarl")
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
