@@ -469,11 +469,7 @@ class Resumable:
         try:
             return await self.shared.info(key) is not None
         except StreamLogError as exc:
-            raise ProxyError(
-                "resumable streams are unavailable right now (the stream log cannot be reached)",
-                status_code=503,
-                retry_after=1.0,
-            ) from exc
+            raise _log_unreachable() from exc
 
     def route_handlers(
         self, dialect: Dialect, routes: tuple[web.AbstractRouteDef, ...]
@@ -542,11 +538,7 @@ class Resumable:
                 return _cancelled(kind, key, False, "completed" if info.end.error_type is None else "failed")
             await log.cancel(key)
         except StreamLogError as exc:
-            raise ProxyError(
-                "resumable streams are unavailable right now (the stream log cannot be reached)",
-                status_code=503,
-                retry_after=1.0,
-            ) from exc
+            raise _log_unreachable() from exc
         return _cancelled(kind, key, True, "cancelled")
 
     # -- lifecycle
@@ -569,6 +561,15 @@ class Resumable:
 
 
 RESUMABLE: Final = web.AppKey("rxllm.proxy.resumable", Resumable)
+
+
+def _log_unreachable() -> ProxyError:
+    """The 503 a reconnect or cancel gets while the stream log cannot be reached (retry soon)."""
+    return ProxyError(
+        "resumable streams are unavailable right now (the stream log cannot be reached)",
+        status_code=503,
+        retry_after=1.0,
+    )
 
 
 def _retrieved(task: asyncio.Task[None]) -> None:
