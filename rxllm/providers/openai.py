@@ -351,7 +351,7 @@ class OpenAICompatibleProvider:
                                 )
                             continue  # a named event this protocol does not define
                         d = _loads_text(data, name, model_name)
-                        text = data if "\n" not in data else ""
+                        text = data
                     if type(d) is not dict:
                         raise bad_json(_text_of(event), self.name, model_name)
                     # cheap check; only chunks that may need fixing pay for the normalizer
@@ -389,7 +389,7 @@ class OpenAICompatibleProvider:
                             text
                             if as_is
                             and not suspect
-                            and text
+                            and (text.__class__ is bytes or "\n" not in text)  # a raw line is one line
                             and d.get("object") == _CHUNK_OBJECT
                             and "id" in d
                             and "created" in d
