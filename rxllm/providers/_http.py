@@ -4,7 +4,7 @@ One :class:`aiohttp.ClientSession` per event loop, reused for every request on t
 connections are pooled; :func:`aclose_sessions` closes the current loop's session at shutdown.
 :func:`sse_events` is the whole request: POST, map an error status to its :mod:`rxllm.errors`
 class with the provider's own message, then decode the body with :class:`~rxllm.sse.SSEDecoder`
-from ``resp.content.iter_any()``. Closing the generator closes the response (and its
+from ``resp.content.readany()``. Closing the generator closes the response (and its
 connection) at once; that is how disposing a stream reaches the socket.
 
 API keys travel only in request headers handed to aiohttp: they are never logged, never put
@@ -636,6 +636,7 @@ async def sse_events(
     assert resp is not None
 
     completed = False
+    watch: _ReadWatch | None = None
     try:
         if 300 <= resp.status < 400:
             raise _redirect_error(resp, provider, model)
@@ -645,19 +646,23 @@ async def sse_events(
         decoder = state.decoder if state is not None else SSEDecoder(max_event_size=max_event_size)
         if state is not None:
             state.content_type = resp.headers.get("Content-Type", "")
-        pieces = resp.content.iter_any().__aiter__()
+        content = resp.content
+        watch = _ReadWatch(resp, content, client_timeout.sock_read)
+        read = content.readany  # b"" at the end; called directly: one coroutine frame less per read
+        clock = watch.clock
         feed = decoder.feed_raw if raw_data else decoder.feed
-        step = pieces.__anext__
         while True:
             error = None
+            watch.since = clock()
             try:
-                piece = await step()  # (inline, not a helper coroutine: one frame less per read)
-            except StopAsyncIteration:
-                break
-            except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+                piece = await read()  # (inline, not a helper coroutine: one frame less per read)
+            except (aiohttp.ClientError, OSError) as exc:  # TimeoutError (and _ReadStalled) is an OSError
                 error = _read_error(exc, provider, model, client_timeout.sock_read, limit_name)
+            watch.since = _IDLE
             if error is not None:
                 raise error  # outside the except block: no aiohttp exception in __context__
+            if not piece:
+                break
             if state is not None and not state.first_bytes:
                 state.first_bytes = piece[:200]
             events = feed(piece)
@@ -667,11 +672,86 @@ async def sse_events(
                 yield events
         completed = True
     finally:
+        if watch is not None:
+            watch.stop()
         if completed:
             resp.release()
         else:
             # not read to the end (closed early, cancelled, or failed): drop the connection now
             resp.close()
+
+
+#: :attr:`_ReadWatch.since` while no read is waiting.
+_IDLE: Final = float("inf")
+
+
+class _ReadStalled(TimeoutError):
+    """Put on the body's reader by :class:`_ReadWatch`: no data for the whole read limit."""
+
+
+class _ReadWatch:
+    """The body's read timeout as one timer per stream, instead of aiohttp's one timer per read.
+
+    aiohttp enforces ``sock_read`` by cancelling and re-creating a loop timer on every network
+    read (a handle allocation, two heap operations and the heap's periodic rebuild of cancelled
+    handles), which on a paced stream (one chunk per read) costs more than decoding the chunk.
+    Here the reader only stores the loop time before each read and ``_IDLE`` after it; one timer
+    per stream looks at that when it fires and re-arms for the time left. Only when a single
+    read has waited the whole limit does it put :class:`_ReadStalled` on the reader, which the
+    read loop maps to the same :class:`~rxllm.errors.Timeout` aiohttp's timeout became. Time
+    between reads (a slow consumer) never counts, as with aiohttp, which stops its timer while
+    the consumer lets the buffer fill.
+
+    aiohttp's own timer still bounds the wait for the response headers; it is switched off for
+    the body here (``read_timeout = None``, as aiohttp does itself for websockets). When that
+    cannot be done (the body was complete with the headers, or an aiohttp without these
+    attributes), aiohttp's timer stays and this one is never armed.
+    """
+
+    __slots__ = ("_content", "_handle", "_limit", "_loop", "clock", "since")
+
+    def __init__(self, resp: aiohttp.ClientResponse, content: aiohttp.StreamReader, limit: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self.clock = loop.time
+        self.since = _IDLE
+        self._content = content
+        self._limit = limit
+        self._handle: asyncio.TimerHandle | None = None
+        if limit and limit > 0 and _stop_aiohttp_read_timer(resp):
+            self._handle = loop.call_later(limit, self._check)
+
+    def _check(self) -> None:
+        limit = self._limit
+        assert limit is not None
+        since = self.since
+        now = self._loop.time()
+        if since == _IDLE:  # no read waiting: the next one gets the whole limit
+            self._handle = self._loop.call_later(limit, self._check)
+            return
+        left = since + limit - now
+        if left > 0:
+            self._handle = self._loop.call_later(left, self._check)
+            return
+        self._handle = None
+        self._content.set_exception(_ReadStalled(f"no data for {limit:g} s"))
+
+    def stop(self) -> None:
+        """Cancel the timer (the stream ended, failed or was closed); idempotent."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.cancel()
+
+
+def _stop_aiohttp_read_timer(resp: aiohttp.ClientResponse) -> bool:
+    """Switch off aiohttp's per-read ``sock_read`` timer for ``resp``'s body; whether that was done."""
+    connection = resp.connection
+    protocol = getattr(connection, "protocol", None) if connection is not None else None
+    if protocol is None or not hasattr(protocol, "read_timeout") or not hasattr(protocol, "start_timeout"):
+        return False
+    protocol.read_timeout = None
+    protocol.start_timeout()  # re-arms per read_timeout: with None, cancels the armed timer
+    return True
 
 
 def _read_error(exc: BaseException, provider: str, model: str, seconds: float | None, limit_name: str) -> APIError:
