@@ -93,8 +93,10 @@ class SSEDecoder:
     Line ends may be CRLF, LF or a lone CR, and any of them (and any UTF-8 sequence) may be
     split across reads; feeding a body whole, in pieces or byte by byte yields the same
     events. Work is done per complete event with ``bytes.find``/``split`` over whole buffers;
-    the common ``data: {...}\\n\\n`` event takes a short fast path. Bytes are decoded to text
-    only per field value, so a multi-byte character split across reads is never cut.
+    the common ``data: {...}\\n\\n`` event takes a short fast path, and a read that is exactly
+    one such event (the usual read of a live, paced stream) skips the buffer work altogether.
+    Bytes are decoded to text only per field value, so a multi-byte character split across
+    reads is never cut.
 
     Args:
         max_event_size: Largest number of bytes one event may span before
@@ -135,6 +137,18 @@ class SSEDecoder:
         Raises:
             SSEEventTooLargeError: When an unfinished event exceeds ``max_event_size``.
         """
+        if (
+            not self._pending
+            and not self._skip_lf
+            and not self._bom_pending
+            and chunk.startswith(b"data: ")
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk[-1] == 10
+            and len(chunk) - 2 <= self._max
+            and b"\r" not in chunk
+        ):
+            # the common read on a live stream: exactly one complete "data: ...\n\n" event
+            return [ServerSentEvent(chunk[6:-2].decode("utf-8", "replace"), "message", self._last_id)]
         return self._feed(chunk, False)  # type: ignore[return-value]
 
     def feed_raw(self, chunk: bytes) -> list[ServerSentEvent | bytes]:
@@ -150,6 +164,18 @@ class SSEDecoder:
         Raises:
             SSEEventTooLargeError: When an unfinished event exceeds ``max_event_size``.
         """
+        if (
+            not self._pending
+            and not self._skip_lf
+            and not self._bom_pending
+            and chunk.startswith(b"data: ")
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk[-1] == 10
+            and len(chunk) - 2 <= self._max
+            and b"\r" not in chunk
+        ):
+            # the common read on a live stream: exactly one complete "data: ...\n\n" event
+            return [chunk[6:-2]]
         return self._feed(chunk, True)
 
     def _feed(self, chunk: bytes, raw: bool) -> list[ServerSentEvent | bytes]:

@@ -368,3 +368,70 @@ class TestFeedRaw:
         """The raw bytes are not decoded: invalid UTF-8 stays as sent (feed replaces it)."""
         assert SSEDecoder().feed_raw(b"data: \xff\n\n") == [b"\xff"]
         assert SSEDecoder().feed(b"data: \xff\n\n") == [ev("\ufffd")]
+
+
+# whole reads, as a paced stream delivers them: many are exactly one plain "data: ...\n\n" event
+_reads = st.sampled_from(
+    [
+        b'data: {"a": 1}\n\n',
+        b"data: \n\n",
+        b"data: \xc3\xa9\n\n",
+        b"data: x\r\n\r\n",
+        b"data: two\ndata: lines\n\n",
+        b"id: 7\n\n",
+        b"event: e\ndata: named\n\n",
+        b"data: cut",
+        b"\n",
+        b"\r",
+        b": ping\n\n",
+        b"\xef\xbb\xbf",
+    ]
+)
+
+
+def _as_raw(event: ServerSentEvent | bytes) -> ServerSentEvent:
+    return ev(event.decode("utf-8", "replace")) if isinstance(event, bytes) else event
+
+
+class TestOneEventReads:
+    @settings(max_examples=100, deadline=None)
+    @given(reads=st.lists(_reads, max_size=12))
+    def test_reads_of_whole_events_decode_as_the_joined_body(self, reads: list[bytes]) -> None:
+        """Feeding one event per read (feed and feed_raw) gives the events of the whole body."""
+        body = b"".join(reads)
+        text, raw = SSEDecoder(), SSEDecoder()
+        got_text: list[ServerSentEvent] = []
+        got_raw: list[ServerSentEvent] = []
+
+        for piece in reads:
+            got_text.extend(text.feed(piece))
+            got_raw.extend(_as_raw(e) for e in raw.feed_raw(piece))
+
+        expected = reference(body)
+        assert got_text == expected
+        # feed_raw's bytes carry neither an id nor a type: compare what they do carry
+        assert [(e.data, e.event) for e in got_raw] == [(e.data, e.event) for e in expected]
+
+    def test_a_one_event_read_keeps_the_last_event_id(self) -> None:
+        """A plain data event read on its own still carries the id an earlier event set."""
+        decoder = SSEDecoder()
+
+        decoder.feed(b"id: 42\ndata: first\n\n")
+
+        assert decoder.feed(b"data: second\n\n") == [ev("second", id="42")]
+
+    def test_a_one_event_read_completes_a_pending_event(self) -> None:
+        """After a read that ended mid-event, the next read continues that event."""
+        decoder = SSEDecoder()
+
+        assert decoder.feed(b"data: par") == []
+        assert decoder.feed_raw(b"data: tial\n\n") == [b"pardata: tial"]
+
+    def test_a_one_event_read_over_the_limit_raises(self) -> None:
+        """A single read holding one event larger than max_event_size is rejected in both modes."""
+        big = b"data: " + b"y" * 200 + b"\n\n"
+
+        with pytest.raises(SSEEventTooLargeError):
+            SSEDecoder(max_event_size=100).feed(big)
+        with pytest.raises(SSEEventTooLargeError):
+            SSEDecoder(max_event_size=100).feed_raw(big)
