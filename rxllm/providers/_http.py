@@ -562,8 +562,10 @@ async def sse_events(
 
     Timeouts, as the OpenAI SDK and LiteLLM users expect: ``timeout`` bounds connecting and,
     unless ``stream_timeout`` is given, every read too (the wait for the response headers and
-    each gap between body reads); ``stream_timeout`` bounds the reads alone. Redirects are
-    never followed (a 3xx could send the key to another origin): it is an error.
+    each gap between body reads); ``stream_timeout`` bounds the reads alone. A body read is
+    timed while it waits for the server (one timer per stream, see :class:`_ReadWatch`): the
+    time the consumer spends between reads does not count. Redirects are never followed (a
+    3xx could send the key to another origin): it is an error.
 
     Args:
         url: The full endpoint URL.
