@@ -232,38 +232,55 @@ class TestStalledUpstream:
 
         assert "no data from the server for 4 s while streaming (timeout)" in str(exc)
 
-    async def test_a_stalled_upstream_fails_in_real_time(self) -> None:
-        """On the real clock: an upstream waiting on an event never set fails after a small stream_timeout."""
-        never = asyncio.Event()
-        app = web.Application()
+    @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+    def test_a_stalled_upstream_fails_in_real_time(self, loop_kind: str) -> None:
+        """Real clock, asyncio and uvloop: an upstream waiting on an event never set fails after stream_timeout."""
 
-        async def handle(request: web.Request) -> web.StreamResponse:
-            await request.read()
-            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            await resp.prepare(request)
-            await resp.write(event("hello"))
-            await never.wait()
-            return resp
+        async def main() -> tuple[list[str], BaseException, set[asyncio.Task[Any]]]:
+            never = asyncio.Event()
+            app = web.Application()
 
-        app.router.add_post("/v1/chat/completions", handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-        seen: list[str] = []
-        try:
-            with pytest.raises(rxllm.Timeout, match=r"\(stream_timeout\)"):
-                response = await rxllm.acompletion(
-                    "openai/gpt-4o", MESSAGES, stream=True, api_base=url, api_key=KEY, stream_timeout=0.2
-                )
-                async for chunk in response:
-                    seen.append(chunk.choices[0].delta.content or "")
-        finally:
-            never.set()
-            await rxllm.aclose()
-            await runner.cleanup()
+            async def handle(request: web.Request) -> web.StreamResponse:
+                await request.read()
+                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await resp.prepare(request)
+                await resp.write(event("hello"))
+                await never.wait()
+                return resp
+
+            app.router.add_post("/v1/chat/completions", handle)
+            runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+            before = set(asyncio.all_tasks())
+            seen: list[str] = []
+            try:
+                with pytest.raises(rxllm.Timeout) as info:
+                    response = await rxllm.acompletion(
+                        "openai/gpt-4o", MESSAGES, stream=True, api_base=url, api_key=KEY, stream_timeout=0.2
+                    )
+                    async for chunk in response:
+                        seen.append(chunk.choices[0].delta.content or "")
+                await settle()
+                extra = {t for t in asyncio.all_tasks() - before if not t.done()}
+                return seen, info.value, extra
+            finally:
+                never.set()
+                await rxllm.aclose()
+                await runner.cleanup()
+
+        factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+        if loop_kind == "uvloop":
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            seen, exc, extra = runner.run(main())
 
         assert seen == ["hello"]
+        assert "no data from the server for 0.2 s while streaming (stream_timeout)" in str(exc)
+        assert extra == set()
 
 
 class TestSlowButAlive:
