@@ -710,7 +710,7 @@ class _ReadWatch:
     attributes), aiohttp's timer stays and this one is never armed.
     """
 
-    __slots__ = ("_content", "_handle", "_limit", "_loop", "clock", "since")
+    __slots__ = ("_confirming", "_content", "_handle", "_limit", "_loop", "clock", "since")
 
     def __init__(self, resp: aiohttp.ClientResponse, content: aiohttp.StreamReader, limit: float | None) -> None:
         loop = asyncio.get_running_loop()
@@ -719,7 +719,8 @@ class _ReadWatch:
         self.since = _IDLE
         self._content = content
         self._limit = limit
-        self._handle: asyncio.TimerHandle | None = None
+        self._confirming = False
+        self._handle: asyncio.Handle | None = None
         if limit and limit > 0 and _stop_aiohttp_read_timer(resp):
             self._handle = loop.call_later(limit, self._check)
 
@@ -727,13 +728,20 @@ class _ReadWatch:
         limit = self._limit
         assert limit is not None
         since = self.since
-        now = self._loop.time()
         if since == _IDLE:  # no read waiting: the next one gets the whole limit
+            self._confirming = False
             self._handle = self._loop.call_later(limit, self._check)
             return
-        left = since + limit - now
+        left = since + limit - self._loop.time()
         if left > 0:
+            self._confirming = False
             self._handle = self._loop.call_later(left, self._check)
+            return
+        if not self._confirming:
+            # Data that came in this very loop turn has woken the reader's task, which has not
+            # run yet (I/O callbacks run before due timers): look again once it has.
+            self._confirming = True
+            self._handle = self._loop.call_soon(self._check)
             return
         self._handle = None
         self._content.set_exception(_ReadStalled(f"no data for {limit:g} s"))

@@ -11,6 +11,7 @@ and a server that waits on an event set only at its end.
 from __future__ import annotations
 
 import asyncio
+import selectors
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ import attrs
 import orjson
 import pytest
 from aiohttp import web
+from aiohttp.client_proto import ResponseHandler
 
 import rxllm
 from rxllm import errors
@@ -60,6 +62,21 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         """Move the clock ``seconds`` forward: timers now due run at the loop's next turn."""
         self.offset += seconds
 
+    def advance_on_client_read(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward in the loop turn that next sees data for an aiohttp client.
+
+        That makes the data and a timer due in the same turn: the order the loop then runs
+        them in is what the test looks at.
+        """
+        self.jump = seconds
+
+    def _process_events(self, event_list: Any) -> None:
+        jump = getattr(self, "jump", 0.0)
+        if jump and any(_is_client_read(key, mask) for key, mask in event_list):
+            self.jump = 0.0
+            self.offset += jump
+        super()._process_events(event_list)  # type: ignore[misc]
+
     def call_at(self, when: float, callback: Callable[..., object], *args: Any, context: Any = None) -> Any:
         handle = super().call_at(when, callback, *args, context=context)
         self.timers.append(handle)
@@ -73,6 +90,13 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             for h in self.timers
             if id(h) in pending and not h.cancelled() and "_ReadWatch" in getattr(h._callback, "__qualname__", "")  # type: ignore[attr-defined]
         ]
+
+
+def _is_client_read(key: Any, mask: int) -> bool:
+    """Whether a selector event is data for an aiohttp client connection."""
+    reader = key.data[0] if mask & selectors.EVENT_READ else None
+    transport = getattr(getattr(reader, "_callback", None), "__self__", None)
+    return isinstance(getattr(transport, "_protocol", None), ResponseHandler)
 
 
 def run_virtual(main: Callable[[VirtualClockLoop], Awaitable[T]]) -> T:
@@ -331,6 +355,31 @@ class TestSlowButAlive:
                 await settle()
                 text.append((await pull(stream)).choices[0].delta.content)
                 server.release(len(WORDS))  # the rest, and [DONE]
+                text.extend([c.choices[0].delta.content async for c in stream])
+                return "".join(text)
+            finally:
+                await server.stop()
+
+        assert run_virtual(main) == "".join(WORDS)
+
+    def test_data_arriving_in_the_turn_the_limit_ends_wins(self) -> None:
+        """Data and the deadline in the same loop turn: the read gets the data, no Timeout."""
+
+        async def main(loop: VirtualClockLoop) -> str:
+            server = await GatedServer(body_events()).start()
+            try:
+                server.release(1)
+                stream = get_provider("openai").stream(request_for(server.url, 10.0))
+                text = [(await pull(stream)).choices[0].delta.content]
+                waiting = asyncio.ensure_future(pull(stream))
+                await settle()
+                loop.advance(9.0)
+                await settle()
+                loop.advance_on_client_read(2.0)  # the next data comes as the 10 s run out
+                server.release(1)
+                text.append((await waiting).choices[0].delta.content)
+                assert loop.offset == 11.0  # the jump happened
+                server.release(len(WORDS))
                 text.extend([c.choices[0].delta.content async for c in stream])
                 return "".join(text)
             finally:
