@@ -43,8 +43,9 @@ import rxllm
 from rxllm._fastnew import mutable_sibling
 from rxllm._log import get_logger
 from rxllm.builder import ResponseBuilder
-from rxllm.errors import APIError, BadRequestError, MalformedStreamError, Timeout
+from rxllm.errors import APIError, BadRequestError, InternalServerError, MalformedStreamError, Timeout
 from rxllm.operators import CostReport, detect_repeated_chunks, split_think_tags, tap_cost, tap_otel
+from rxllm.operators._detect_repeated_chunks import RepeatTracker
 from rxllm.providers.openai import RAW_EVENTS, RawEvent
 from rxllm.proxy.auth import KeyChecker
 from rxllm.proxy.config import Deployment, ProxyConfig
@@ -53,6 +54,7 @@ from rxllm.proxy.dialect import SSE_HEADERS, Call, Context, Dialect, ErrorInfo, 
 from rxllm.proxy.errors import ProxyError, error_info, error_status
 from rxllm.proxy.router import DeploymentState, Lease, Router
 from rxllm.proxy.validation import BLOCKED_PARAMS, bad_request, check_depth
+from rxllm.settings import check_repeated_chunk_limit, settings
 from rxllm.streams import PullSource, pulling
 from rxllm.types import ChatCompletionChunk, Usage
 
@@ -288,6 +290,7 @@ class _Feed:
         "raw",
         "relay",
         "rename",
+        "repeats",
         "usage",
         "waiter",
     )
@@ -304,6 +307,9 @@ class _Feed:
         chunk_id: str | None = None,
     ) -> None:
         self.loop = loop
+        # the looping-model guard, here rather than as an operator: one observer layer less per
+        # chunk (set by Exchange._open; None: the detect_repeated_chunks operator is piped instead)
+        self.repeats: RepeatTracker | None = None
         self.model = model
         self.chunk_id = chunk_id  # set: every chunk gets this id (resumable streams' key)
         self.encode = encode
@@ -344,6 +350,17 @@ class _Feed:
     def on_next(self, chunk: ChatCompletionChunk) -> None:
         if self.done:
             return
+        repeats = self.repeats
+        if repeats is not None:
+            repeated = repeats.check(chunk)
+            if repeated is not None:
+                # what detect_repeated_chunks raises (LiteLLM's message); the pull task stops
+                self.fail(
+                    InternalServerError(
+                        f"The model is repeating the same chunk = {repeated}.", model=chunk.model or None
+                    )
+                )
+                return
         model = self.model
         chunk_id = self.chunk_id
         rename = None
@@ -612,7 +629,9 @@ class Exchange:
 
     # -- the upstream
 
-    def _source(self, deployment: Deployment, candidate: DeploymentState) -> Observable[ChatCompletionChunk]:
+    def _source(
+        self, deployment: Deployment, candidate: DeploymentState, *, guarded: bool = False
+    ) -> Observable[ChatCompletionChunk]:
         """``rxllm.stream`` for one deployment, guarded against looping models and metered.
 
         A model stuck repeating itself fails the stream with ``InternalServerError`` (before
@@ -640,7 +659,8 @@ class Exchange:
 
         source = rxllm.stream(deployment.model, call.messages, **params).pipe(
             split_think_tags(**deployment.think_tags) if deployment.think_tags is not None else (lambda source: source),
-            detect_repeated_chunks(partial_response=False),
+            # the repeated-chunk guard runs in the attempt's _Feed when the limit is valid (_open)
+            (lambda source: source) if guarded else detect_repeated_chunks(partial_response=False),
             tap_cost(on_report, pricing=deployment.pricing, model=deployment.model, messages=call.messages),
         )
         if self._state.config.otel:
@@ -671,7 +691,14 @@ class Exchange:
             if self.aborted is not None:
                 attempt.feed.abort(self.aborted)
             try:
-                attempt.start(self._source(deployment, candidate), state.config.stream_buffer_size)
+                limit = check_repeated_chunk_limit(settings.repeated_chunk_limit)
+            except ValueError:
+                limit = None  # the operator reports the bad setting, as it always did
+            if limit is not None:
+                attempt.feed.repeats = RepeatTracker(limit)
+            try:
+                source = self._source(deployment, candidate, guarded=limit is not None)
+                attempt.start(source, state.config.stream_buffer_size)
             except Exception as exc:  # validation or a mock error: raised before any I/O
                 error = _before_io(exc)
                 attempt.close(failed=_retryable(error))
