@@ -242,10 +242,11 @@ def _chunk_builder() -> Callable[[list[Any]], ChatCompletionChunk]:
     try:
         sibling = mutable_sibling(ChatCompletionChunk)
     except TypeError:  # pragma: no cover - a layout the fast constructor refuses
-        fields = attrs.fields(ChatCompletionChunk)
+        fields: tuple[attrs.Attribute[Any], ...] = tuple(attrs.fields(ChatCompletionChunk))
 
         def slow(values: list[Any]) -> ChatCompletionChunk:
-            base = ChatCompletionChunk(**{f.alias: v for f, v in zip(fields, values, strict=True) if f.init})
+            given = {str(f.alias or f.name): v for f, v in zip(fields, values, strict=True) if f.init}
+            base = ChatCompletionChunk(**given)
             for f, v in zip(fields, values, strict=True):
                 if not f.init:
                     object.__setattr__(base, f.name, v)
