@@ -4,6 +4,7 @@
     python -m benchmarks --quick    # about a minute
     python -m benchmarks --smoke    # seconds: CI's check that the benchmarks still run
     python -m benchmarks --only client|layers|proxy|burst|import|memory|dialects
+    python -m benchmarks --only burst --burst-kind mock [--burst-streams N]   # chosen burst rows
 
 Peers (``openai``, ``litellm`` with its proxy) come from the ``bench`` extra; install them in a
 separate virtual environment (``pip install -e ".[bench]"``). A peer that is not installed gets
