@@ -701,8 +701,9 @@ class _ReadWatch:
     per stream looks at that when it fires and re-arms for the time left. Only when a single
     read has waited the whole limit does it put :class:`_ReadStalled` on the reader, which the
     read loop maps to the same :class:`~rxllm.errors.Timeout` aiohttp's timeout became. Time
-    between reads (a slow consumer) never counts, as with aiohttp, which stops its timer while
-    the consumer lets the buffer fill.
+    between reads (a slow consumer) never counts: only a read waiting on the server is timed,
+    as httpx times a read (aiohttp counted from the last bytes received, and stopped only once
+    a consumer that did not read had let its buffer fill).
 
     aiohttp's own timer still bounds the wait for the response headers; it is switched off for
     the body here (``read_timeout = None``, as aiohttp does itself for websockets). When that
