@@ -33,7 +33,7 @@ import orjson
 
 from rxllm._fastnew import mutable_sibling
 
-__all__ = ["EMPTY", "Kind", "hidden_key", "verify", "wire", "wire_class"]
+__all__ = ["EMPTY", "INLINE_DEPTH", "Kind", "hidden_key", "reference_decoder", "verify", "wire", "wire_class"]
 
 _T = TypeVar("_T")
 
@@ -171,71 +171,135 @@ def _decoder_name(cls: type[Any]) -> str:
     return f"_dec_{cls.__name__}"
 
 
-def _decode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], ns: dict[str, Any], fast: bool) -> str:
+#: How deep nested fast classes are decoded inline (chunk > choice > delta > tool call > function).
+INLINE_DEPTH: Final = 4
+
+
+def _decode_source(
+    cls: type[Any], rows: list[tuple[str, str, Spec, Any]], ns: dict[str, Any], fast: bool, inline: int = INLINE_DEPTH
+) -> str:
     """The body of the decoder (after its ``def`` line): ``d`` is the wire dict.
 
     A ``fast`` class is built in the decoder's own frame: a blank mutable sibling
     (``object.__new__``), one slot store per field, then the class swap (no constructor call);
-    any other class through its attrs ``__init__``.
+    any other class through its attrs ``__init__``. Nested fast classes are decoded inline, in
+    the same frame, down to ``inline`` levels (a Python call less per nested object); deeper
+    ones, and lists of more than one, call the nested class's decoder.
     """
-    lines = ["    get = d.get"]
+    lines, result = _decode_lines(cls, rows, "d", ns, fast, inline, [0])
+    return "".join(f"    {line}\n" for line in [*lines, f"return {result}"])
+
+
+def _decode_lines(
+    cls: type[Any],
+    rows: list[tuple[str, str, Spec, Any]],
+    src: str,
+    ns: dict[str, Any],
+    fast: bool,
+    inline: int,
+    counter: list[int],
+) -> tuple[list[str], str]:
+    """Lines (unindented) decoding the dict named ``src`` into a ``cls``; and the variable holding it.
+
+    Every name is tagged per decoded class (``o``, ``o_1``...; ``_default_1_0``...), so inlined
+    nested decoders do not collide with each other or with their parent.
+    """
+    tag = f"_{counter[0]}" if counter[0] else ""
+    counter[0] += 1
+    get, o, known = f"get{tag}", f"o{tag}", f"_known{tag}"
+    ns[known] = cls._known
+    ns[f"_known_all{tag}"] = cls._known.issuperset
+    lines = [f"{get} = {src}.get"]
     if fast:
-        lines.append("    o = _onew(_sib)")
+        ns[f"_sib{tag}"] = cls._wire_sibling
+        lines.append(f"{o} = _onew(_sib{tag})")
     args = []
     for i, (name, key, spec, default) in enumerate(rows):
-        v = f"v{i}"
-        dname = f"_default{i}"
+        v = f"v{tag}_{i}"
+        dname = f"_default{tag}_{i}"
         ns[dname] = default
-        raw = f"d[{key!r}]" if spec.required else f"get({key!r})"
+        raw = f"{src}[{key!r}]" if spec.required else f"{get}({key!r})"
         target, many = _nested(spec.kind)
         if target is not None:
             ns[_decoder_name(target)] = target._wire_decode
             dec = _decoder_name(target)
-            # one element (one choice, one tool call) needs no list comprehension (a frame in 3.11)
-            built = (
-                f"(({dec}({v}[0]),) if {v}.__class__ is list and len({v}) == 1 else tuple([{dec}(x) for x in {v}]))"
-                if many
-                else f"{dec}({v})"
-            )
             test = f"{v}" if default is not None else f"{v} is not None"
-            lines += [f"    {v} = {raw}", f"    {v} = {built} if {test} else {dname}"]
+            sibling = getattr(target, "_wire_sibling", None)
+            if inline > 0 and sibling is not None:
+                # the nested class's own decoding, here: no call, no frame
+                item = f"w{tag}_{i}"
+                inner, built = _decode_lines(target, _rows(target), item if many else v, ns, True, inline - 1, counter)
+                body = [f"    {line}" for line in inner]
+                if many:  # one element (one choice, one tool call): inline; several: the decoder
+                    lines += [
+                        f"{v} = {raw}",
+                        f"if {v}.__class__ is list and len({v}) == 1:",
+                        f"    {item} = {v}[0]",
+                        *body,
+                        f"    {v} = ({built},)",
+                        "else:",
+                        f"    {v} = tuple([{dec}(x) for x in {v}]) if {test} else {dname}",
+                    ]
+                else:
+                    lines += [f"{v} = {raw}", f"if {test}:", *body, f"    {v} = {built}", "else:", f"    {v} = {dname}"]
+            else:
+                # one element needs no list comprehension (a frame in 3.11)
+                built = (
+                    f"(({dec}({v}[0]),) if {v}.__class__ is list and len({v}) == 1 else tuple([{dec}(x) for x in {v}]))"
+                    if many
+                    else f"{dec}({v})"
+                )
+                lines += [f"{v} = {raw}", f"{v} = {built} if {test} else {dname}"]
         elif spec.kind == Kind.ATOM:
             if spec.falsy_default:
-                lines.append(f"    {v} = {raw} or {dname}")
+                lines.append(f"{v} = {raw} or {dname}")
             elif default is None or spec.required or spec.keep_null:
-                lines.append(f"    {v} = {raw}")
+                lines.append(f"{v} = {raw}")
             else:
-                lines += [f"    {v} = {raw}", f"    if {v} is None:", f"        {v} = {dname}"]
+                lines += [f"{v} = {raw}", f"if {v} is None:", f"    {v} = {dname}"]
         elif spec.kind == Kind.TUPLE:
-            lines += [f"    {v} = {raw}", f"    {v} = tuple({v}) if {v} is not None else {dname}"]
+            lines += [f"{v} = {raw}", f"{v} = tuple({v}) if {v} is not None else {dname}"]
         elif spec.kind == Kind.DICTS:
-            lines += [f"    {v} = {raw}", f"    {v} = tuple([dict(x) for x in {v}]) if {v} is not None else {dname}"]
+            lines += [f"{v} = {raw}", f"{v} = tuple([dict(x) for x in {v}]) if {v} is not None else {dname}"]
         elif spec.kind == Kind.JSON_TEXT:
             lines += [
-                f"    {v} = {raw}",
-                f"    if {v} is None:",
-                f"        {v} = {dname}",
-                f"    elif not isinstance({v}, str):",
-                f"        {v} = _dumps({v}).decode()",
+                f"{v} = {raw}",
+                f"if {v} is None:",
+                f"    {v} = {dname}",
+                f"elif not isinstance({v}, str):",
+                f"    {v} = _dumps({v}).decode()",
             ]
         elif spec.kind == Kind.FLAG:
-            lines.append(f"    {v} = bool({raw})")
+            lines.append(f"{v} = bool({raw})")
         else:
             raise TypeError(f"wire_class: {cls.__name__}.{key}: unknown kind {spec.kind!r}")
         if fast:
             last = lines[-1]
-            if last.startswith(f"    {v} = "):  # the value's last expression: store it directly
-                lines[-1] = f"    o.{name} = " + last[len(f"    {v} = ") :]
+            if last.startswith(f"{v} = "):  # the value's last expression: store it directly
+                lines[-1] = f"{o}.{name} = " + last[len(f"{v} = ") :]
             else:
-                lines.append(f"    o.{name} = {v}")
+                lines.append(f"{o}.{name} = {v}")
         args.append(v)
-    extra = "_EMPTY if d.keys() <= _known else {k: x for k, x in d.items() if k not in _known}"
+    # frozenset.issuperset walks the dict's keys without building a set or a keys view
+    extra = f"_EMPTY if _known_all{tag}({src}) else {{k: x for k, x in {src}.items() if k not in {known}}}"
     if fast:  # rxllm._fastnew's mutable sibling, filled in place: swap in the frozen class
-        lines += [f"    o.extra = {extra}", "    o.__class__ = _cls"]
+        ns[f"_cls{tag}"] = cls
+        lines += [f"{o}.extra = {extra}", f"{o}.__class__ = _cls{tag}"]
     else:
-        lines += [f"    extra = {extra}", f"    o = _new({', '.join([*args, 'extra'])})"]
-    lines.append("    return o")
-    return "\n".join(lines) + "\n"
+        ns[f"_new{tag}"] = cls
+        lines += [f"extra{tag} = {extra}", f"{o} = _new{tag}({', '.join([*args, f'extra{tag}'])})"]
+    return lines, o
+
+
+def reference_decoder(cls: type[Any]) -> Callable[[Mapping[str, Any]], Any]:
+    """``cls``'s decoder generated without inlining (every nested object through its class's decoder).
+
+    For tests: the inlined ``from_dict`` must agree with it on any wire dict.
+    """
+    ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps, "_onew": object.__new__}
+    body = _decode_source(cls, _rows(cls), ns, cls._wire_sibling is not None, inline=0)
+    exec(compile(f"def decode(d):\n{body}", f"<rxllm.wire {cls.__name__} reference>", "exec"), ns)  # noqa: S102
+    return ns["decode"]  # type: ignore[no-any-return]
 
 
 def _encode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], order: tuple[str, ...]) -> str:
@@ -288,15 +352,9 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
     def decorate(cls: type[_T]) -> type[_T]:
         rows = _rows(cls)
         known = frozenset(key for _, key, _, _ in rows)
-        ns: dict[str, Any] = {
-            "_EMPTY": EMPTY,
-            "_known": known,
-            "_dumps": orjson.dumps,
-            "_new": cls,
-            "_sib": mutable_sibling(cls) if fast else None,
-            "_onew": object.__new__,
-            "_cls": cls,
-        }
+        cls._known = known  # type: ignore[attr-defined]
+        cls._wire_sibling = mutable_sibling(cls) if fast else None  # type: ignore[attr-defined]
+        ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps, "_onew": object.__new__}
         body = _decode_source(cls, rows, ns, fast)
         # the same body twice: a plain function for nested decoding, a classmethod for users
         source = f"def decode(d):\n{body}\ndef from_dict(cls, d):\n{body}\n" + _encode_source(cls, rows, order)

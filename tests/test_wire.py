@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import (
+    chunk_dicts,
+    delta_dicts,
+    function_delta_dicts,
+    response_dicts,
+    stream_choice_dicts,
+    tool_call_delta_dicts,
+    usage_dicts,
+)
 
 from rxllm import types
 from rxllm._fastnew import positional_new, slotted_base
-from rxllm._wire import EMPTY, Kind, verify, wire, wire_class
+from rxllm._wire import EMPTY, Kind, reference_decoder, verify, wire, wire_class
 
 WIRE_CLASSES = [getattr(types, name) for name in types.__all__ if isinstance(getattr(types, name), type)]
 
@@ -334,3 +346,65 @@ class TestHiddenKeys:
 
         with pytest.raises(TypeError, match="hidden key needs init/eq/repr off"):
             wire_class(fast=True)(Leaky)
+
+
+#: (class, strategy of its wire dicts) for the classes whose decoders inline nested ones
+_DECODED = [
+    (types.ChatCompletionChunk, chunk_dicts()),
+    (types.StreamChoice, stream_choice_dicts()),
+    (types.Delta, delta_dicts()),
+    (types.ToolCallDelta, tool_call_delta_dicts()),
+    (types.FunctionDelta, function_delta_dicts()),
+    (types.Usage, usage_dicts()),
+    (types.ModelResponse, response_dicts()),
+]
+
+
+class TestInlinedDecoders:
+    @pytest.mark.parametrize(("cls", "dicts"), _DECODED, ids=lambda v: getattr(v, "__name__", ""))
+    @settings(max_examples=60, deadline=None)
+    @given(data=st.data())
+    def test_agree_with_the_reference_decoder(self, cls: type[Any], dicts: Any, data: st.DataObject) -> None:
+        """from_dict (nested classes inlined) and the call-per-object decoder build equal objects from any wire dict."""
+        wire_dict = data.draw(dicts)
+
+        inlined = cls.from_dict(wire_dict)
+        reference = reference_decoder(cls)(wire_dict)
+
+        assert type(inlined) is type(reference) is cls
+        assert inlined == reference and hash(inlined) == hash(reference)
+        assert repr(inlined) == repr(reference)
+        assert inlined.to_dict() == reference.to_dict() == wire_dict
+        assert pickle.loads(pickle.dumps(inlined)) == reference
+
+    def test_one_and_several_choices_and_tool_calls_decode_alike(self) -> None:
+        """Lists of one (decoded inline) and of several (through the nested decoder) hold the same objects."""
+        call = {"index": 0, "id": "a", "type": "function", "function": {"name": "f", "arguments": "{"}}
+        choice = {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}
+        one = types.ChatCompletionChunk.from_dict({"id": "c", "choices": [choice]})
+        two = types.ChatCompletionChunk.from_dict({"id": "c", "choices": [choice, {**choice, "index": 1}]})
+        pair = types.ChatCompletionChunk.from_dict(
+            {"id": "c", "choices": [{**choice, "delta": {"tool_calls": [call, {**call, "index": 1}]}}]}
+        )
+
+        assert one.choices[0] == two.choices[0] and type(two.choices[1]) is types.StreamChoice
+        assert pair.choices[0].delta.tool_calls is not None
+        assert pair.choices[0].delta.tool_calls[0] == one.choices[0].delta.tool_calls[0]  # type: ignore[index]
+        assert type(one.choices[0].delta.tool_calls[0].function) is types.FunctionDelta  # type: ignore[index]
+
+    @pytest.mark.parametrize(
+        "wire_dict",
+        [
+            {"choices": ["not a choice"]},
+            {"choices": [{"delta": ["not", "a", "delta"]}]},
+            {"choices": [{"delta": {"tool_calls": [7]}}]},
+            {"choices": [{"delta": {"tool_calls": [{"function": "f"}]}}]},
+        ],
+    )
+    def test_a_nested_value_of_the_wrong_shape_fails_alike(self, wire_dict: dict[str, Any]) -> None:
+        """A nested value that is not an object raises the same exception type inlined as through the decoder."""
+        reference = reference_decoder(types.ChatCompletionChunk)
+        with pytest.raises(AttributeError):
+            reference(wire_dict)
+        with pytest.raises(AttributeError):
+            types.ChatCompletionChunk.from_dict(wire_dict)
