@@ -328,7 +328,9 @@ def _encode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], order
             lines += [f"    x = {x}", f"    out[{key!r}] = {value} if x is not None else None"]
         else:
             lines += [f"    x = {x}", "    if x is not None:", f"        out[{key!r}] = {value}"]
-    lines += ["    extra = self.extra", "    if extra:", "        out.update(extra)", "    return out"]
+    # (identity first: the shared empty mapping's len() is Python code)
+    lines += ["    extra = self.extra", "    if extra is not _EMPTY and extra:"]
+    lines += ["        out.update(extra)", "    return out"]
     return "\n".join(lines) + "\n"
 
 
