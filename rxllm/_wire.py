@@ -8,7 +8,10 @@ decorated with :func:`wire_class`, which generates, from that table alone:
   generated decoder, unknown keys into ``extra`` (the shared empty mapping when there are none),
   built in the decoder's own frame where the class allows it (a blank
   :func:`rxllm._fastnew.mutable_sibling` from ``object.__new__``, one slot store per field, the
-  class swap: no constructor call), a one-element list without a list comprehension;
+  class swap: no constructor call), a one-element list without a list comprehension; nested
+  fast classes (a chunk's choice, its delta, a tool call, its function) decoded inline, in
+  the parent's frame (:data:`INLINE_DEPTH` levels; :func:`reference_decoder` is the same
+  decoder without inlining, for tests);
 - ``to_dict()``: the wire dict back, losslessly (``extra`` written back; ``None`` fields left
   out unless the field says ``always``);
 - ``_known`` (the modelled wire keys) and ``_fields`` (the field names, in order).

@@ -408,3 +408,21 @@ class TestInlinedDecoders:
             reference(wire_dict)
         with pytest.raises(AttributeError):
             types.ChatCompletionChunk.from_dict(wire_dict)
+
+    def test_an_inlined_nested_table_that_lies_fails_at_class_creation(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A nested class whose rows swap two fields, inlined into its parent, makes the parent's creation fail."""
+        from rxllm import _wire
+
+        inner = TestFastDecoder._fast(role=wire(None), content=wire(None))
+        honest = _wire._rows
+
+        def swapped(cls: type[Any]) -> list[Any]:
+            rows = honest(cls)
+            if cls is inner:  # the inner's own table is fine; only the copy inlined into the parent lies
+                (n0, k0, s0, d0), (n1, k1, s1, d1) = rows[0], rows[1]
+                rows[0], rows[1] = (n1, k0, s0, d0), (n0, k1, s1, d1)
+            return rows
+
+        monkeypatch.setattr(_wire, "_rows", swapped)
+        with pytest.raises(TypeError, match=r"reads .* from key 'one'"):
+            TestFastDecoder._fast(one=wire(None, kind=inner))
