@@ -96,6 +96,7 @@ class Spec:
     keep_null: bool
     required: bool
     hidden: bool
+    solo: bool = False
 
 
 def wire(
@@ -107,6 +108,7 @@ def wire(
     falsy_default: bool = False,
     keep_null: bool = False,
     hash: bool | None = None,
+    solo: bool = False,
 ) -> Any:
     """Declare one wire field (an ``attrs.field`` carrying its codec row).
 
@@ -120,11 +122,14 @@ def wire(
         keep_null: Read an absent or ``null`` key as ``None``, not the default (the default
             is then only the constructor's).
         hash: Passed to ``attrs.field``.
+        solo: The key often arrives alone (a delta's ``content``): the decoder checks for that
+            first and builds the object without looking up the other keys. Only for a plain
+            field (``Kind.ATOM``, default ``None``) of a ``fast`` class.
 
     Returns:
         The attrs field.
     """
-    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING, False)
+    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING, False, solo)
     return attrs.field(default=default, hash=hash, metadata={_META: spec})
 
 
@@ -179,7 +184,12 @@ INLINE_DEPTH: Final = 4
 
 
 def _decode_source(
-    cls: type[Any], rows: list[tuple[str, str, Spec, Any]], ns: dict[str, Any], fast: bool, inline: int = INLINE_DEPTH
+    cls: type[Any],
+    rows: list[tuple[str, str, Spec, Any]],
+    ns: dict[str, Any],
+    fast: bool,
+    inline: int = INLINE_DEPTH,
+    solo: bool = True,
 ) -> str:
     """The body of the decoder (after its ``def`` line): ``d`` is the wire dict.
 
@@ -187,9 +197,10 @@ def _decode_source(
     (``object.__new__``), one slot store per field, then the class swap (no constructor call);
     any other class through its attrs ``__init__``. Nested fast classes are decoded inline, in
     the same frame, down to ``inline`` levels (a Python call less per nested object); deeper
-    ones, and lists of more than one, call the nested class's decoder.
+    ones, and lists of more than one, call the nested class's decoder. ``solo`` fields (see
+    :func:`wire`) get their shortcut unless ``solo`` is false.
     """
-    lines, result = _decode_lines(cls, rows, "d", ns, fast, inline, [0])
+    lines, result = _decode_lines(cls, rows, "d", ns, fast, inline, [0], solo)
     return "".join(f"    {line}\n" for line in [*lines, f"return {result}"])
 
 
@@ -201,6 +212,7 @@ def _decode_lines(
     fast: bool,
     inline: int,
     counter: list[int],
+    solo: bool = True,
 ) -> tuple[list[str], str]:
     """Lines (unindented) decoding the dict named ``src`` into a ``cls``; and the variable holding it.
 
@@ -231,7 +243,9 @@ def _decode_lines(
             if inline > 0 and sibling is not None:
                 # the nested class's own decoding, here: no call, no frame
                 item = f"w{tag}_{i}"
-                inner, built = _decode_lines(target, _rows(target), item if many else v, ns, True, inline - 1, counter)
+                inner, built = _decode_lines(
+                    target, _rows(target), item if many else v, ns, True, inline - 1, counter, solo
+                )
                 body = [f"    {line}" for line in inner]
                 if many:  # one element (one choice, one tool call): inline; several: the decoder
                     lines += [
@@ -291,16 +305,60 @@ def _decode_lines(
     else:
         ns[f"_new{tag}"] = cls
         lines += [f"extra{tag} = {extra}", f"{o} = _new{tag}({', '.join([*args, f'extra{tag}'])})"]
+    solos = [row for row in rows if row[2].solo]
+    if solo and solos:  # the shortcuts first; the general decoding (after ``get = ...``) as the else
+        lines = [lines[0], *_solo_lines(cls, rows, solos, src, tag, fast), "else:", *(f"    {x}" for x in lines[1:])]
     return lines, o
 
 
+def _solo_lines(
+    cls: type[Any], rows: list[tuple[str, str, Spec, Any]], solos: list[Any], src: str, tag: str, fast: bool
+) -> list[str]:
+    """``if``/``elif`` branches building the object from a dict holding one ``solo`` key alone.
+
+    Every other field then holds what the general path gives an absent key (its default;
+    ``False`` for a flag; ``None`` for a hidden or ``keep_null`` key), and ``extra`` is the
+    shared empty mapping.
+
+    Raises:
+        TypeError: For a ``solo`` field that is not plain, or a class with a required key.
+    """
+    for _name, key, spec, _default in rows:
+        if spec.required:
+            raise TypeError(f"wire_class: {cls.__name__}: solo keys need every key optional ({key!r} is required)")
+    for name, _key, spec, default in solos:
+        if not fast or spec.kind != Kind.ATOM or spec.falsy_default or default is not None or spec.hidden:
+            raise TypeError(f"wire_class: {cls.__name__}.{name}: solo is for a plain field (ATOM, default None)")
+    o, s = f"o{tag}", f"s{tag}"
+    out = []
+    for n, (solo_name, solo_key, _spec, _default) in enumerate(solos):
+        test = f"len({src}) == 1 and ({s} := get{tag}({solo_key!r})) is not None"
+        out += [f"{'if' if n == 0 else 'elif'} {test}:", f"    {o} = _onew(_sib{tag})"]
+        for i, (name, _key, spec, _default) in enumerate(rows):
+            if name == solo_name:
+                value = s
+            elif spec.kind == Kind.FLAG:
+                value = "False"
+            elif spec.keep_null or spec.hidden:
+                value = "None"
+            else:
+                value = f"_default{tag}_{i}"
+            out.append(f"    {o}.{name} = {value}")
+        out += [f"    {o}.extra = _EMPTY", f"    {o}.__class__ = _cls{tag}"]
+    return out
+
+
 def reference_decoder(cls: type[Any]) -> Callable[[Mapping[str, Any]], Any]:
-    """``cls``'s decoder generated without inlining (every nested object through its class's decoder).
+    """``cls``'s decoder without inlining or ``solo`` shortcuts (each nested object through its class's decoder).
 
     For tests: the inlined ``from_dict`` must agree with it on any wire dict.
     """
     ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps, "_onew": object.__new__}
-    body = _decode_source(cls, _rows(cls), ns, cls._wire_sibling is not None, inline=0)
+    body = _decode_source(cls, _rows(cls), ns, cls._wire_sibling is not None, inline=0, solo=False)
+    for _name, _key, spec, _default in _rows(cls):
+        target, _many = _nested(spec.kind)
+        if target is not None:  # nested objects through their own reference decoders, too
+            ns[_decoder_name(target)] = reference_decoder(target)
     exec(compile(f"def decode(d):\n{body}", f"<rxllm.wire {cls.__name__} reference>", "exec"), ns)  # noqa: S102
     return ns["decode"]  # type: ignore[no-any-return]
 

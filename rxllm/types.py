@@ -169,10 +169,10 @@ class Delta(_Wire):
     """What one chunk adds to one choice: text, reasoning, refusal or tool-call fragments."""
 
     role: str | None = wire(None)
-    content: str | None = wire(None)
+    content: str | None = wire(None, solo=True)
     tool_calls: tuple[ToolCallDelta, ...] | None = wire(None, kind=(ToolCallDelta,))
     function_call: FunctionDelta | None = wire(None, kind=FunctionDelta)
-    reasoning_content: str | None = wire(None)
+    reasoning_content: str | None = wire(None, solo=True)
     refusal: str | None = wire(None)
     annotations: tuple[Any, ...] | None = wire(None, kind=Kind.TUPLE, hash=False)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)

@@ -426,3 +426,36 @@ class TestInlinedDecoders:
         monkeypatch.setattr(_wire, "_rows", swapped)
         with pytest.raises(TypeError, match=r"reads .* from key 'one'"):
             TestFastDecoder._fast(one=wire(None, kind=inner))
+
+    @pytest.mark.parametrize(
+        "delta",
+        [
+            {"content": "hi"},
+            {"content": ""},
+            {"content": None},
+            {"reasoning_content": "hm"},
+            {"refusal": "no"},
+            {"role": "assistant"},
+            {"x_unknown": 1},
+            {"content": "hi", "role": "assistant"},
+        ],
+    )
+    def test_a_solo_key_alone_decodes_as_the_general_path(self, delta: dict[str, Any]) -> None:
+        """A delta holding one key (the solo shortcut, or not) equals the reference decoder's, extra included."""
+        wire_dict = {"id": "c", "choices": [{"index": 0, "delta": delta}]}
+
+        fast = types.ChatCompletionChunk.from_dict(wire_dict)
+        reference = reference_decoder(types.ChatCompletionChunk)(wire_dict)
+
+        assert fast == reference and fast.to_dict() == reference.to_dict()
+        assert dict(fast.choices[0].delta.extra) == dict(reference.choices[0].delta.extra)
+        assert types.Delta.from_dict(delta) == reference_decoder(types.Delta)(delta)
+
+    def test_solo_is_refused_on_a_field_that_is_not_plain(self) -> None:
+        """solo on a field with a non-None default (or a non-atom kind) fails when the class is made."""
+        with pytest.raises(TypeError, match="solo is for a plain field"):
+            TestFastDecoder._fast(name=wire("x", solo=True))
+        with pytest.raises(TypeError, match="solo is for a plain field"):
+            TestFastDecoder._fast(seq=wire(None, kind=Kind.TUPLE, solo=True))
+        with pytest.raises(TypeError, match="solo keys need every key optional"):
+            TestFastDecoder._fast(must=wire(), name=wire(None, solo=True))
