@@ -180,12 +180,19 @@ def machine() -> str:
     )
 
 
-def run_python(code: str, cwd: str, timeout: float = 120) -> str:
-    """Run ``python -c code`` in a fresh interpreter; its stdout."""
+def run_python(code: str, cwd: str, timeout: float = 120, *, write_bytecode: bool = False) -> str:
+    """Run ``python -c code`` in a fresh interpreter; its stdout.
+
+    ``write_bytecode`` lets the child write ``__pycache__`` even when this process runs with
+    ``PYTHONDONTWRITEBYTECODE`` (as an installed package has its bytecode compiled by pip).
+    """
+    env = child_env()
+    if write_bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     out = subprocess.run(
         [sys.executable, "-c", code],
         cwd=cwd,
-        env=child_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

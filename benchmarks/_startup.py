@@ -23,11 +23,22 @@ IMPORTS = ("rxllm", "openai", "litellm")
 
 
 def import_times(runs: int, log: Callable[[str], None]) -> dict[str, float | str]:
-    """Module -> median ms to import it in a fresh interpreter (interpreter start excluded)."""
+    """Module -> median ms to import it in a fresh interpreter (interpreter start excluded).
+
+    One untimed import of each module first, allowed to write bytecode: pip compiles an
+    installed package's bytecode, but an editable checkout (or a run under
+    ``PYTHONDONTWRITEBYTECODE``) would otherwise compile rxllm's source on every import while
+    the peers, installed by pip, load theirs from ``__pycache__``.
+    """
     code = "import time; t = time.perf_counter(); import {m}; print(time.perf_counter() - t)"
     samples: dict[str, list[float]] = {m: [] for m in IMPORTS if installed(m)}
     out: dict[str, float | str] = {m: f"{m} not installed" for m in IMPORTS if m not in samples}
     with tempfile.TemporaryDirectory(prefix="rxllm-bench-import-") as cwd:
+        for module in samples:
+            try:
+                run_python(code.format(m=module), cwd, write_bytecode=True)
+            except Exception as exc:
+                out[module] = f"failed: {exc}"[:80]
         for _ in range(runs):
             for module in samples:  # alternate, so drift hits all alike
                 try:

@@ -11,7 +11,6 @@ on stdin starts an interactive session (:mod:`rxllm.chat_session`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import sys
@@ -265,7 +264,7 @@ def _summary(report: Any, first_token: float | None, total: float, err: TextIO) 
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from rxllm.proxy import ConfigError, is_loopback, load_config, serve
+    from rxllm.proxy import ConfigError, eventloop, is_loopback, load_config, serve
     from rxllm.proxy.config import with_model
 
     try:
@@ -315,6 +314,8 @@ def _serve(args: argparse.Namespace) -> int:
         shown = f"[{host}]" if ":" in host else host
         auth = "master key required" if config.master_key else "no auth (loopback only)"
         count = f"; {args.workers} workers" if args.workers > 1 else ""
+        if args.workers == 1 and config.event_loop != "asyncio":  # the loop it runs on, when asked to choose
+            count += f"; {eventloop.running_loop_name()} event loop"
         print(
             f"rxllm proxy listening on http://{shown}:{port} ({len(config.model_names)} model names; {auth}{count})",
             file=sys.stderr,
@@ -326,7 +327,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         if args.workers > 1:
             return _supervise(args, config, ready)
-        asyncio.run(serve(config, args.host, args.port, on_ready=ready))
+        eventloop.run(serve(config, args.host, args.port, on_ready=ready), config.event_loop)
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     return 0

@@ -6,7 +6,6 @@ Plain values and functions, shared by ``retry_stream`` (an operator) and ``compl
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 
 from rxllm.errors import APIConnectionError, InternalServerError, RateLimitError, ServiceUnavailableError, Timeout
@@ -48,6 +47,8 @@ def exponential_backoff(
     def delay(retry: int) -> float:
         d = min(maximum, initial * factor ** (retry - 1))
         if jitter:
+            import random  # at the first jittered delay: the module costs a few ms at import
+
             d -= d * jitter * random.random()
         return d
 

@@ -116,6 +116,21 @@ class TestImportCost:
 
         assert done.stdout.split() == ["False", "False"]
 
+    def test_import_rxllm_leaves_the_rarely_needed_stdlib_modules_to_their_first_use(self) -> None:
+        """``email`` (HTTP-date ``Retry-After``) and ``random`` (backoff jitter) load when first needed, and work."""
+        code = (
+            "import sys, rxllm\n"
+            "from rxllm.errors import parse_retry_after\n"
+            "from rxllm.retry_policy import exponential_backoff\n"
+            "before = ['email.utils' in sys.modules, 'random' in sys.modules]\n"
+            "gone = parse_retry_after('Wed, 21 Oct 2015 07:28:00 GMT')\n"
+            "jittered = exponential_backoff(initial=1.0, jitter=0.5)(1)\n"
+            "print(*before, gone, 0.5 <= jittered <= 1.0, 'email.utils' in sys.modules, 'random' in sys.modules)\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+
+        assert done.stdout.split() == ["False", "False", "0.0", "True", "True", "True"], done.stderr
+
     def test_the_transport_is_imported_at_the_first_request(self) -> None:
         """``import rxllm`` and a mock completion leave aiohttp unimported; a real request imports it and works."""
         code = (

@@ -29,6 +29,7 @@ A config names deployments under public model names and sets server-wide limits:
       stream_passthrough: true              # forward upstream event bytes when nothing needs rewriting
       gc_tuning: true                       # rxllm serve freezes its start-up objects, collects less often
       gc_gen0_threshold: 50000              # allocations between young-generation collections (tuned)
+      event_loop: asyncio                   # or uvloop (pip install 'rxllm[uvloop]'), or auto
       cors_allowed_origins: []              # web origins whose pages may call the proxy
       responses_store_size: 0               # /v1/responses answers kept for previous_response_id (0: none)
       resumable_streams: false              # keep streams' events so clients can resume them
@@ -66,6 +67,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import attrs
 import yaml
+
+from rxllm.proxy.eventloop import EVENT_LOOPS, uvloop_installed
 
 __all__ = [
     "ENV_MASTER_KEY",
@@ -114,6 +117,7 @@ _GENERAL_KEYS: Final = frozenset(
         "listen_backlog",
         "gc_tuning",
         "gc_gen0_threshold",
+        "event_loop",
         "stream_passthrough",
         "mock_max_prompt_chars",
         "mock_max_tokens",
@@ -378,6 +382,9 @@ class ProxyConfig:
             ``gc_gen0_threshold`` allocations instead of 700.
         gc_gen0_threshold: Net container allocations between young-generation collections
             when ``gc_tuning`` is on.
+        event_loop: The event loop ``rxllm serve`` runs on: ``"asyncio"`` (the standard
+            one), ``"uvloop"`` (``pip install 'rxllm[uvloop]'``) or ``"auto"`` (uvloop when
+            installed); see :mod:`rxllm.proxy.eventloop`.
         mock_max_prompt_chars: Largest prompt (characters) a mock model accepts.
         mock_max_tokens: Largest ``max_tokens`` (per choice) a mock model accepts.
         cors_allowed_origins: Web origins (``"http://localhost:3000"``) whose pages may call
@@ -432,6 +439,7 @@ class ProxyConfig:
     listen_backlog: int = 2048
     gc_tuning: bool = True
     gc_gen0_threshold: int = 50_000
+    event_loop: str = "asyncio"
     stream_passthrough: bool = True
     mock_max_prompt_chars: int = 256 * 1024
     mock_max_tokens: int = 32768
@@ -585,6 +593,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
     gc_tuning = _flag(general.get("gc_tuning", True), "general_settings.gc_tuning")
     passthrough = _flag(general.get("stream_passthrough", True), "general_settings.stream_passthrough")
     gc_gen0 = _integer(general.get("gc_gen0_threshold", 50_000), "general_settings.gc_gen0_threshold")
+    event_loop = _event_loop(general.get("event_loop", "asyncio"))
     mock_prompt = _integer(general.get("mock_max_prompt_chars", 256 * 1024), "general_settings.mock_max_prompt_chars")
     mock_tokens = _integer(general.get("mock_max_tokens", 32768), "general_settings.mock_max_tokens")
     origins = _origins(general.get("cors_allowed_origins"), "general_settings.cors_allowed_origins")
@@ -638,6 +647,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None) -> Prox
         listen_backlog=backlog,
         gc_tuning=gc_tuning,
         gc_gen0_threshold=gc_gen0,
+        event_loop=event_loop,
         stream_passthrough=passthrough,
         mock_max_prompt_chars=mock_prompt,
         mock_max_tokens=mock_tokens,
@@ -682,6 +692,15 @@ def _router_settings(raw: Any, env: Mapping[str, str]) -> tuple[str | None, floa
     password = _secret(router.get("redis_password"), "router_settings.redis_password", env)
     auth = f":{quote(password, safe='')}@" if password else ""
     return f"redis://{auth}{host}:{port}/{db}", cache_ttl
+
+
+def _event_loop(value: Any) -> str:
+    """``general_settings.event_loop``: one of :data:`~rxllm.proxy.eventloop.EVENT_LOOPS`, installed."""
+    if value not in EVENT_LOOPS:
+        raise ConfigError(f"general_settings.event_loop must be one of {', '.join(EVENT_LOOPS)}, got {value!r}")
+    if value == "uvloop" and not uvloop_installed():
+        raise ConfigError("general_settings.event_loop: uvloop needs uvloop: pip install 'rxllm[uvloop]'")
+    return str(value)
 
 
 def _flag(value: Any, where: str) -> bool:

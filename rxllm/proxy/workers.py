@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from rxllm._log import get_logger
+from rxllm.proxy import eventloop
 
 if TYPE_CHECKING:
     from rxllm.proxy.config import ProxyConfig
@@ -487,7 +488,7 @@ def run_worker(config: ProxyConfig, spec: str, host: str) -> None:
     for inherited in (sock, control):
         inherited.set_inheritable(False)  # this worker's own children (none today) must not hold them
     try:
-        asyncio.run(_work(config, host, sock, control, index))
+        eventloop.run(_work(config, host, sock, control, index), config.event_loop)
     finally:
         control.close()
         sock.close()
