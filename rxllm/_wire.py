@@ -6,8 +6,8 @@ decorated with :func:`wire_class`, which generates, from that table alone:
 
 - ``from_dict(d)``: one ``d.get`` per key, nested objects decoded by the nested class's
   generated decoder, unknown keys into ``extra`` (the shared empty mapping when there are none),
-  built in the decoder's own frame where the class allows it (a blank
-  :func:`rxllm._fastnew.mutable_sibling` from ``object.__new__``, one slot store per field, the
+  built in the decoder's own frame where the class allows it (a
+  :func:`rxllm._fastnew.blank_sibling` called with no arguments, one slot store per field, the
   class swap: no constructor call), a one-element list without a list comprehension; nested
   fast classes (a chunk's choice, its delta, a tool call, its function) decoded inline, in
   the parent's frame (:data:`INLINE_DEPTH` levels; :func:`reference_decoder` is the same
@@ -34,7 +34,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import orjson
 
-from rxllm._fastnew import mutable_sibling
+from rxllm._fastnew import blank_sibling
 
 __all__ = ["EMPTY", "INLINE_DEPTH", "Kind", "hidden_key", "reference_decoder", "verify", "wire", "wire_class"]
 
@@ -193,9 +193,9 @@ def _decode_source(
 ) -> str:
     """The body of the decoder (after its ``def`` line): ``d`` is the wire dict.
 
-    A ``fast`` class is built in the decoder's own frame: a blank mutable sibling
-    (``object.__new__``), one slot store per field, then the class swap (no constructor call);
-    any other class through its attrs ``__init__``. Nested fast classes are decoded inline, in
+    A ``fast`` class is built in the decoder's own frame: a blank sibling
+    (:func:`rxllm._fastnew.blank_sibling`), one slot store per field, then the class swap (no
+    attrs ``__init__``); any other class through its attrs ``__init__``. Nested fast classes are decoded inline, in
     the same frame, down to ``inline`` levels (a Python call less per nested object); deeper
     ones, and lists of more than one, call the nested class's decoder. ``solo`` fields (see
     :func:`wire`) get their shortcut unless ``solo`` is false.
@@ -227,7 +227,7 @@ def _decode_lines(
     lines = [f"{get} = {src}.get"]
     if fast:
         ns[f"_sib{tag}"] = cls._wire_sibling
-        lines.append(f"{o} = _onew(_sib{tag})")
+        lines.append(f"{o} = _sib{tag}()")
     args = []
     for i, (name, key, spec, default) in enumerate(rows):
         v = f"v{tag}_{i}"
@@ -333,7 +333,7 @@ def _solo_lines(
     out = []
     for n, (solo_name, solo_key, _spec, _default) in enumerate(solos):
         test = f"len({src}) == 1 and ({s} := get{tag}({solo_key!r})) is not None"
-        out += [f"{'if' if n == 0 else 'elif'} {test}:", f"    {o} = _onew(_sib{tag})"]
+        out += [f"{'if' if n == 0 else 'elif'} {test}:", f"    {o} = _sib{tag}()"]
         for i, (name, _key, spec, _default) in enumerate(rows):
             if name == solo_name:
                 value = s
@@ -353,7 +353,7 @@ def reference_decoder(cls: type[Any]) -> Callable[[Mapping[str, Any]], Any]:
 
     For tests: the inlined ``from_dict`` must agree with it on any wire dict.
     """
-    ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps, "_onew": object.__new__}
+    ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps}
     body = _decode_source(cls, _rows(cls), ns, cls._wire_sibling is not None, inline=0, solo=False)
     for _name, _key, spec, _default in _rows(cls):
         target, _many = _nested(spec.kind)
@@ -402,7 +402,7 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
 
     Args:
         order: Wire keys ``to_dict`` writes first, in this order (the rest follow in field order).
-        fast: Build objects through :func:`rxllm._fastnew.mutable_sibling` (the class must be made
+        fast: Build objects through :func:`rxllm._fastnew.blank_sibling` (the class must be made
             with :func:`rxllm._fastnew.slotted_base`); otherwise with the class itself.
 
     Returns:
@@ -416,8 +416,8 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
         rows = _rows(cls)
         known = frozenset(key for _, key, _, _ in rows)
         cls._known = known  # type: ignore[attr-defined]
-        cls._wire_sibling = mutable_sibling(cls) if fast else None  # type: ignore[attr-defined]
-        ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps, "_onew": object.__new__}
+        cls._wire_sibling = blank_sibling(cls) if fast else None  # type: ignore[attr-defined]
+        ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps}
         body = _decode_source(cls, rows, ns, fast)
         # the same body twice: a plain function for nested decoding, a classmethod for users
         source = f"def decode(d):\n{body}\ndef from_dict(cls, d):\n{body}\n" + _encode_source(cls, rows, order)

@@ -7,7 +7,7 @@ Every class is frozen and slotted, reads like the OpenAI and LiteLLM objects
 Each class declares its fields once: the class body is its field table (``wire(...)`` says
 how a field travels). :func:`rxllm._wire.wire_class` generates ``from_dict``, ``to_dict`` and
 the known keys from it and verifies them when this module is imported; the per-chunk classes
-are built through :func:`rxllm._fastnew.mutable_sibling` (slot stores, no attrs ``__init__``). A new
+are built through :func:`rxllm._fastnew.blank_sibling` (slot stores, no attrs ``__init__``). A new
 delta field is one line: ``audio: str | None = wire(None)``.
 """
 

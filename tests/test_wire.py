@@ -459,3 +459,38 @@ class TestInlinedDecoders:
             TestFastDecoder._fast(seq=wire(None, kind=Kind.TUPLE, solo=True))
         with pytest.raises(TypeError, match="solo keys need every key optional"):
             TestFastDecoder._fast(must=wire(), name=wire(None, solo=True))
+
+
+class TestBlankSibling:
+    def test_refuses_what_positional_new_refuses(self) -> None:
+        """A class not over a slotted_base() base, or whose fields no longer match the slots, is refused."""
+        from rxllm._fastnew import blank_sibling
+
+        @attrs.frozen(weakref_slot=False)
+        @slotted_base
+        class Good(types._Wire):
+            a: Any = None
+            b: Any = None
+
+        fewer = attrs.frozen(weakref_slot=False)(
+            type("Fewer", (Good.__mro__[1],), {"__annotations__": {"a": "Any"}, "a": None})
+        )
+
+        with pytest.raises(TypeError, match="not in a slotted_base"):
+            blank_sibling(attrs.frozen(_table(a=wire(None))))
+        with pytest.raises(TypeError, match="is not its fields in order"):
+            blank_sibling(fewer)
+
+    def test_fills_and_becomes_the_frozen_class(self) -> None:
+        """A blank sibling, every slot stored, swapped to the frozen class, equals the attrs-built object."""
+        from rxllm._fastnew import blank_sibling
+
+        sibling = blank_sibling(types.Delta)
+        obj = sibling()
+        for f in attrs.fields(types.Delta):
+            setattr(obj, f.name, "hi" if f.name == "content" else f.default)
+        obj.__class__ = types.Delta
+
+        assert obj == types.Delta(content="hi") and hash(obj) == hash(types.Delta(content="hi"))
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            obj.content = "x"  # type: ignore[misc]
