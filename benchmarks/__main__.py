@@ -4,6 +4,7 @@
     python -m benchmarks --quick    # about a minute
     python -m benchmarks --smoke    # seconds: CI's check that the benchmarks still run
     python -m benchmarks --only client|layers|proxy|burst|import|memory|dialects
+    python -m benchmarks --only burst --burst-kind mock [--burst-streams N]   # chosen burst rows
 
 Peers (``openai``, ``litellm`` with its proxy) come from the ``bench`` extra; install them in a
 separate virtual environment (``pip install -e ".[bench]"``). A peer that is not installed gets
@@ -212,16 +213,21 @@ def proxy_section(upstream: Upstream, size_name: str, failures: list[str], profi
     return f"### Proxy: CPU per forwarded chunk, throughput, time to first chunk\n\n{table(header, rows)}\n\n{notes}\n"
 
 
+#: The burst row whose paced upstream is rxllm's mock provider inside the proxy (one socket per stream).
+MOCK_NAME = "rxllm proxy, in-process mock upstream"
+
 #: size -> burst rows: (kind, name, streams, ms between chunks, general_settings); each stream
 #: lasts 19 paces, longer than the burst takes to arrive, so every stream is open at once.
+#: Kind ``mock``: rxllm's proxy serving a ``mock/`` model with ``mock_delay`` (no upstream socket).
 BURSTS: dict[str, list[tuple[str, str, int, int, dict[str, Any] | None]]] = {
-    "smoke": [("rxllm", "rxllm proxy", 50, 20, None)],
+    "smoke": [("rxllm", "rxllm proxy", 50, 20, None), ("mock", MOCK_NAME, 50, 20, None)],
     "quick": [
         ("floor", _proxy.FLOOR_NAME, 1000, 300, None),
         ("rxllm", "rxllm proxy", 1000, 300, None),
         ("rxllm", "rxllm proxy, gc_tuning off", 1000, 300, {"gc_tuning": False}),
         ("rxllm", "rxllm proxy on uvloop", 1000, 300, {"event_loop": "uvloop"}),
         ("litellm", "LiteLLM proxy (uvicorn, 1 worker)", 1000, 300, None),
+        ("mock", MOCK_NAME, 1000, 300, None),
     ],
     "full": [
         ("floor", _proxy.FLOOR_NAME, 1000, 500, None),
@@ -230,14 +236,25 @@ BURSTS: dict[str, list[tuple[str, str, int, int, dict[str, Any] | None]]] = {
         ("rxllm", "rxllm proxy on uvloop", 1000, 500, {"event_loop": "uvloop"}),
         ("litellm", "LiteLLM proxy (uvicorn, 1 worker)", 1000, 500, None),
         ("rxllm", "rxllm proxy", 10000, 4000, None),
+        ("mock", MOCK_NAME, 10000, 4000, None),
     ],
 }
 
 #: Content chunks per burst stream: the client receives BURST_N + 3 (role, finish, usage).
 BURST_N = 17
 
+#: The mock row's answer: BURST_N + 1 words (role with the first), then finish and usage chunks.
+_MOCK_TEXT = " ".join(f"word{i}" for i in range(BURST_N + 1))
 
-def burst_section(upstream: Upstream, size_name: str, failures: list[str], profile: str | None) -> str:
+
+def burst_section(
+    upstream: Upstream,
+    size_name: str,
+    failures: list[str],
+    profile: str | None,
+    kinds: list[str] | None = None,
+    streams_override: int | None = None,
+) -> str:
     from benchmarks._upstream import chunk_count
 
     header = [
@@ -253,9 +270,15 @@ def burst_section(upstream: Upstream, size_name: str, failures: list[str], profi
     rows = []
     capped = []
     for kind, name, wanted, pace, general in BURSTS[size_name]:
-        streams = _burst.max_streams(wanted)  # two sockets per stream must fit the proxy's hard fd limit
+        if kinds and kind not in kinds:
+            continue
+        if streams_override is not None:
+            wanted = streams_override
+            pace = max(pace, wanted * 2 // 5)  # the arrival of the burst fits in a stream's life
+        sockets = 1 if kind == "mock" else 2
+        streams = _burst.max_streams(wanted, sockets)  # the sockets must fit the proxy's hard fd limit
         if streams < wanted:
-            hard = _burst.fd_limits_for(wanted)[1]
+            hard = _burst.fd_limits_for(wanted, sockets)[1]
             capped.append(f"{wanted:,} streams asked for, {streams:,} run: the hard fd limit is {hard:,}")
         label = f"{name} ({streams:,})"
         missing = _proxy.litellm_missing() if kind == "litellm" else None
@@ -264,12 +287,20 @@ def burst_section(upstream: Upstream, size_name: str, failures: list[str], profi
             continue
         # the client asks for the name the upstream reports: rxllm forwards the events as they are
         scen = {_proxy.PASS_MODEL: ("text", f"p{pace}", BURST_N), "warm": ("text", "bulk", 5)}
+        model = _proxy.PASS_MODEL
+        mocks = None
+        if kind == "mock":
+            model = "burst-mock"
+            mocks = {
+                model: {"mock_response": _MOCK_TEXT, "mock_delay": pace / 1000},
+                "burst-mock-warm": {"mock_response": _MOCK_TEXT},
+            }
         try:
             with _proxy.Proxy(
-                kind,
+                "rxllm" if kind == "mock" else kind,
                 upstream,
                 scen,
-                profile if kind == "rxllm" else None,
+                profile if kind in ("rxllm", "mock") else None,
                 # header_timeout: on 2 shared cores a client of a 10,000-stream burst may send its
                 # headers tens of seconds after its connection was accepted
                 general={
@@ -279,15 +310,17 @@ def burst_section(upstream: Upstream, size_name: str, failures: list[str], profi
                     **(general or {}),
                 },
                 # rxllm raises its own soft limit; the peers are given theirs
-                preexec=_burst.proxy_preexec(streams, default_soft=kind == "rxllm"),
+                preexec=_burst.proxy_preexec(streams, default_soft=kind in ("rxllm", "mock"), sockets=sockets),
                 gc_probe=kind != "litellm",
+                mocks=mocks,
             ) as proxy:
-                asyncio.run(_proxy._batch(proxy.url, "warm", 20))  # imports, pools, caches
+                warm = "burst-mock-warm" if kind == "mock" else "warm"
+                asyncio.run(_proxy._batch(proxy.url, warm, 20))  # imports, pools, caches
                 r = _burst.run_burst(
                     proxy.url,
                     proxy.pid,
                     proxy.port,
-                    _proxy.PASS_MODEL,
+                    model,
                     streams,
                     chunk_count("text", BURST_N),
                     gc_stats=proxy.gc_stats,
@@ -295,11 +328,11 @@ def burst_section(upstream: Upstream, size_name: str, failures: list[str], profi
         except Exception as exc:
             rows.append([label, f"{streams:,}", f"failed: {type(exc).__name__}", *[""] * (len(header) - 3)])
             _log(f"  burst {label}: {type(exc).__name__}: {str(exc)[:1500]}")
-            if kind == "rxllm":
+            if kind in ("rxllm", "mock"):
                 failures.append(f"burst {label}: {type(exc).__name__}")
             continue
         _log(f"  burst {label}: done ({r['errors']} errors{': ' + r['first_error'] if r['errors'] else ''})")
-        if kind == "rxllm" and r["errors"]:
+        if kind in ("rxllm", "mock") and r["errors"]:
             failures.append(f"burst {label}: {r['errors']} errors, first: {r['first_error']}")
         open_at_once = f"{r['open_at_once']:,}" if r["open_at_once"] >= 0 else "n/a"
         gc_share = f"{r['gc_share'] * 100:.0f} %" if r["gc_share"] == r["gc_share"] else "n/a"
@@ -322,7 +355,10 @@ def burst_section(upstream: Upstream, size_name: str, failures: list[str], profi
         "CPU over the whole burst / streams (setup, relaying, teardown, the log line). *KB RSS per open "
         "stream*: (RSS with every stream open - RSS before) / streams. *GC share*: the proxy's time in "
         "garbage collection (`gc.callbacks`) / its CPU over the burst. rxllm's proxy starts with a soft fd "
-        "limit of 1,024 and raises its own; the floor and LiteLLM are started with soft = hard."
+        "limit of 1,024 and raises its own; the floor and LiteLLM are started with soft = hard. "
+        f"*{MOCK_NAME}*: the same proxy serving a `mock/` model with `mock_delay` (the same pacing, "
+        "produced inside the proxy), so each stream holds one socket, not two: the proxy's own "
+        "capacity where the hard fd limit cannot hold two per stream."
     )
     if capped:
         notes += " Capped: " + "; ".join(capped) + " (it cannot be raised here)."
@@ -396,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     size_group.add_argument("--quick", action="store_true", help="about a minute")
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
     parser.add_argument("--profile-proxy", metavar="FILE", help="run rxllm's proxy under cProfile, writing FILE")
+    parser.add_argument(
+        "--burst-kind",
+        choices=("floor", "rxllm", "litellm", "mock"),
+        action="append",
+        help="run only these burst rows (repeatable; rxllm's mock-upstream row is `mock`)",
+    )
+    parser.add_argument("--burst-streams", type=int, metavar="N", help="every burst row with N streams")
     args = parser.parse_args(argv)
     size_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     size = SIZES[size_name]
@@ -419,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         if "proxy" in sections:
             out.append(proxy_section(upstream, size_name, failures, args.profile_proxy))
         if "burst" in sections:
-            out.append(burst_section(upstream, size_name, failures, args.profile_proxy))
+            out.append(
+                burst_section(upstream, size_name, failures, args.profile_proxy, args.burst_kind, args.burst_streams)
+            )
         if "import" in sections:
             out.append(import_section(size, failures))
         if "memory" in sections:

@@ -132,14 +132,16 @@ def client_main(argv: list[str]) -> None:
 # --------------------------------------------------------------------------- the parent
 
 
-def fd_limits_for(streams: int) -> tuple[int, int]:
+def fd_limits_for(streams: int, sockets: int = 2) -> tuple[int, int]:
     """(soft, hard) ``RLIMIT_NOFILE`` for the proxy: a default soft limit, a hard one the burst fits in.
 
-    The hard limit is raised where this process may (with ``CAP_SYS_RESOURCE``, up to
-    ``fs.nr_open``); elsewhere it stays what it is, and the burst is capped to fit.
+    ``sockets``: the proxy's sockets per stream (2 through an HTTP upstream, 1 from an
+    in-process mock). The hard limit is raised where this process may (with
+    ``CAP_SYS_RESOURCE``, up to ``fs.nr_open``); elsewhere it stays what it is, and the burst
+    is capped to fit.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = 2 * streams + 1024
+    need = sockets * streams + 1024
     if hard != resource.RLIM_INFINITY and hard < need:
         try:
             nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
@@ -150,17 +152,17 @@ def fd_limits_for(streams: int) -> tuple[int, int]:
     return min(1024, hard), hard
 
 
-def max_streams(streams: int) -> int:
-    """``streams``, or fewer when the proxy's hard fd limit cannot hold two sockets per stream."""
-    _, hard = fd_limits_for(streams)
+def max_streams(streams: int, sockets: int = 2) -> int:
+    """``streams``, or fewer when the proxy's hard fd limit cannot hold ``sockets`` sockets per stream."""
+    _, hard = fd_limits_for(streams, sockets)
     if hard == resource.RLIM_INFINITY:
         return streams
-    return min(streams, (hard - 64) // 2)
+    return min(streams, (hard - 64) // sockets)
 
 
-def proxy_preexec(streams: int, *, default_soft: bool = True) -> Callable[[], None]:
+def proxy_preexec(streams: int, *, default_soft: bool = True, sockets: int = 2) -> Callable[[], None]:
     """Set the proxy's fd limits: a default soft limit (``default_soft``), else soft = hard."""
-    soft, hard = fd_limits_for(streams)
+    soft, hard = fd_limits_for(streams, sockets)
     if not default_soft:
         soft = hard
 

@@ -56,7 +56,17 @@ def litellm_cli() -> Path:
     return Path(given) if given else Path(sys.executable).with_name("litellm")
 
 
-def _config(upstream: Upstream, scenarios: Scenarios, litellm: bool, general: dict[str, Any] | None = None) -> str:
+#: model name -> the ``litellm_params`` of an in-process ``mock/`` deployment (``mock_delay``...).
+MockModels = dict[str, dict[str, Any]]
+
+
+def _config(
+    upstream: Upstream,
+    scenarios: Scenarios,
+    litellm: bool,
+    general: dict[str, Any] | None = None,
+    mocks: MockModels | None = None,
+) -> str:
     lines = ["model_list:"]
     for name, (variant, mode, n) in scenarios.items():
         base = upstream.base(variant, mode, n)
@@ -67,6 +77,9 @@ def _config(upstream: Upstream, scenarios: Scenarios, litellm: bool, general: di
             f"      api_base: '{base}'",
             "      api_key: sk-bench-not-a-key",
         ]
+    for name, params in (mocks or {}).items():
+        lines += [f"  - model_name: {name}", "    litellm_params:", f"      model: mock/{name}"]
+        lines += [f"      {key}: {orjson.dumps(value).decode()}" for key, value in params.items()]
     # both proxies check the same master key on every request (LiteLLM refuses to start without one)
     lines += ["general_settings:", f"  master_key: {MASTER_KEY}"]
     if litellm:
@@ -84,6 +97,8 @@ class Proxy:
         general: Extra ``general_settings`` for rxllm's proxy.
         preexec: Run in the child before it starts (the burst sets its fd limits there).
         gc_probe: Run rxllm's proxy under :mod:`benchmarks._gcprobe`; :attr:`gc_stats` is its file.
+        mocks: In-process ``mock/`` deployments added to rxllm's ``model_list`` (the paced
+            upstream inside the proxy: one socket per stream).
     """
 
     def __init__(
@@ -96,6 +111,7 @@ class Proxy:
         general: dict[str, Any] | None = None,
         preexec: Callable[[], None] | None = None,
         gc_probe: bool = False,
+        mocks: MockModels | None = None,
     ) -> None:
         self.kind = kind
         self.upstream = upstream
@@ -104,6 +120,7 @@ class Proxy:
         self.general = general
         self.preexec = preexec
         self.gc_probe = gc_probe
+        self.mocks = mocks
         self.gc_stats: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -118,7 +135,7 @@ class Proxy:
         self._tmp = tempfile.TemporaryDirectory(prefix=f"rxllm-bench-{self.kind}-")
         tmp = Path(self._tmp.name)
         config = tmp / "config.yaml"
-        config.write_text(_config(self.upstream, self.scenarios, self.kind == "litellm", self.general))
+        config.write_text(_config(self.upstream, self.scenarios, self.kind == "litellm", self.general, self.mocks))
         log = tmp / "proxy.log"
         prefix = ["-m", "cProfile", "-o", self.profile] if self.profile else []
         if self.gc_probe and not self.profile:

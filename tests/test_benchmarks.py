@@ -60,6 +60,9 @@ def test_smoke_run_prints_rxllm_rows_with_numbers(tmp_path: Path) -> None:
     burst = _row(out, "rxllm proxy (50)")
     assert re.search(r"\| 50 \| [0-9,]+ \| 0 \| " + _NUMBER + " / " + _NUMBER + r" \| " + _NUMBER, burst), burst
     assert re.search(r"[0-9]+ % \|$", burst), burst
+    # and its in-process mock upstream row (one socket per stream): every stream open at once, no errors
+    mock = _row(out, "rxllm proxy, in-process mock upstream (50)")
+    assert re.search(r"\| 50 \| 50 \| 0 \| " + _NUMBER, mock), mock
     assert re.search(r"\| `import rxllm` \| [0-9,]+ \|", out)
     assert re.search(r"\| rxllm `acompletion\(stream=True\)` \| " + _NUMBER, out)
     # dialects: every encoder has a number and a ratio to chat completions

@@ -9,6 +9,7 @@ import pytest
 import structlog
 from openai.lib.streaming.chat import ChatCompletionStreamState
 
+from rxllm.proxy import parse_config
 from tests.proxy.proxy_support import (
     USER,
     client,
@@ -200,3 +201,65 @@ class TestErrors:
         assert [(line["status"], line["outcome"]) for line in lines] == [(429, "error"), (200, "completed")]
         assert lines[0]["error"] == "RateLimitError"
         assert all("hello proxy" not in repr(line) for line in lines)
+
+
+def _loop_chunk(content: str = "again and again") -> dict[str, object]:
+    return {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+    }
+
+
+class TestRepeatedChunkGuard:
+    async def test_a_looping_non_streaming_answer_is_a_500(self) -> None:
+        """Collected answers are guarded too: a looping model gives the SDK an InternalServerError."""
+        import rxllm
+
+        rxllm.REPEATED_STREAMING_CHUNK_LIMIT = 3
+        async with running(config(mock_entry("m", mock_response=[_loop_chunk()] * 10))) as server:
+            with pytest.raises(openai.InternalServerError) as info:
+                await client(server).chat.completions.create(model="m", messages=USER)
+
+        assert "repeating the same chunk" in info.value.message
+
+    async def test_a_loop_before_any_chunk_passes_fails_over(self) -> None:
+        """A deployment that loops from its first chunk (limit 1) is replaced by the model's fallback."""
+        import rxllm
+
+        rxllm.REPEATED_STREAMING_CHUNK_LIMIT = 1
+        cfg = parse_config(
+            {
+                "model_list": [
+                    mock_entry("m", mock_response=[_loop_chunk()] * 3),
+                    mock_entry("m2", mock_response="ok"),
+                ],
+                "litellm_settings": {"fallbacks": [{"m": ["m2"]}]},
+            },
+            environ={},
+        )
+        async with running(cfg) as server:
+            with structlog.testing.capture_logs() as logs:
+                answer = await client(server).chat.completions.create(model="m", messages=USER)
+
+        assert answer.choices[0].message.content == "ok"
+        (line,) = request_logs(logs)
+        assert line["attempts"] == 2
+
+    async def test_a_cut_off_stream_is_logged_as_an_error(self) -> None:
+        """The request's log line names the repeated-chunk error and still has its tokens."""
+        import rxllm
+
+        rxllm.REPEATED_STREAMING_CHUNK_LIMIT = 3
+        async with running(config(mock_entry("m", mock_response=[_loop_chunk()] * 10))) as server:
+            with structlog.testing.capture_logs() as logs:
+                stream = await client(server).chat.completions.create(model="m", messages=USER, stream=True)
+                with pytest.raises(openai.APIError):
+                    async for _ in stream:
+                        pass
+
+        (line,) = request_logs(logs)
+        assert (line["status"], line["outcome"], line["error"]) == (200, "error", "InternalServerError")
+        assert line["completion_tokens"] > 0

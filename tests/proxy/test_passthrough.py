@@ -12,10 +12,14 @@ import pytest
 import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from strategies import load_fixture_chunks
 from support import fixture_path
 
 from rxllm.providers._http import aclose_sessions
+from rxllm.proxy.dialects.chat import ChatEncoder
+from rxllm.proxy.exchange import _Feed
 from rxllm.sse import SSEDecoder
+from rxllm.types import ChatCompletionChunk, Usage
 from tests.proxy.proxy_support import USER, client, config, request_logs, running
 
 #: Recorded OpenAI-compatible streams, each replayed by a local upstream.
@@ -228,3 +232,45 @@ class TestRewritingFallsBack:
 
         assert len(ids) == 1
         assert ids != {upstream_id}
+
+
+class TestRenamedEncoding:
+    @pytest.mark.parametrize("name", RECORDED)
+    @pytest.mark.parametrize("include_usage", [True, False])
+    def test_renaming_the_wire_dict_writes_the_renamed_chunks_bytes(self, name: str, include_usage: bool) -> None:
+        """The chat encoder's rename of the wire dict writes what encoding a renamed chunk wrote, event by event."""
+        chunks = load_fixture_chunks(name)
+        direct, built = ChatEncoder(include_usage), ChatEncoder(include_usage)
+
+        for chunk in chunks:
+            assert direct.renamed(chunk, "alias") == built.chunk(_Feed._renamed(chunk, "alias", None))
+        estimate = Usage(3, 4, 7, estimated=True)
+        assert direct.end(estimate) == built.end(estimate)
+        assert chunks
+
+    def test_an_estimated_usage_chunk_carries_the_clients_model_name(self) -> None:
+        """A usage chunk the proxy adds at the end of a renamed stream names the client's model, not the upstream's."""
+        encoder = ChatEncoder(True)
+        encoder.renamed(ChatCompletionChunk.from_dict({"id": "c1", "model": "upstream", "choices": []}), "alias")
+
+        data = encoder.end(Usage(1, 2, 3))
+
+        assert orjson.loads(data.split(b"\n\n")[0][len(b"data: ") :])["model"] == "alias"
+
+    async def test_a_renamed_stream_without_upstream_usage_ends_with_the_clients_name(self) -> None:
+        """Through the proxy: every event of a renamed stream, the estimated usage chunk too, carries the alias."""
+        events = [
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "upstream-model",
+                "choices": [{"index": 0, "delta": {"content": f"word {i}"}, "finish_reason": None}],
+            }
+            for i in range(3)
+        ]
+        body = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+        out = _events(await _raw(body, "alias", True, {"stream_options": {"include_usage": True}}))
+
+        assert [orjson.loads(e)["model"] for e in out] == ["alias"] * 4
+        assert orjson.loads(out[-1])["usage"]["total_tokens"] > 0

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
+import orjson
 from aiohttp import web
 
 from rxllm.proxy.dialect import Call, Context, Dialect, ErrorInfo
@@ -78,12 +79,13 @@ class ChatEncoder:
             without it, usage-only chunks are dropped and usage fields removed, as OpenAI does.
     """
 
-    __slots__ = ("include_usage", "last", "usage_seen")
+    __slots__ = ("include_usage", "last", "model", "usage_seen")
 
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
         self.usage_seen = False
         self.last: ChatCompletionChunk | None = None
+        self.model: str | None = None  # set by renamed(): the name ``last`` is reported under
 
     def chunk(self, chunk: ChatCompletionChunk) -> bytes:
         """``data: {chunk}\\n\\n`` (usage handled as the client asked)."""
@@ -96,6 +98,28 @@ class ChatEncoder:
             else:
                 chunk = attrs.evolve(chunk, usage=None)
         return _HEAD + chunk.to_json() + _TAIL
+
+    def renamed(self, chunk: ChatCompletionChunk, model: str) -> bytes:
+        """What :meth:`chunk` writes for ``chunk`` under the model name ``model``, without building that chunk.
+
+        The exchange calls this instead of renaming each chunk to the client's model name
+        (``chunk.model`` must be non-empty, and the chunk's id kept): the wire dict is
+        renamed instead, one key store rather than a new chunk object per chunk. The bytes
+        are exactly those :meth:`chunk` writes for the renamed chunk.
+        """
+        self.last = chunk
+        self.model = model
+        usage = chunk.usage
+        if usage is not None:
+            if self.include_usage:
+                self.usage_seen = True
+            elif not chunk.choices:
+                return b""
+        d = chunk.to_dict()
+        d["model"] = model
+        if usage is not None and not self.include_usage:
+            del d["usage"]
+        return _HEAD + orjson.dumps(d) + _TAIL
 
     def relay(self, chunk: ChatCompletionChunk, data: str | bytes) -> bytes | None:
         """The upstream's own event for ``chunk`` (its ``data`` text), or ``None`` when it must be re-encoded.
@@ -117,7 +141,8 @@ class ChatEncoder:
         if not self.include_usage or self.usage_seen or usage is None:
             return SSE_DONE
         last = self.last or ChatCompletionChunk()
-        final = ChatCompletionChunk(id=last.id, created=last.created, model=last.model, usage=usage)
+        model = last.model if self.model is None else self.model
+        final = ChatCompletionChunk(id=last.id, created=last.created, model=model, usage=usage)
         return encode_data(final.to_json()) + SSE_DONE
 
     def error(self, info: ErrorInfo) -> bytes:
