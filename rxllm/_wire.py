@@ -34,6 +34,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import orjson
 
+from rxllm._codecache import compiled
 from rxllm._fastnew import blank_sibling
 
 __all__ = ["EMPTY", "INLINE_DEPTH", "Kind", "hidden_key", "reference_decoder", "verify", "wire", "wire_class"]
@@ -421,7 +422,7 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
         body = _decode_source(cls, rows, ns, fast)
         # the same body twice: a plain function for nested decoding, a classmethod for users
         source = f"def decode(d):\n{body}\ndef from_dict(cls, d):\n{body}\n" + _encode_source(cls, rows, order)
-        exec(compile(source, f"<rxllm.wire {cls.__name__}>", "exec"), ns)  # noqa: S102
+        exec(compiled(source, f"<rxllm.wire {cls.__name__}>"), ns)  # noqa: S102
         decode, from_dict, encode = ns["decode"], ns["from_dict"], ns["to_dict"]
         decode.__qualname__ = f"{cls.__qualname__}._wire_decode"
         from_dict.__doc__ = f"Build a ``{cls.__name__}`` from its wire dict (unknown keys go to ``extra``)."
