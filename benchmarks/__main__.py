@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import sys
 import time
 from typing import Any
@@ -208,7 +209,8 @@ def proxy_section(upstream: Upstream, size_name: str, failures: list[str], profi
         "metering or logging). rxllm's first row renames every chunk to the client's model name (so it "
         "re-encodes); the passthrough row is the same process with the client asking for the name the "
         "upstream reports (bulk only: the upstream reports one model name). LiteLLM runs with its own "
-        "defaults (uvloop); rxllm's proxy on the standard asyncio loop."
+        "defaults (uvloop); rxllm's proxy on the standard asyncio loop, and in the uvloop rows on uvloop "
+        "(`general_settings.event_loop: uvloop`, `pip install 'rxllm[uvloop]'`)."
     )
     return f"### Proxy: CPU per forwarded chunk, throughput, time to first chunk\n\n{table(header, rows)}\n\n{notes}\n"
 
@@ -282,6 +284,8 @@ def burst_section(
             capped.append(f"{wanted:,} streams asked for, {streams:,} run: the hard fd limit is {hard:,}")
         label = f"{name} ({streams:,})"
         missing = _proxy.litellm_missing() if kind == "litellm" else None
+        if (general or {}).get("event_loop") == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            missing = "uvloop not installed (pip install 'rxllm[uvloop]')"
         if missing:
             rows.append([label, f"{streams:,}", missing, *[""] * (len(header) - 3)])
             continue

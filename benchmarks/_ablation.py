@@ -6,7 +6,7 @@ against what was sent:
 
 1. floor: aiohttp, split lines, ``orjson.loads`` each data line;
 2. decode: the floor, plus ``ChatCompletionChunk.from_dict`` of every line;
-3. parse: the provider boundary (``CheckedStream``: SSE decoding, decode, the chunk checks);
+3. parse: the provider boundary (the provider's stream: SSE decoding, decode, the chunk checks);
 4. Observable: ``rxllm.stream()`` consumed through ``to_async_iterator`` (no operators);
 5. operators: ``acompletion(stream=True)`` (repeated-chunk detection, the instrumentation);
 6. builder: the same, keeping every chunk for ``stream_chunk_builder``;
@@ -72,7 +72,10 @@ async def _parse(base: str) -> Result:
 
     text: list[str] = []
     args: dict[int, list[str]] = {}
-    stream = CheckedStream(get_provider("openai"), _request(base))
+    provider = get_provider("openai")
+    # as rxllm.stream() does: the built-in providers check each chunk as they build it, so
+    # wrapping them in CheckedStream would check every chunk twice
+    stream: Any = provider.stream(_request(base)) if provider.checks_chunks else CheckedStream(provider, _request(base))
     try:
         async for chunk in stream:
             _collect(chunk, text, args)

@@ -17,6 +17,7 @@ proxy process's own:
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import re
 import subprocess
@@ -190,6 +191,8 @@ class Proxy:
 
 #: The row of rxllm's proxy forwarding the upstream's events as they are.
 PASS_NAME = "rxllm proxy, passthrough (client names the upstream's model)"
+UVLOOP_NAME = "rxllm proxy on uvloop (`event_loop: uvloop`)"
+UVLOOP_PASS_NAME = "rxllm proxy on uvloop, passthrough"
 
 #: The floor proxy's row name (the ratios' denominator).
 FLOOR_NAME = "floor proxy (aiohttp, parse + re-encode)"
@@ -312,18 +315,23 @@ def measure(
     paced_streams = 10 if size == "smoke" else 50
     levels = (1, 50) if size == "smoke" else (1, 50, 500)
     out: dict[str, dict[str, Any] | str] = {}
-    kinds = [
-        (FLOOR_NAME, "floor"),
-        ("rxllm proxy (aiohttp, `rxllm serve`)", "rxllm"),
-        ("LiteLLM proxy (uvicorn, 1 worker)", "litellm"),
+    uvloop = {"event_loop": "uvloop"}
+    kinds: list[tuple[str, str, dict[str, Any] | None]] = [
+        (FLOOR_NAME, "floor", None),
+        ("rxllm proxy (aiohttp, `rxllm serve`)", "rxllm", None),
+        (UVLOOP_NAME, "rxllm", uvloop),
+        ("LiteLLM proxy (uvicorn, 1 worker)", "litellm", None),
     ]
-    for name, kind in kinds:
+    for name, kind, general in kinds:
         missing = litellm_missing() if kind == "litellm" else None
+        if kind == "rxllm" and general is uvloop and importlib.util.find_spec("uvloop") is None:
+            missing = "uvloop not installed (pip install 'rxllm[uvloop]')"
         if missing:
             out[name] = missing
             continue
         try:
-            with Proxy(kind, upstream, scenarios(size), profile if kind == "rxllm" else None) as proxy:
+            profiled = profile if kind == "rxllm" and general is None else None
+            with Proxy(kind, upstream, scenarios(size), profiled, general=general) as proxy:
                 row: dict[str, Any] = {}
                 row["bulk"] = _run(proxy, "bulk", bulk_streams, min_wall, 10)
                 row["paced"] = _run(proxy, "paced", paced_streams, min_wall / 2, 5)
@@ -331,7 +339,8 @@ def measure(
                     row[f"ttfc{level}"] = _run(proxy, "ttfc", level, 0.0, 1)
                 out[name] = row
                 if kind == "rxllm":  # the same process, the client asking for the upstream's model name
-                    out[PASS_NAME] = {"bulk": _run(proxy, PASS_MODEL, bulk_streams, min_wall, 10)}
+                    passing = PASS_NAME if general is None else UVLOOP_PASS_NAME
+                    out[passing] = {"bulk": _run(proxy, PASS_MODEL, bulk_streams, min_wall, 10)}
                 log(f"  proxy {kind}: done")
         except Exception as exc:
             out[name] = f"failed: {type(exc).__name__}"

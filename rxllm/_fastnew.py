@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-__all__ = ["mutable_sibling", "positional_new", "slotted_base"]
+__all__ = ["blank_sibling", "mutable_sibling", "positional_new", "slotted_base"]
 
 _T = TypeVar("_T")
 
@@ -110,6 +110,33 @@ def mutable_sibling(cls: type[Any]) -> type[Any]:
     slots = [cls.__mro__[1].__dict__[n] for n in names]  # the member descriptors, below any property
     probe = [object() for _ in names]
     obj = sibling(*probe)
+    obj.__class__ = cls
+    if type(obj) is not cls or [s.__get__(obj) for s in slots] != probe:
+        raise TypeError(f"positional_new: a probe {cls.__name__} does not read back its fields")
+    return sibling
+
+
+def blank_sibling(cls: type[Any]) -> type[Any]:
+    """The verified blank sibling of ``cls``: ``o = sibling()``, a store of every slot, ``o.__class__ = cls``.
+
+    :func:`mutable_sibling` without its ``__init__``: calling a class that has none costs less
+    than ``object.__new__(sibling)`` (the generated decoders store every slot themselves). The
+    same checks as :func:`positional_new` apply.
+
+    Raises:
+        TypeError: As :func:`positional_new`.
+    """
+    why = _refusal(cls)
+    if why is not None:
+        raise TypeError(f"positional_new: cannot build {cls.__name__}: {why}")
+    base = cls.__mro__[1]
+    sibling = type(f"_{cls.__name__}Blank", (base,), {"__slots__": ()})
+    names = [f.name for f in attrs.fields(cls)]
+    slots = [base.__dict__[n] for n in names]  # the member descriptors, below any property
+    probe = [object() for _ in names]
+    obj = sibling()
+    for name, value in zip(names, probe, strict=True):
+        setattr(obj, name, value)
     obj.__class__ = cls
     if type(obj) is not cls or [s.__get__(obj) for s in slots] != probe:
         raise TypeError(f"positional_new: a probe {cls.__name__} does not read back its fields")

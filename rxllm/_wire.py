@@ -6,9 +6,12 @@ decorated with :func:`wire_class`, which generates, from that table alone:
 
 - ``from_dict(d)``: one ``d.get`` per key, nested objects decoded by the nested class's
   generated decoder, unknown keys into ``extra`` (the shared empty mapping when there are none),
-  built in the decoder's own frame where the class allows it (a blank
-  :func:`rxllm._fastnew.mutable_sibling` from ``object.__new__``, one slot store per field, the
-  class swap: no constructor call), a one-element list without a list comprehension;
+  built in the decoder's own frame where the class allows it (a
+  :func:`rxllm._fastnew.blank_sibling` called with no arguments, one slot store per field, the
+  class swap: no constructor call), a one-element list without a list comprehension; nested
+  fast classes (a chunk's choice, its delta, a tool call, its function) decoded inline, in
+  the parent's frame (:data:`INLINE_DEPTH` levels; :func:`reference_decoder` is the same
+  decoder without inlining, for tests);
 - ``to_dict()``: the wire dict back, losslessly (``extra`` written back; ``None`` fields left
   out unless the field says ``always``);
 - ``_known`` (the modelled wire keys) and ``_fields`` (the field names, in order).
@@ -31,9 +34,10 @@ from typing import Any, Final, TypeVar
 import attrs
 import orjson
 
-from rxllm._fastnew import mutable_sibling
+from rxllm._codecache import compiled
+from rxllm._fastnew import blank_sibling
 
-__all__ = ["EMPTY", "Kind", "hidden_key", "verify", "wire", "wire_class"]
+__all__ = ["EMPTY", "INLINE_DEPTH", "Kind", "hidden_key", "reference_decoder", "verify", "wire", "wire_class"]
 
 _T = TypeVar("_T")
 
@@ -93,6 +97,7 @@ class Spec:
     keep_null: bool
     required: bool
     hidden: bool
+    solo: bool = False
 
 
 def wire(
@@ -104,6 +109,7 @@ def wire(
     falsy_default: bool = False,
     keep_null: bool = False,
     hash: bool | None = None,
+    solo: bool = False,
 ) -> Any:
     """Declare one wire field (an ``attrs.field`` carrying its codec row).
 
@@ -117,11 +123,14 @@ def wire(
         keep_null: Read an absent or ``null`` key as ``None``, not the default (the default
             is then only the constructor's).
         hash: Passed to ``attrs.field``.
+        solo: The key often arrives alone (a delta's ``content``): the decoder checks for that
+            first and builds the object without looking up the other keys. Only for a plain
+            field (``Kind.ATOM``, default ``None``) of a ``fast`` class.
 
     Returns:
         The attrs field.
     """
-    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING, False)
+    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING, False, solo)
     return attrs.field(default=default, hash=hash, metadata={_META: spec})
 
 
@@ -171,71 +180,188 @@ def _decoder_name(cls: type[Any]) -> str:
     return f"_dec_{cls.__name__}"
 
 
-def _decode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], ns: dict[str, Any], fast: bool) -> str:
+#: How deep nested fast classes are decoded inline (chunk > choice > delta > tool call > function).
+INLINE_DEPTH: Final = 4
+
+
+def _decode_source(
+    cls: type[Any],
+    rows: list[tuple[str, str, Spec, Any]],
+    ns: dict[str, Any],
+    fast: bool,
+    inline: int = INLINE_DEPTH,
+    solo: bool = True,
+) -> str:
     """The body of the decoder (after its ``def`` line): ``d`` is the wire dict.
 
-    A ``fast`` class is built in the decoder's own frame: a blank mutable sibling
-    (``object.__new__``), one slot store per field, then the class swap (no constructor call);
-    any other class through its attrs ``__init__``.
+    A ``fast`` class is built in the decoder's own frame: a blank sibling
+    (:func:`rxllm._fastnew.blank_sibling`), one slot store per field, then the class swap (no
+    attrs ``__init__``); any other class through its attrs ``__init__``. Nested fast classes are decoded inline, in
+    the same frame, down to ``inline`` levels (a Python call less per nested object); deeper
+    ones, and lists of more than one, call the nested class's decoder. ``solo`` fields (see
+    :func:`wire`) get their shortcut unless ``solo`` is false.
     """
-    lines = ["    get = d.get"]
+    lines, result = _decode_lines(cls, rows, "d", ns, fast, inline, [0], solo)
+    return "".join(f"    {line}\n" for line in [*lines, f"return {result}"])
+
+
+def _decode_lines(
+    cls: type[Any],
+    rows: list[tuple[str, str, Spec, Any]],
+    src: str,
+    ns: dict[str, Any],
+    fast: bool,
+    inline: int,
+    counter: list[int],
+    solo: bool = True,
+) -> tuple[list[str], str]:
+    """Lines (unindented) decoding the dict named ``src`` into a ``cls``; and the variable holding it.
+
+    Every name is tagged per decoded class (``o``, ``o_1``...; ``_default_1_0``...), so inlined
+    nested decoders do not collide with each other or with their parent.
+    """
+    tag = f"_{counter[0]}" if counter[0] else ""
+    counter[0] += 1
+    get, o, known = f"get{tag}", f"o{tag}", f"_known{tag}"
+    ns[known] = cls._known
+    ns[f"_known_all{tag}"] = cls._known.issuperset
+    lines = [f"{get} = {src}.get"]
     if fast:
-        lines.append("    o = _onew(_sib)")
+        ns[f"_sib{tag}"] = cls._wire_sibling
+        lines.append(f"{o} = _sib{tag}()")
     args = []
     for i, (name, key, spec, default) in enumerate(rows):
-        v = f"v{i}"
-        dname = f"_default{i}"
+        v = f"v{tag}_{i}"
+        dname = f"_default{tag}_{i}"
         ns[dname] = default
-        raw = f"d[{key!r}]" if spec.required else f"get({key!r})"
+        raw = f"{src}[{key!r}]" if spec.required else f"{get}({key!r})"
         target, many = _nested(spec.kind)
         if target is not None:
             ns[_decoder_name(target)] = target._wire_decode
             dec = _decoder_name(target)
-            # one element (one choice, one tool call) needs no list comprehension (a frame in 3.11)
-            built = (
-                f"(({dec}({v}[0]),) if {v}.__class__ is list and len({v}) == 1 else tuple([{dec}(x) for x in {v}]))"
-                if many
-                else f"{dec}({v})"
-            )
             test = f"{v}" if default is not None else f"{v} is not None"
-            lines += [f"    {v} = {raw}", f"    {v} = {built} if {test} else {dname}"]
+            sibling = getattr(target, "_wire_sibling", None)
+            if inline > 0 and sibling is not None:
+                # the nested class's own decoding, here: no call, no frame
+                item = f"w{tag}_{i}"
+                inner, built = _decode_lines(
+                    target, _rows(target), item if many else v, ns, True, inline - 1, counter, solo
+                )
+                body = [f"    {line}" for line in inner]
+                if many:  # one element (one choice, one tool call): inline; several: the decoder
+                    lines += [
+                        f"{v} = {raw}",
+                        f"if {v}.__class__ is list and len({v}) == 1:",
+                        f"    {item} = {v}[0]",
+                        *body,
+                        f"    {v} = ({built},)",
+                        "else:",
+                        f"    {v} = tuple([{dec}(x) for x in {v}]) if {test} else {dname}",
+                    ]
+                else:
+                    lines += [f"{v} = {raw}", f"if {test}:", *body, f"    {v} = {built}", "else:", f"    {v} = {dname}"]
+            else:
+                # one element needs no list comprehension (a frame in 3.11)
+                built = (
+                    f"(({dec}({v}[0]),) if {v}.__class__ is list and len({v}) == 1 else tuple([{dec}(x) for x in {v}]))"
+                    if many
+                    else f"{dec}({v})"
+                )
+                lines += [f"{v} = {raw}", f"{v} = {built} if {test} else {dname}"]
         elif spec.kind == Kind.ATOM:
             if spec.falsy_default:
-                lines.append(f"    {v} = {raw} or {dname}")
+                lines.append(f"{v} = {raw} or {dname}")
             elif default is None or spec.required or spec.keep_null:
-                lines.append(f"    {v} = {raw}")
+                lines.append(f"{v} = {raw}")
             else:
-                lines += [f"    {v} = {raw}", f"    if {v} is None:", f"        {v} = {dname}"]
+                lines += [f"{v} = {raw}", f"if {v} is None:", f"    {v} = {dname}"]
         elif spec.kind == Kind.TUPLE:
-            lines += [f"    {v} = {raw}", f"    {v} = tuple({v}) if {v} is not None else {dname}"]
+            lines += [f"{v} = {raw}", f"{v} = tuple({v}) if {v} is not None else {dname}"]
         elif spec.kind == Kind.DICTS:
-            lines += [f"    {v} = {raw}", f"    {v} = tuple([dict(x) for x in {v}]) if {v} is not None else {dname}"]
+            lines += [f"{v} = {raw}", f"{v} = tuple([dict(x) for x in {v}]) if {v} is not None else {dname}"]
         elif spec.kind == Kind.JSON_TEXT:
             lines += [
-                f"    {v} = {raw}",
-                f"    if {v} is None:",
-                f"        {v} = {dname}",
-                f"    elif not isinstance({v}, str):",
-                f"        {v} = _dumps({v}).decode()",
+                f"{v} = {raw}",
+                f"if {v} is None:",
+                f"    {v} = {dname}",
+                f"elif not isinstance({v}, str):",
+                f"    {v} = _dumps({v}).decode()",
             ]
         elif spec.kind == Kind.FLAG:
-            lines.append(f"    {v} = bool({raw})")
+            lines.append(f"{v} = bool({raw})")
         else:
             raise TypeError(f"wire_class: {cls.__name__}.{key}: unknown kind {spec.kind!r}")
         if fast:
             last = lines[-1]
-            if last.startswith(f"    {v} = "):  # the value's last expression: store it directly
-                lines[-1] = f"    o.{name} = " + last[len(f"    {v} = ") :]
+            if last.startswith(f"{v} = "):  # the value's last expression: store it directly
+                lines[-1] = f"{o}.{name} = " + last[len(f"{v} = ") :]
             else:
-                lines.append(f"    o.{name} = {v}")
+                lines.append(f"{o}.{name} = {v}")
         args.append(v)
-    extra = "_EMPTY if d.keys() <= _known else {k: x for k, x in d.items() if k not in _known}"
+    # frozenset.issuperset walks the dict's keys without building a set or a keys view
+    extra = f"_EMPTY if _known_all{tag}({src}) else {{k: x for k, x in {src}.items() if k not in {known}}}"
     if fast:  # rxllm._fastnew's mutable sibling, filled in place: swap in the frozen class
-        lines += [f"    o.extra = {extra}", "    o.__class__ = _cls"]
+        ns[f"_cls{tag}"] = cls
+        lines += [f"{o}.extra = {extra}", f"{o}.__class__ = _cls{tag}"]
     else:
-        lines += [f"    extra = {extra}", f"    o = _new({', '.join([*args, 'extra'])})"]
-    lines.append("    return o")
-    return "\n".join(lines) + "\n"
+        ns[f"_new{tag}"] = cls
+        lines += [f"extra{tag} = {extra}", f"{o} = _new{tag}({', '.join([*args, f'extra{tag}'])})"]
+    solos = [row for row in rows if row[2].solo]
+    if solo and solos:  # the shortcuts first; the general decoding (after ``get = ...``) as the else
+        lines = [lines[0], *_solo_lines(cls, rows, solos, src, tag, fast), "else:", *(f"    {x}" for x in lines[1:])]
+    return lines, o
+
+
+def _solo_lines(
+    cls: type[Any], rows: list[tuple[str, str, Spec, Any]], solos: list[Any], src: str, tag: str, fast: bool
+) -> list[str]:
+    """``if``/``elif`` branches building the object from a dict holding one ``solo`` key alone.
+
+    Every other field then holds what the general path gives an absent key (its default;
+    ``False`` for a flag; ``None`` for a hidden or ``keep_null`` key), and ``extra`` is the
+    shared empty mapping.
+
+    Raises:
+        TypeError: For a ``solo`` field that is not plain, or a class with a required key.
+    """
+    for _name, key, spec, _default in rows:
+        if spec.required:
+            raise TypeError(f"wire_class: {cls.__name__}: solo keys need every key optional ({key!r} is required)")
+    for name, _key, spec, default in solos:
+        if not fast or spec.kind != Kind.ATOM or spec.falsy_default or default is not None or spec.hidden:
+            raise TypeError(f"wire_class: {cls.__name__}.{name}: solo is for a plain field (ATOM, default None)")
+    o, s = f"o{tag}", f"s{tag}"
+    out = []
+    for n, (solo_name, solo_key, _spec, _default) in enumerate(solos):
+        test = f"len({src}) == 1 and ({s} := get{tag}({solo_key!r})) is not None"
+        out += [f"{'if' if n == 0 else 'elif'} {test}:", f"    {o} = _sib{tag}()"]
+        for i, (name, _key, spec, _default) in enumerate(rows):
+            if name == solo_name:
+                value = s
+            elif spec.kind == Kind.FLAG:
+                value = "False"
+            elif spec.keep_null or spec.hidden:
+                value = "None"
+            else:
+                value = f"_default{tag}_{i}"
+            out.append(f"    {o}.{name} = {value}")
+        out += [f"    {o}.extra = _EMPTY", f"    {o}.__class__ = _cls{tag}"]
+    return out
+
+
+def reference_decoder(cls: type[Any]) -> Callable[[Mapping[str, Any]], Any]:
+    """``cls``'s decoder without inlining or ``solo`` shortcuts (each nested object through its class's decoder).
+
+    For tests: the inlined ``from_dict`` must agree with it on any wire dict.
+    """
+    ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps}
+    body = _decode_source(cls, _rows(cls), ns, cls._wire_sibling is not None, inline=0, solo=False)
+    for _name, _key, spec, _default in _rows(cls):
+        target, _many = _nested(spec.kind)
+        if target is not None:  # nested objects through their own reference decoders, too
+            ns[_decoder_name(target)] = reference_decoder(target)
+    exec(compile(f"def decode(d):\n{body}", f"<rxllm.wire {cls.__name__} reference>", "exec"), ns)  # noqa: S102
+    return ns["decode"]  # type: ignore[no-any-return]
 
 
 def _encode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], order: tuple[str, ...]) -> str:
@@ -264,7 +390,9 @@ def _encode_source(cls: type[Any], rows: list[tuple[str, str, Spec, Any]], order
             lines += [f"    x = {x}", f"    out[{key!r}] = {value} if x is not None else None"]
         else:
             lines += [f"    x = {x}", "    if x is not None:", f"        out[{key!r}] = {value}"]
-    lines += ["    extra = self.extra", "    if extra:", "        out.update(extra)", "    return out"]
+    # (identity first: the shared empty mapping's len() is Python code)
+    lines += ["    extra = self.extra", "    if extra is not _EMPTY and extra:"]
+    lines += ["        out.update(extra)", "    return out"]
     return "\n".join(lines) + "\n"
 
 
@@ -275,7 +403,7 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
 
     Args:
         order: Wire keys ``to_dict`` writes first, in this order (the rest follow in field order).
-        fast: Build objects through :func:`rxllm._fastnew.mutable_sibling` (the class must be made
+        fast: Build objects through :func:`rxllm._fastnew.blank_sibling` (the class must be made
             with :func:`rxllm._fastnew.slotted_base`); otherwise with the class itself.
 
     Returns:
@@ -288,19 +416,13 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
     def decorate(cls: type[_T]) -> type[_T]:
         rows = _rows(cls)
         known = frozenset(key for _, key, _, _ in rows)
-        ns: dict[str, Any] = {
-            "_EMPTY": EMPTY,
-            "_known": known,
-            "_dumps": orjson.dumps,
-            "_new": cls,
-            "_sib": mutable_sibling(cls) if fast else None,
-            "_onew": object.__new__,
-            "_cls": cls,
-        }
+        cls._known = known  # type: ignore[attr-defined]
+        cls._wire_sibling = blank_sibling(cls) if fast else None  # type: ignore[attr-defined]
+        ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps}
         body = _decode_source(cls, rows, ns, fast)
         # the same body twice: a plain function for nested decoding, a classmethod for users
         source = f"def decode(d):\n{body}\ndef from_dict(cls, d):\n{body}\n" + _encode_source(cls, rows, order)
-        exec(compile(source, f"<rxllm.wire {cls.__name__}>", "exec"), ns)  # noqa: S102
+        exec(compiled(source, f"<rxllm.wire {cls.__name__}>"), ns)  # noqa: S102
         decode, from_dict, encode = ns["decode"], ns["from_dict"], ns["to_dict"]
         decode.__qualname__ = f"{cls.__qualname__}._wire_decode"
         from_dict.__doc__ = f"Build a ``{cls.__name__}`` from its wire dict (unknown keys go to ``extra``)."

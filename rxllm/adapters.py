@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import sys
 import threading
 from asyncio import current_task
 from collections import deque
@@ -51,6 +52,14 @@ from rxllm.streams import (
     track_pump,
 )
 from rxllm.types import ChatCompletionChunk
+
+_task_of: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = current_task
+if sys.version_info < (3, 12):  # pragma: no branch - one of the two, per interpreter
+    # 3.11's current_task(loop) is Python code around this one dict lookup (3.12 has it in C):
+    # the direct pull asks once per item
+    _current: Any = getattr(asyncio.tasks, "_current_tasks", None)
+    if isinstance(_current, dict):
+        _task_of = _current.get
 
 __all__ = [
     "DEFAULT_MAX_BUFFER",
@@ -398,7 +407,7 @@ class _DirectPull:
                 self.dispose()
                 raise error  # outside the except block: nothing in its __context__
             step = self.anext = iterator.__anext__
-        task = self.puller = current_task(self.loop)  # (with the loop given: no get_running_loop)
+        task = self.puller = _task_of(self.loop)  # (with the loop given: no get_running_loop)
         try:
             item = await step()
         except StopAsyncIteration:

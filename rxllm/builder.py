@@ -174,11 +174,12 @@ class ToolCallAssembler:
                 a = fn.arguments
                 if a:
                     slot.args.append(a if a.__class__ is str else _json_text(a))
-            if tcd.extra:
+            extra = tcd.extra
+            if extra is not EMPTY and extra:  # (identity first: the shared empty mapping's len() is Python code)
                 if slot.extra is None:
-                    slot.extra = dict(tcd.extra)
+                    slot.extra = dict(extra)
                 else:
-                    slot.extra.update(tcd.extra)
+                    slot.extra.update(extra)
         return closed
 
     def _close_complete(self) -> list[_ToolSlot]:
@@ -481,7 +482,7 @@ class ResponseBuilder:
             self._usage.add(u)
             self._usage_result = None
         ex = _chunk_unknown_keys(chunk)  # extra without obfuscation (dropped anyway): no dict built
-        if ex:
+        if ex is not EMPTY and ex:  # (identity first: the shared empty mapping's len() is Python code)
             extra = self._extra
             for k, val in ex.items():
                 if k not in DROPPED_CHUNK_KEYS and extra.get(k, _MISSING) is not val:

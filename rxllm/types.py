@@ -7,7 +7,7 @@ Every class is frozen and slotted, reads like the OpenAI and LiteLLM objects
 Each class declares its fields once: the class body is its field table (``wire(...)`` says
 how a field travels). :func:`rxllm._wire.wire_class` generates ``from_dict``, ``to_dict`` and
 the known keys from it and verifies them when this module is imported; the per-chunk classes
-are built through :func:`rxllm._fastnew.mutable_sibling` (slot stores, no attrs ``__init__``). A new
+are built through :func:`rxllm._fastnew.blank_sibling` (slot stores, no attrs ``__init__``). A new
 delta field is one line: ``audio: str | None = wire(None)``.
 """
 
@@ -169,10 +169,10 @@ class Delta(_Wire):
     """What one chunk adds to one choice: text, reasoning, refusal or tool-call fragments."""
 
     role: str | None = wire(None)
-    content: str | None = wire(None)
+    content: str | None = wire(None, solo=True)
     tool_calls: tuple[ToolCallDelta, ...] | None = wire(None, kind=(ToolCallDelta,))
     function_call: FunctionDelta | None = wire(None, kind=FunctionDelta)
-    reasoning_content: str | None = wire(None)
+    reasoning_content: str | None = wire(None, solo=True)
     refusal: str | None = wire(None)
     annotations: tuple[Any, ...] | None = wire(None, kind=Kind.TUPLE, hash=False)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)

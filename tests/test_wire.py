@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import (
+    chunk_dicts,
+    delta_dicts,
+    function_delta_dicts,
+    response_dicts,
+    stream_choice_dicts,
+    tool_call_delta_dicts,
+    usage_dicts,
+)
 
 from rxllm import types
 from rxllm._fastnew import positional_new, slotted_base
-from rxllm._wire import EMPTY, Kind, verify, wire, wire_class
+from rxllm._wire import EMPTY, Kind, reference_decoder, verify, wire, wire_class
 
 WIRE_CLASSES = [getattr(types, name) for name in types.__all__ if isinstance(getattr(types, name), type)]
 
@@ -334,3 +346,151 @@ class TestHiddenKeys:
 
         with pytest.raises(TypeError, match="hidden key needs init/eq/repr off"):
             wire_class(fast=True)(Leaky)
+
+
+#: (class, strategy of its wire dicts) for the classes whose decoders inline nested ones
+_DECODED = [
+    (types.ChatCompletionChunk, chunk_dicts()),
+    (types.StreamChoice, stream_choice_dicts()),
+    (types.Delta, delta_dicts()),
+    (types.ToolCallDelta, tool_call_delta_dicts()),
+    (types.FunctionDelta, function_delta_dicts()),
+    (types.Usage, usage_dicts()),
+    (types.ModelResponse, response_dicts()),
+]
+
+
+class TestInlinedDecoders:
+    @pytest.mark.parametrize(("cls", "dicts"), _DECODED, ids=lambda v: getattr(v, "__name__", ""))
+    @settings(max_examples=60, deadline=None)
+    @given(data=st.data())
+    def test_agree_with_the_reference_decoder(self, cls: type[Any], dicts: Any, data: st.DataObject) -> None:
+        """from_dict (nested classes inlined) and the call-per-object decoder build equal objects from any wire dict."""
+        wire_dict = data.draw(dicts)
+
+        inlined = cls.from_dict(wire_dict)
+        reference = reference_decoder(cls)(wire_dict)
+
+        assert type(inlined) is type(reference) is cls
+        assert inlined == reference and hash(inlined) == hash(reference)
+        assert repr(inlined) == repr(reference)
+        assert inlined.to_dict() == reference.to_dict() == wire_dict
+        assert pickle.loads(pickle.dumps(inlined)) == reference
+
+    def test_one_and_several_choices_and_tool_calls_decode_alike(self) -> None:
+        """Lists of one (decoded inline) and of several (through the nested decoder) hold the same objects."""
+        call = {"index": 0, "id": "a", "type": "function", "function": {"name": "f", "arguments": "{"}}
+        choice = {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}
+        one = types.ChatCompletionChunk.from_dict({"id": "c", "choices": [choice]})
+        two = types.ChatCompletionChunk.from_dict({"id": "c", "choices": [choice, {**choice, "index": 1}]})
+        pair = types.ChatCompletionChunk.from_dict(
+            {"id": "c", "choices": [{**choice, "delta": {"tool_calls": [call, {**call, "index": 1}]}}]}
+        )
+
+        assert one.choices[0] == two.choices[0] and type(two.choices[1]) is types.StreamChoice
+        assert pair.choices[0].delta.tool_calls is not None
+        assert pair.choices[0].delta.tool_calls[0] == one.choices[0].delta.tool_calls[0]  # type: ignore[index]
+        assert type(one.choices[0].delta.tool_calls[0].function) is types.FunctionDelta  # type: ignore[index]
+
+    @pytest.mark.parametrize(
+        "wire_dict",
+        [
+            {"choices": ["not a choice"]},
+            {"choices": [{"delta": ["not", "a", "delta"]}]},
+            {"choices": [{"delta": {"tool_calls": [7]}}]},
+            {"choices": [{"delta": {"tool_calls": [{"function": "f"}]}}]},
+        ],
+    )
+    def test_a_nested_value_of_the_wrong_shape_fails_alike(self, wire_dict: dict[str, Any]) -> None:
+        """A nested value that is not an object raises the same exception type inlined as through the decoder."""
+        reference = reference_decoder(types.ChatCompletionChunk)
+        with pytest.raises(AttributeError):
+            reference(wire_dict)
+        with pytest.raises(AttributeError):
+            types.ChatCompletionChunk.from_dict(wire_dict)
+
+    def test_an_inlined_nested_table_that_lies_fails_at_class_creation(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A nested class whose rows swap two fields, inlined into its parent, makes the parent's creation fail."""
+        from rxllm import _wire
+
+        inner = TestFastDecoder._fast(role=wire(None), content=wire(None))
+        honest = _wire._rows
+
+        def swapped(cls: type[Any]) -> list[Any]:
+            rows = honest(cls)
+            if cls is inner:  # the inner's own table is fine; only the copy inlined into the parent lies
+                (n0, k0, s0, d0), (n1, k1, s1, d1) = rows[0], rows[1]
+                rows[0], rows[1] = (n1, k0, s0, d0), (n0, k1, s1, d1)
+            return rows
+
+        monkeypatch.setattr(_wire, "_rows", swapped)
+        with pytest.raises(TypeError, match=r"reads .* from key 'one'"):
+            TestFastDecoder._fast(one=wire(None, kind=inner))
+
+    @pytest.mark.parametrize(
+        "delta",
+        [
+            {"content": "hi"},
+            {"content": ""},
+            {"content": None},
+            {"reasoning_content": "hm"},
+            {"refusal": "no"},
+            {"role": "assistant"},
+            {"x_unknown": 1},
+            {"content": "hi", "role": "assistant"},
+        ],
+    )
+    def test_a_solo_key_alone_decodes_as_the_general_path(self, delta: dict[str, Any]) -> None:
+        """A delta holding one key (the solo shortcut, or not) equals the reference decoder's, extra included."""
+        wire_dict = {"id": "c", "choices": [{"index": 0, "delta": delta}]}
+
+        fast = types.ChatCompletionChunk.from_dict(wire_dict)
+        reference = reference_decoder(types.ChatCompletionChunk)(wire_dict)
+
+        assert fast == reference and fast.to_dict() == reference.to_dict()
+        assert dict(fast.choices[0].delta.extra) == dict(reference.choices[0].delta.extra)
+        assert types.Delta.from_dict(delta) == reference_decoder(types.Delta)(delta)
+
+    def test_solo_is_refused_on_a_field_that_is_not_plain(self) -> None:
+        """solo on a field with a non-None default (or a non-atom kind) fails when the class is made."""
+        with pytest.raises(TypeError, match="solo is for a plain field"):
+            TestFastDecoder._fast(name=wire("x", solo=True))
+        with pytest.raises(TypeError, match="solo is for a plain field"):
+            TestFastDecoder._fast(seq=wire(None, kind=Kind.TUPLE, solo=True))
+        with pytest.raises(TypeError, match="solo keys need every key optional"):
+            TestFastDecoder._fast(must=wire(), name=wire(None, solo=True))
+
+
+class TestBlankSibling:
+    def test_refuses_what_positional_new_refuses(self) -> None:
+        """A class not over a slotted_base() base, or whose fields no longer match the slots, is refused."""
+        from rxllm._fastnew import blank_sibling
+
+        @attrs.frozen(weakref_slot=False)
+        @slotted_base
+        class Good(types._Wire):
+            a: Any = None
+            b: Any = None
+
+        fewer = attrs.frozen(weakref_slot=False)(
+            type("Fewer", (Good.__mro__[1],), {"__annotations__": {"a": "Any"}, "a": None})
+        )
+
+        with pytest.raises(TypeError, match="not in a slotted_base"):
+            blank_sibling(attrs.frozen(_table(a=wire(None))))
+        with pytest.raises(TypeError, match="is not its fields in order"):
+            blank_sibling(fewer)
+
+    def test_fills_and_becomes_the_frozen_class(self) -> None:
+        """A blank sibling, every slot stored, swapped to the frozen class, equals the attrs-built object."""
+        from rxllm._fastnew import blank_sibling
+
+        sibling = blank_sibling(types.Delta)
+        obj = sibling()
+        for f in attrs.fields(types.Delta):
+            setattr(obj, f.name, "hi" if f.name == "content" else f.default)
+        obj.__class__ = types.Delta
+
+        assert obj == types.Delta(content="hi") and hash(obj) == hash(types.Delta(content="hi"))
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            obj.content = "x"  # type: ignore[misc]

@@ -178,6 +178,8 @@ _SHAPE: Final[Shape] = {
 
 #: Delta keys that need no normalizing; any other key (reasoning, tool_calls, ...) takes the slow path.
 _PLAIN_DELTA: Final = frozenset({"role", "content", "refusal", "reasoning_content", "function_call"})
+#: Delta keys of a chunk the normalizer leaves alone when every tool call carries its ``index``.
+_INDEXED_DELTA: Final = _PLAIN_DELTA | {"tool_calls"}
 _DONE: Final = "[DONE]"
 _CHUNK_OBJECT: Final = "chat.completion.chunk"
 _DONE_BYTES: Final = b"[DONE]"
@@ -191,6 +193,35 @@ class _Normalizer:
     def __init__(self) -> None:
         self._next_index: dict[int, int] = {}
         self._last_index: dict[int, int] = {}
+
+    def indexed(self, choices: Any) -> bool:
+        """Whether the chunk with these choices needs no fixing: its tool calls all carry an ``index``.
+
+        OpenAI's own tool-call deltas: true, and the calls' indexes are recorded (as
+        :meth:`fix` would record them), so a later call without an index still gets the next
+        free one. False (nothing recorded) when anything else may need fixing: then call
+        :meth:`fix`.
+        """
+        for choice in choices:
+            delta = choice.get("delta")
+            if not delta:
+                continue
+            if not delta.keys() <= _INDEXED_DELTA or type(delta.get("content")) is list:
+                return False
+            for call in delta.get("tool_calls") or ():
+                if type(call) is not dict or type(call.get("index")) is not int:
+                    return False
+        last, following = self._last_index, self._next_index
+        for choice in choices:
+            delta = choice.get("delta")
+            calls = delta.get("tool_calls") if delta else None
+            if calls:
+                position = choice.get("index") or 0
+                for call in calls:
+                    index = last[position] = call["index"]
+                    if index >= following.get(position, 0):
+                        following[position] = index + 1
+        return True
 
     def fix(self, d: dict[str, Any]) -> None:
         """Normalize one decoded chunk in place."""
@@ -375,7 +406,8 @@ class OpenAICompatibleProvider:
                                 )
                             if normalizer is None:
                                 normalizer = _Normalizer()
-                            normalizer.fix(d)
+                            if not normalizer.indexed(d.get("choices") or ()):
+                                normalizer.fix(d)
                     except (AttributeError, TypeError, KeyError, ValueError) as exc:
                         raise shape_error(d, _SHAPE, exc, self.name, model_name) from None
                     try:

@@ -18,6 +18,7 @@ from providers.provider_support import (
     tool_calls,
 )
 
+from rxllm.builder import stream_chunk_builder
 from rxllm.errors import BadRequestError, MalformedStreamError
 from rxllm.providers import ChatRequest, get_provider
 from rxllm.types import ModelResponse
@@ -668,3 +669,81 @@ class TestRequestShape:
 
         fixture_bytes("openai/text_basic.sse")
         assert not FIXTURES.resolve().is_relative_to(REPO)
+
+
+#: every recorded OpenAI-compatible body (the provider name each is replayed with)
+_OPENAI_COMPATIBLE = [
+    ("openai", "openai/" + n)
+    for n in (
+        "finish_length_max_tokens_1.sse",
+        "gpt5_trailing_moderation_chunk.sse",
+        "logprobs_content.sse",
+        "n3_choices.sse",
+        "reasoning_gpt5mini_length_no_content.sse",
+        "reasoning_gpt5mini_text.sse",
+        "refusal.sse",
+        "refusal_logprobs.sse",
+        "text_basic.sse",
+        "tool_call_single.sse",
+        "tool_calls_parallel_2.sse",
+        "tool_calls_parallel_2_obfuscation.sse",
+    )
+] + [
+    ("azure_openai", "azure/model_router_content_filter.sse"),
+    ("deepseek", "deepseek/reasoner_reasoning_content.sse"),
+    ("deepseek", "deepseek/reasoner_tool_call.sse"),
+    ("groq", "groq/gpt_oss_reasoning_tool_call.sse"),
+    ("mistral", "mistral/magistral_thinking_content_array.sse"),
+    ("mistral", "mistral/tool_call_no_index.sse"),
+    ("openrouter", "openrouter/claude_reasoning_keepalive_comments.sse"),
+]
+
+
+class TestIndexedToolCallsSkipTheNormalizer:
+    @pytest.mark.parametrize(("provider", "name"), _OPENAI_COMPATIBLE, ids=[n for _, n in _OPENAI_COMPATIBLE])
+    async def test_chunks_are_identical_with_and_without_the_fast_path(
+        self, server: ReplayServer, monkeypatch: pytest.MonkeyPatch, provider: str, name: str
+    ) -> None:
+        """Each recorded body yields the same chunks with indexed tool calls skipping the normalizer as without."""
+        from rxllm.providers import openai as openai_provider
+
+        server.replay(name)
+        server.replay(name)
+        fast = await collect(provider, server.url)
+        monkeypatch.setattr(openai_provider._Normalizer, "indexed", lambda self, choices: False)
+        fixed = await collect(provider, server.url)
+
+        assert fast == fixed
+        assert [c.to_dict() for c in fast] == [c.to_dict() for c in fixed]
+
+    async def test_a_call_without_index_after_indexed_calls_gets_the_next_index(self, server: ReplayServer) -> None:
+        """Calls 0 and 1 sent with their index, then a new call without one: it becomes call 2."""
+        head = '{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":'
+        call = '"type":"function","function":{{"name":"{}","arguments":"{{}}"}}'
+        first = '{"index":0,"id":"a",' + call.format("f") + "}"
+        second = '{"index":1,"id":"b",' + call.format("g") + "}"
+        body = (
+            f'data: {head}{{"tool_calls":[{first}]}}}}]}}\n\n'
+            f'data: {head}{{"tool_calls":[{second}]}}}}]}}\n\n'
+            f'data: {head}{{"tool_calls":[{{"id":"c","function":{{"name":"h","arguments":"{{\\"k\\":1}}"}}}}]}}'
+            ',"finish_reason":"tool_calls"}]}\n\n'
+            "data: [DONE]\n\n"
+        ).encode()
+        server.reply(body)
+
+        chunks = await collect("openai", server.url)
+        response = stream_chunk_builder(chunks)
+
+        last = chunks[2].choices[0].delta.tool_calls
+        assert last is not None
+        assert (last[0].index, last[0].type) == (2, "function")
+        assert response is not None
+        assert tool_calls(response) == [("a", "f", {}), ("b", "g", {}), ("c", "h", {"k": 1})]
+
+    async def test_a_string_index_is_still_refused(self, server: ReplayServer) -> None:
+        """A tool call whose index is not an integer still fails as a malformed stream."""
+        head = '{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":'
+        server.reply(f'data: {head}{{"tool_calls":[{{"index":"0","id":"a"}}]}}}}]}}\n\ndata: [DONE]\n\n'.encode())
+
+        with pytest.raises(MalformedStreamError):
+            await collect("openai", server.url)
