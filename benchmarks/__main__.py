@@ -376,7 +376,10 @@ def import_section(size: dict[str, Any], failures: list[str]) -> str:
         rows.append([f"`import {module}`", value if isinstance(value, str) else fmt(value, 0)])
         if module == "rxllm" and isinstance(value, str):
             failures.append(f"import rxllm: {value}")
-    notes = f"Median of {size['import_runs']} fresh interpreters, interpreter start-up excluded."
+    notes = (
+        f"Median of {size['import_runs']} fresh interpreters, interpreter start-up excluded, each module's "
+        "bytecode written by one untimed import first (as pip compiles an installed package's)."
+    )
     return f"### Import time\n\n{table(['module', 'ms'], rows)}\n\n{notes}\n"
 
 
