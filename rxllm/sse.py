@@ -131,13 +131,12 @@ class SSEDecoder:
         """The last event id the stream set (WHATWG keeps it across events)."""
         return self._last_id
 
-    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        """Decode one read's worth of bytes; return the events it completed (often none or one).
+    def _one_plain_event(self, chunk: bytes) -> bool:
+        """Whether ``chunk`` is exactly one complete ``data: ...\\n\\n`` event with nothing pending.
 
-        Raises:
-            SSEEventTooLargeError: When an unfinished event exceeds ``max_event_size``.
+        The common read on a live (paced) stream: such a read skips the buffer work.
         """
-        if (
+        return (
             not self._pending
             and not self._skip_lf
             and not self._bom_pending
@@ -146,8 +145,15 @@ class SSEDecoder:
             and chunk[-1] == 10
             and len(chunk) - 2 <= self._max
             and b"\r" not in chunk
-        ):
-            # the common read on a live stream: exactly one complete "data: ...\n\n" event
+        )
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Decode one read's worth of bytes; return the events it completed (often none or one).
+
+        Raises:
+            SSEEventTooLargeError: When an unfinished event exceeds ``max_event_size``.
+        """
+        if self._one_plain_event(chunk):
             return [ServerSentEvent(chunk[6:-2].decode("utf-8", "replace"), "message", self._last_id)]
         return self._feed(chunk, False)  # type: ignore[return-value]
 
@@ -164,17 +170,7 @@ class SSEDecoder:
         Raises:
             SSEEventTooLargeError: When an unfinished event exceeds ``max_event_size``.
         """
-        if (
-            not self._pending
-            and not self._skip_lf
-            and not self._bom_pending
-            and chunk.startswith(b"data: ")
-            and chunk.find(b"\n") == len(chunk) - 2
-            and chunk[-1] == 10
-            and len(chunk) - 2 <= self._max
-            and b"\r" not in chunk
-        ):
-            # the common read on a live stream: exactly one complete "data: ...\n\n" event
+        if self._one_plain_event(chunk):
             return [chunk[6:-2]]
         return self._feed(chunk, True)
 

@@ -56,6 +56,22 @@ def _served(cfg: Path, *extra: str, env: dict[str, str] = ENV) -> Iterator[tuple
             proc.wait()
 
 
+def _without_uvloop(tmp_path: Path) -> dict[str, str]:
+    """An environment whose interpreters cannot import uvloop (a sitecustomize hides it), as if not installed."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'uvloop':\n"
+        "            raise ModuleNotFoundError(\"No module named 'uvloop'\")\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, _Hide())\n"
+    )
+    return {**ENV, "PYTHONPATH": str(shadow)}
+
+
 def _streamed(base: str) -> str:
     client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
     with client.chat.completions.create(
@@ -103,19 +119,7 @@ class TestEventLoopSetting:
 
     def test_uvloop_missing_is_a_config_error_naming_the_extra(self, tmp_path: Path) -> None:
         """Where uvloop cannot be imported, ``event_loop: uvloop`` fails to start with the pip extra to install."""
-        shadow = tmp_path / "shadow"
-        shadow.mkdir()
-        # sitecustomize hides the installed uvloop from the import system, as if it were not installed
-        (shadow / "sitecustomize.py").write_text(
-            "import sys\n"
-            "class _Hide:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'uvloop':\n"
-            "            raise ModuleNotFoundError(\"No module named 'uvloop'\")\n"
-            "        return None\n"
-            "sys.meta_path.insert(0, _Hide())\n"
-        )
-        env = {**ENV, "PYTHONPATH": str(shadow)}
+        env = _without_uvloop(tmp_path)
         done = subprocess.run(
             [sys.executable, "-m", "rxllm", "serve", "--config", str(_config(tmp_path, "uvloop")), "--port", "0"],
             capture_output=True,
@@ -130,18 +134,7 @@ class TestEventLoopSetting:
 
     def test_auto_without_uvloop_is_the_standard_loop(self, tmp_path: Path) -> None:
         """``event_loop: auto`` where uvloop cannot be imported serves on asyncio."""
-        shadow = tmp_path / "shadow"
-        shadow.mkdir()
-        (shadow / "sitecustomize.py").write_text(
-            "import sys\n"
-            "class _Hide:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'uvloop':\n"
-            "            raise ModuleNotFoundError(\"No module named 'uvloop'\")\n"
-            "        return None\n"
-            "sys.meta_path.insert(0, _Hide())\n"
-        )
-        with _served(_config(tmp_path, "auto"), env={**ENV, "PYTHONPATH": str(shadow)}) as (base, line):
+        with _served(_config(tmp_path, "auto"), env=_without_uvloop(tmp_path)) as (base, line):
             text = _streamed(base)
         assert "asyncio event loop" in line
         assert text == "loops of events"
