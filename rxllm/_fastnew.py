@@ -98,21 +98,13 @@ def mutable_sibling(cls: type[Any]) -> type[Any]:
     Raises:
         TypeError: As :func:`positional_new`.
     """
-    why = _refusal(cls)
-    if why is not None:
-        raise TypeError(f"positional_new: cannot build {cls.__name__}: {why}")
-    names = [f.name for f in attrs.fields(cls)]
+    names = _buildable_fields(cls)
     params = [f"v{i}" for i in range(len(names))]
     body = "".join(f"    self.{n} = {p}\n" for n, p in zip(names, params, strict=True))
     namespace: dict[str, Any] = {}
     exec(f"def __init__(self, {', '.join(params)}):\n{body}", namespace)  # noqa: S102
     sibling = type(f"_{cls.__name__}New", (cls.__mro__[1],), {"__slots__": (), "__init__": namespace["__init__"]})
-    slots = [cls.__mro__[1].__dict__[n] for n in names]  # the member descriptors, below any property
-    probe = [object() for _ in names]
-    obj = sibling(*probe)
-    obj.__class__ = cls
-    if type(obj) is not cls or [s.__get__(obj) for s in slots] != probe:
-        raise TypeError(f"positional_new: a probe {cls.__name__} does not read back its fields")
+    _check_reads_back(cls, names, lambda probe: sibling(*probe))
     return sibling
 
 
@@ -126,21 +118,35 @@ def blank_sibling(cls: type[Any]) -> type[Any]:
     Raises:
         TypeError: As :func:`positional_new`.
     """
+    names = _buildable_fields(cls)
+    sibling = type(f"_{cls.__name__}Blank", (cls.__mro__[1],), {"__slots__": ()})
+
+    def fill(probe: list[object]) -> Any:
+        obj = sibling()
+        for name, value in zip(names, probe, strict=True):
+            setattr(obj, name, value)
+        return obj
+
+    _check_reads_back(cls, names, fill)
+    return sibling
+
+
+def _buildable_fields(cls: type[Any]) -> list[str]:
+    """``cls``'s field names, in order, once :func:`_refusal` has nothing against it."""
     why = _refusal(cls)
     if why is not None:
         raise TypeError(f"positional_new: cannot build {cls.__name__}: {why}")
-    base = cls.__mro__[1]
-    sibling = type(f"_{cls.__name__}Blank", (base,), {"__slots__": ()})
-    names = [f.name for f in attrs.fields(cls)]
-    slots = [base.__dict__[n] for n in names]  # the member descriptors, below any property
+    return [f.name for f in attrs.fields(cls)]
+
+
+def _check_reads_back(cls: type[Any], names: list[str], build: Callable[[list[object]], Any]) -> None:
+    """Build a probe sibling (a distinct value per field), swap it to ``cls``: every slot must read back."""
+    slots = [cls.__mro__[1].__dict__[n] for n in names]  # the member descriptors, below any property
     probe = [object() for _ in names]
-    obj = sibling()
-    for name, value in zip(names, probe, strict=True):
-        setattr(obj, name, value)
+    obj = build(probe)
     obj.__class__ = cls
     if type(obj) is not cls or [s.__get__(obj) for s in slots] != probe:
         raise TypeError(f"positional_new: a probe {cls.__name__} does not read back its fields")
-    return sibling
 
 
 def positional_new(cls: type[_T]) -> Callable[..., _T]:

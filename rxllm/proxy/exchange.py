@@ -40,7 +40,7 @@ from aiohttp import web
 from reactivex import Observable, abc
 
 import rxllm
-from rxllm._fastnew import mutable_sibling
+from rxllm._fastnew import positional_new
 from rxllm._log import get_logger
 from rxllm.builder import ResponseBuilder
 from rxllm.errors import APIError, BadRequestError, InternalServerError, MalformedStreamError, Timeout
@@ -237,14 +237,14 @@ _MODEL_AT: Final = _CHUNK_NAMES.index("model")
 _ID_AT: Final = _CHUNK_NAMES.index("id")
 
 
-def _chunk_builder() -> Callable[[list[Any]], ChatCompletionChunk]:
-    """A chunk from every field's value, at slot-store cost (a verified mutable sibling, else attrs)."""
+def _chunk_builder() -> Callable[..., ChatCompletionChunk]:
+    """A chunk from every field's value, at slot-store cost (:func:`~rxllm._fastnew.positional_new`, else attrs)."""
     try:
-        sibling = mutable_sibling(ChatCompletionChunk)
+        build = positional_new(ChatCompletionChunk)
     except TypeError:  # pragma: no cover - a layout the fast constructor refuses
         fields: tuple[attrs.Attribute[Any], ...] = tuple(attrs.fields(ChatCompletionChunk))
 
-        def slow(values: list[Any]) -> ChatCompletionChunk:
+        def slow(*values: Any) -> ChatCompletionChunk:
             given = {str(f.alias or f.name): v for f, v in zip(fields, values, strict=True) if f.init}
             base = ChatCompletionChunk(**given)
             for f, v in zip(fields, values, strict=True):
@@ -254,12 +254,7 @@ def _chunk_builder() -> Callable[[list[Any]], ChatCompletionChunk]:
 
         return slow
 
-    def fast(values: list[Any]) -> ChatCompletionChunk:
-        obj = sibling(*values)
-        obj.__class__ = ChatCompletionChunk
-        return obj  # type: ignore[no-any-return]
-
-    return fast
+    return build
 
 
 _new_chunk: Final = _chunk_builder()
@@ -410,7 +405,7 @@ class _Feed:
         values[_MODEL_AT] = model
         if chunk_id is not None:
             values[_ID_AT] = chunk_id
-        return _new_chunk(values)
+        return _new_chunk(*values)
 
     def fail(self, error: Exception) -> None:
         if not self.done:
