@@ -116,7 +116,9 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
         if dialect.name in state.dialects:
             raise ValueError(f"two dialects are named {dialect.name!r}")
         state.dialects[dialect.name] = dialect
-        handler = functools.partial(_serve_dialect, dialect=dialect)
+        # the exchange's handler itself: no wrapper coroutine (one frame less per request, and
+        # per resumption of the handler's task)
+        handler = functools.partial(handle, dialect=dialect)
         for path in dialect.routes:
             if path in state.route_dialects:
                 raise ValueError(f"dialects {state.route_dialects[path].name!r} and {dialect.name!r} both serve {path}")
@@ -149,10 +151,6 @@ def create_app(config: ProxyConfig | None = None, *, dialects: Iterable[Dialect]
     app.on_shutdown.append(_drain)
     app.on_cleanup.append(_cleanup)
     return app
-
-
-async def _serve_dialect(request: web.Request, *, dialect: Dialect) -> web.StreamResponse:
-    return await handle(request, dialect)
 
 
 # --------------------------------------------------------------------------- middleware

@@ -28,6 +28,7 @@ One request, whatever its wire protocol, goes through :func:`handle`:
 from __future__ import annotations
 
 import asyncio
+import functools
 import operator
 import os
 import time
@@ -517,6 +518,21 @@ class _Attempt:
         self.lease.release(failed=failed)
 
 
+class _Report:
+    """``tap_cost``'s callback for one attempt: the outcome gets the report, the router its tokens."""
+
+    __slots__ = ("candidate", "outcome", "router")
+
+    def __init__(self, outcome: Outcome, router: Router, candidate: DeploymentState) -> None:
+        self.outcome = outcome
+        self.router = router
+        self.candidate = candidate
+
+    def __call__(self, report: CostReport) -> None:
+        self.outcome.report = report
+        self.router.add_tokens(self.candidate, report.total_tokens)
+
+
 def _retryable(exc: BaseException) -> bool:
     """Whether another deployment might succeed where this one failed (not a bad request)."""
     if isinstance(exc, BadRequestError):
@@ -542,6 +558,7 @@ class Exchange:
     """
 
     __slots__ = (
+        "_protocol",
         "_request",
         "_state",
         "aborted",
@@ -560,6 +577,7 @@ class Exchange:
         self, request: web.Request, state: ProxyState, dialect: Dialect, context: Context, outcome: Outcome
     ) -> None:
         self._request = request
+        self._protocol = request.protocol
         self._state = state
         self.dialect = dialect
         self.context = context
@@ -581,7 +599,8 @@ class Exchange:
 
     def transport_alive(self) -> bool:
         """Whether the client's connection is still open."""
-        transport = self._request.transport
+        protocol = self._protocol  # the request's, kept: the watchdog asks every exchange 5 times a second
+        transport = None if protocol is None else protocol.transport
         return transport is not None and not transport.is_closing()
 
     def abort(self, reason: AbortReason) -> None:
@@ -607,18 +626,14 @@ class Exchange:
         if attempt is None:
             return
         feed = attempt.feed
-        if (
-            self.idle_timeout is not None
-            and feed.chunks
-            and not feed.done
-            and now - self.last_active > self.idle_timeout
-        ):
+        idle = self.idle_timeout
+        if idle is not None and feed.chunks and not feed.done and now - self.last_active > idle:
             self.abort("idle_timeout")
         elif (
             keepalive is not None
+            and now - self.last_write >= keepalive  # first: almost always false
             and self.encoder is not None
             and self.dialect.keepalive is not None
-            and now - self.last_write >= keepalive
         ):
             self.last_write = now
             feed.due_ping()
@@ -646,22 +661,18 @@ class Exchange:
         if deployment.stream_timeout is not None:
             params["stream_timeout"] = deployment.stream_timeout
         outcome = self.outcome
+        on_report = _Report(outcome, self._state.router, candidate)
 
-        router = self._state.router
-
-        def on_report(report: CostReport) -> None:
-            outcome.report = report
-            router.add_tokens(candidate, report.total_tokens)
-
-        source = rxllm.stream(deployment.model, call.messages, **params).pipe(
-            split_think_tags(**deployment.think_tags) if deployment.think_tags is not None else (lambda source: source),
-            # the repeated-chunk guard runs in the attempt's _Feed when the limit is valid (_open)
-            (lambda source: source) if guarded else detect_repeated_chunks(partial_response=False),
-            tap_cost(on_report, pricing=deployment.pricing, model=deployment.model, messages=call.messages),
-        )
+        # each operator applied in turn (what ``pipe`` does, without composing identities)
+        source = rxllm.stream(deployment.model, call.messages, **params)
+        if deployment.think_tags is not None:
+            source = split_think_tags(**deployment.think_tags)(source)
+        if not guarded:  # else the repeated-chunk guard runs in the attempt's _Feed (_open)
+            source = detect_repeated_chunks(partial_response=False)(source)
+        source = tap_cost(on_report, pricing=deployment.pricing, model=deployment.model, messages=call.messages)(source)
         if self._state.config.otel:
             attributes = {"rxllm.deployment": deployment.id, "rxllm.request_id": outcome.request_id}
-            source = source.pipe(tap_otel(model=deployment.model, messages=call.messages, attributes=attributes))
+            source = tap_otel(model=deployment.model, messages=call.messages, attributes=attributes)(source)
         return source
 
     async def _open(self, plan: list[DeploymentState], make_feed: Callable[[], _Feed]) -> _Attempt:
@@ -943,8 +954,13 @@ async def read_json(request: web.Request, config: ProxyConfig) -> Any:
     if length is not None and length > config.max_request_size:
         raise _too_large(config)
     try:
-        async with asyncio.timeout(config.body_timeout):
+        if request.content.is_eof():
+            # the whole body has arrived (most requests: it came with the headers): reading it
+            # cannot wait, so no timer is armed (a timer per request is heap work for the loop)
             raw = await request.read()
+        else:
+            async with asyncio.timeout(config.body_timeout):
+                raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(config) from None
     except TimeoutError:
@@ -978,6 +994,7 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     config = state.config
     body = await read_json(request, config)
     call: Call = dialect.translate(body, request)
+    del body  # the call holds what it needs; the rest of the decoded body is not kept for the stream's life
     outcome.model = call.model
     outcome.stream = call.stream
     plan = await _full_plan(state, call.model)
@@ -994,16 +1011,11 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         )
     state.in_flight += 1
     detached = False
-
-    def release() -> None:
-        state.in_flight -= 1
-        shared.leave()
-
     try:
         context = Context(call=call, request_id=outcome.request_id, created=int(time.time()))
         if call.stream and state.detach is not None:
             detached = True  # the slot is released when the generation ends, not the request
-            return await state.detach(request, dialect, context, outcome, plan, release)
+            return await state.detach(request, dialect, context, outcome, plan, functools.partial(_release, state))
         exchange = Exchange(request, state, dialect, context, outcome)
         state.active.add(exchange)
         try:
@@ -1015,7 +1027,13 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             exchange.dispose()
     finally:
         if not detached:
-            release()
+            _release(state)
+
+
+def _release(state: ProxyState) -> None:
+    """Give back the concurrency slot :func:`handle` took (a detached generation calls it when it ends)."""
+    state.in_flight -= 1
+    state.router.shared.leave()
 
 
 async def _full_plan(state: ProxyState, model: str) -> list[DeploymentState]:

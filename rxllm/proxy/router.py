@@ -143,6 +143,9 @@ class Router:
                 retry_after=max(1.0, round(wait, 1)),
             )
 
+        if len(ready) == 1:
+            return ready  # nothing to order (most model names have one deployment)
+
         def key(s: DeploymentState) -> tuple[bool, int, int]:
             return (shared.cooling(s, now, cooldown), shared.in_flight(s), (s.position - turn) % n)
 
