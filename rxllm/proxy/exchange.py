@@ -859,8 +859,49 @@ class Exchange:
             if feed.aborted is not None and not feed.chunks and self.response is None:
                 raise self._abort_error(feed.aborted)
             response = await self._prepare()
-            self.outcome.first_at = feed.first_at
-            failed = await self._write(response, attempt, encoder)
+            outcome = self.outcome
+            outcome.first_at = feed.first_at
+            # the writer, here rather than in a coroutine of its own (one frame less per open
+            # stream, one level less per wake-up): the feed is written out until it ends
+            write = response.write
+            try:
+                while True:
+                    parts = feed.parts
+                    if parts:
+                        feed.parts = []
+                        feed.drained()
+                        self.last_active = self.last_write = loop.time()
+                        await write(parts[0] if len(parts) == 1 else b"".join(parts))
+                        continue
+                    if feed.aborted is not None:
+                        if feed.aborted == "disconnected":
+                            outcome.outcome = "cancelled"
+                            return response
+                        error = self._abort_error(feed.aborted)
+                        outcome.error = error
+                        attempt.dispose()
+                        await write(encoder.error(self._state.describe(error)))
+                        break
+                    if feed.done:
+                        if feed.error is not None:
+                            outcome.error = feed.error
+                            outcome.outcome = "error"
+                            await write(encoder.error(self._state.describe(feed.error)))
+                            await response.write_eof()
+                            failed = True  # the upstream failed: its lease is released as failed
+                            return response
+                        await write(encoder.end(self._final_usage(feed)))
+                        outcome.outcome = "completed"
+                        break
+                    if feed.ping_due:
+                        feed.ping_due = False
+                        if self.dialect.keepalive is not None:
+                            await write(self.dialect.keepalive)
+                        continue
+                    await feed.wait()
+                await response.write_eof()
+            except ConnectionError:
+                outcome.outcome = "cancelled"
             return response
         finally:
             attempt.close(failed=failed)
@@ -874,51 +915,6 @@ class Exchange:
             await self.response.write_eof()
         except ConnectionError:
             self.outcome.outcome = "cancelled"
-
-    async def _write(self, response: web.StreamResponse, attempt: _Attempt, encoder: StreamEncoder) -> bool:
-        """Write the feed out until it ends; returns whether the upstream failed."""
-        loop = asyncio.get_running_loop()
-        feed = attempt.feed
-        write = response.write
-        outcome = self.outcome
-        try:
-            while True:
-                parts = feed.parts
-                if parts:
-                    feed.parts = []
-                    feed.drained()
-                    self.last_active = self.last_write = loop.time()
-                    await write(parts[0] if len(parts) == 1 else b"".join(parts))
-                    continue
-                if feed.aborted is not None:
-                    if feed.aborted == "disconnected":
-                        outcome.outcome = "cancelled"
-                        return False
-                    error = self._abort_error(feed.aborted)
-                    outcome.error = error
-                    attempt.dispose()
-                    await write(encoder.error(self._state.describe(error)))
-                    break
-                if feed.done:
-                    if feed.error is not None:
-                        outcome.error = feed.error
-                        outcome.outcome = "error"
-                        await write(encoder.error(self._state.describe(feed.error)))
-                        await response.write_eof()
-                        return True
-                    await write(encoder.end(self._final_usage(feed)))
-                    outcome.outcome = "completed"
-                    break
-                if feed.ping_due:
-                    feed.ping_due = False
-                    if self.dialect.keepalive is not None:
-                        await write(self.dialect.keepalive)
-                    continue
-                await feed.wait()
-            await response.write_eof()
-        except ConnectionError:
-            outcome.outcome = "cancelled"
-        return False
 
 
 def _before_io(exc: Exception) -> Exception:
