@@ -44,9 +44,12 @@ import rxllm
 from rxllm._fastnew import positional_new
 from rxllm._log import get_logger
 from rxllm.builder import ResponseBuilder
-from rxllm.errors import APIError, BadRequestError, InternalServerError, MalformedStreamError, Timeout
+from rxllm.errors import APIError, BadRequestError, InternalServerError, MalformedStreamError, Timeout, as_api_error
 from rxllm.operators import CostReport, detect_repeated_chunks, split_think_tags, tap_cost, tap_otel
 from rxllm.operators._detect_repeated_chunks import RepeatTracker
+from rxllm.operators._tap_cost import Outcome as ReportOutcome
+from rxllm.operators._tap_cost import _Meter, _price
+from rxllm.pricing import usage_cost
 from rxllm.providers.openai import RAW_EVENTS, RawEvent
 from rxllm.proxy.auth import KeyChecker
 from rxllm.proxy.config import Deployment, ProxyConfig
@@ -74,6 +77,8 @@ __all__ = [
 ]
 
 _log = get_logger("rxllm.proxy")
+#: ``tap_cost``'s logger: a failing report callback is logged there, as the operator does.
+_cost_log = get_logger("rxllm")
 
 #: How often the watchdog looks for clients that left, idle streams, keepalives and shutdown.
 WATCH_INTERVAL: Final = 0.2
@@ -261,6 +266,79 @@ def _chunk_builder() -> Callable[..., ChatCompletionChunk]:
 _new_chunk: Final = _chunk_builder()
 
 
+class _Metering:
+    """``tap_cost``'s work for one attempt, done in its feed: one observer layer (and its subscription) less.
+
+    The same meter as the operator (:class:`rxllm.operators._tap_cost._Meter`, fed every chunk
+    before anything else looks at it), the same report, made exactly once: when the stream
+    completes or fails (before the feed sees the end) or when the attempt is disposed first
+    (``"cancelled"``). A callback that raises is logged as ``rxllm.tap_cost.on_report_failed``.
+    """
+
+    __slots__ = ("messages", "meter", "model", "on_report", "pricing", "reported")
+
+    def __init__(self, on_report: Callable[[CostReport], Any], pricing: Any, model: str, messages: Any) -> None:
+        self.on_report = on_report
+        self.pricing = pricing
+        self.model = model
+        self.messages = messages
+        self.meter = _Meter(time.monotonic)  # the operator's clock outside virtual time
+        self.reported = False
+
+    def finish(self, outcome: ReportOutcome, error: BaseException | None) -> None:
+        if self.reported:
+            return
+        self.reported = True
+        try:
+            self.on_report(self._report(outcome, error))
+        except Exception:
+            # a broken report callback must not break (or re-run) the stream it watches
+            _cost_log.exception("rxllm.tap_cost.on_report_failed", model=self.model or self.meter.chunk_model)
+
+    def _report(self, outcome: ReportOutcome, error: BaseException | None) -> CostReport:
+        """What ``tap_cost(on_report, pricing=..., model=..., messages=...)`` reports."""
+        m = self.meter
+        end = m.now()
+        usage = m.final_usage(self.messages)
+        model = self.model
+        entry, reason = _price((model or "", m.chunk_model), None, self.pricing)
+        prompt_cost: float | None = None
+        completion_cost: float | None = None
+        if entry is not None:
+            try:
+                prompt_cost, completion_cost = usage_cost(entry, usage)
+            except (TypeError, ValueError) as exc:
+                reason = f"bad price entry: {exc}"
+        name = model or m.chunk_model
+        provider: str | None = None
+        if "/" in name:
+            provider = name.split("/", 1)[0]
+        if provider is None and entry is not None:
+            provider = entry.get("litellm_provider")
+        total = (prompt_cost or 0.0) + (completion_cost or 0.0)
+        gen_time = end - m.first_chunk if m.first_chunk is not None else 0.0
+        return CostReport(
+            model=name,
+            provider=provider,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost=None if prompt_cost is None or completion_cost is None else total,
+            prompt_cost=prompt_cost,
+            completion_cost=completion_cost,
+            cost_unavailable=None if prompt_cost is not None else reason,
+            usage_estimated=usage.estimated,
+            time_to_first_chunk=None if m.first_chunk is None else m.first_chunk - m.start,
+            time_to_first_content=None if m.first_content is None else m.first_content - m.start,
+            duration=end - m.start,
+            chunk_count=m.chunks,
+            output_tokens_per_second=usage.completion_tokens / gen_time if gen_time > 0 else None,
+            outcome=outcome,
+            error=error,
+        )
+
+
 class _Feed:
     """The observer side of one attempt: what arrived, whether it ended, one waiter each way.
 
@@ -281,6 +359,7 @@ class _Feed:
         "error",
         "first_at",
         "loop",
+        "metering",
         "model",
         "parts",
         "ping_due",
@@ -307,6 +386,9 @@ class _Feed:
         # the looping-model guard, here rather than as an operator: one observer layer less per
         # chunk (set by Exchange._open; None: the detect_repeated_chunks operator is piped instead)
         self.repeats: RepeatTracker | None = None
+        # the cost meter, here rather than as tap_cost (set by Exchange._source; None: the
+        # operator is piped instead)
+        self.metering: _Metering | None = None
         self.model = model
         self.chunk_id = chunk_id  # set: every chunk gets this id (resumable streams' key)
         self.encode = encode
@@ -345,6 +427,16 @@ class _Feed:
                 waiter.set_result(None)
 
     def on_next(self, chunk: ChatCompletionChunk) -> None:
+        metering = self.metering
+        if metering is not None and isinstance(chunk, ChatCompletionChunk):
+            # first, as tap_cost sits upstream of everything the feed does
+            try:
+                metering.meter.add(chunk)
+            except Exception as exc:  # a chunk the meter cannot read: an error, never skipped
+                error = as_api_error(exc)
+                metering.finish("error", error)
+                self.on_error(error)
+                return
         if self.done:
             return
         repeats = self.repeats
@@ -416,6 +508,9 @@ class _Feed:
         self.drained()
 
     def on_error(self, error: Exception) -> None:
+        metering = self.metering
+        if metering is not None:
+            metering.finish("error", error)  # the error as it came, as tap_cost reports it
         if not isinstance(error, APIError):
             # the library should only ever send typed errors; whatever slipped through came
             # from reading the upstream's stream, so the client is told so (502), typed
@@ -424,6 +519,9 @@ class _Feed:
         self.fail(error)
 
     def on_completed(self) -> None:
+        metering = self.metering
+        if metering is not None:
+            metering.finish("completed", None)  # before the writer sees the end (it reads the report)
         self.done = True
         self.wake()
 
@@ -508,6 +606,9 @@ class _Attempt:
         disposable, self._disposable = self._disposable, None
         if disposable is not None:
             disposable.dispose()
+            metering = self.feed.metering
+            if metering is not None:
+                metering.finish("cancelled", None)  # a no-op once the stream has ended
         task, self._task = self._task, None
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
@@ -641,7 +742,7 @@ class Exchange:
     # -- the upstream
 
     def _source(
-        self, deployment: Deployment, candidate: DeploymentState, *, guarded: bool = False
+        self, deployment: Deployment, candidate: DeploymentState, *, guarded: bool = False, feed: _Feed | None = None
     ) -> Observable[ChatCompletionChunk]:
         """``rxllm.stream`` for one deployment, guarded against looping models and metered.
 
@@ -662,6 +763,7 @@ class Exchange:
             params["stream_timeout"] = deployment.stream_timeout
         outcome = self.outcome
         on_report = _Report(outcome, self._state.router, candidate)
+        otel = self._state.config.otel
 
         # each operator applied in turn (what ``pipe`` does, without composing identities)
         source = rxllm.stream(deployment.model, call.messages, **params)
@@ -669,8 +771,15 @@ class Exchange:
             source = split_think_tags(**deployment.think_tags)(source)
         if not guarded:  # else the repeated-chunk guard runs in the attempt's _Feed (_open)
             source = detect_repeated_chunks(partial_response=False)(source)
-        source = tap_cost(on_report, pricing=deployment.pricing, model=deployment.model, messages=call.messages)(source)
-        if self._state.config.otel:
+        if feed is not None and not otel:
+            # the feed meters the chunks itself (tap_cost's report, one observer layer less);
+            # with tracing on, the operator stays where it was, ahead of tap_otel
+            feed.metering = _Metering(on_report, deployment.pricing, deployment.model, call.messages)
+        else:
+            source = tap_cost(on_report, pricing=deployment.pricing, model=deployment.model, messages=call.messages)(
+                source
+            )
+        if otel:
             attributes = {"rxllm.deployment": deployment.id, "rxllm.request_id": outcome.request_id}
             source = tap_otel(model=deployment.model, messages=call.messages, attributes=attributes)(source)
         return source
@@ -704,7 +813,7 @@ class Exchange:
             if limit is not None:
                 attempt.feed.repeats = RepeatTracker(limit)
             try:
-                source = self._source(deployment, candidate, guarded=limit is not None)
+                source = self._source(deployment, candidate, guarded=limit is not None, feed=attempt.feed)
                 attempt.start(source, state.config.stream_buffer_size)
             except Exception as exc:  # validation or a mock error: raised before any I/O
                 error = _before_io(exc)
@@ -950,13 +1059,11 @@ async def read_json(request: web.Request, config: ProxyConfig) -> Any:
     if length is not None and length > config.max_request_size:
         raise _too_large(config)
     try:
-        if request.content.is_eof():
-            # the whole body has arrived (most requests: it came with the headers): reading it
-            # cannot wait, so no timer is armed (a timer per request is heap work for the loop)
+        # (not skipped when the body has already arrived: asking aiohttp whether it has,
+        # ``request.content.is_eof()``, caches ``content`` in a dict the request keeps, 208 B
+        # per open stream, more than the timer costs)
+        async with asyncio.timeout(config.body_timeout):
             raw = await request.read()
-        else:
-            async with asyncio.timeout(config.body_timeout):
-                raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(config) from None
     except TimeoutError:

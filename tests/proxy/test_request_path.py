@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
+import attrs
 import openai
 import orjson
 import pytest
 from structlog.testing import capture_logs
 
+import rxllm
+from rxllm.adapters import to_async_iterator
+from rxllm.operators import tap_cost
 from rxllm.proxy import PROXY_STATE
 from rxllm.proxy.exchange import Outcome
 from rxllm.proxy.router import Router
 from tests.proxy.proxy_support import (
     MASTER_KEY,
+    UPSTREAM_KEY,
     USER,
     client,
     config,
@@ -149,3 +155,114 @@ class TestOneDeploymentPlans:
         lease.release(failed=True)
 
         assert [s.deployment.id for s in router.plan("m")][-1] == first.deployment.id
+
+
+#: CostReport fields that depend on the clock (compared for presence, not value).
+_TIMED = ("time_to_first_chunk", "time_to_first_content", "duration", "output_tokens_per_second")
+
+
+def _fields(report: Any) -> dict[str, Any]:
+    d = attrs.asdict(report, recurse=False)
+    error = d.pop("error")
+    d["error"] = None if error is None else (type(error).__name__, str(error))
+    for name in _TIMED:
+        d[name] = d[name] is not None
+    return d
+
+
+async def _direct_report(up: Any, **params: Any) -> Any:
+    """What tap_cost reports for the same upstream stream, subscribed directly (the reference)."""
+    reports: list[Any] = []
+    source = rxllm.stream(
+        "openai/up-model",
+        USER,
+        api_base=up.api_base,
+        api_key=UPSTREAM_KEY,
+        stream_options={"include_usage": True},
+        **params,
+    ).pipe(tap_cost(reports.append, model="openai/up-model", messages=USER))
+    with contextlib.suppress(Exception):
+        async for _ in to_async_iterator(source):
+            pass
+    return reports[0]
+
+
+class TestFusedMeter:
+    """The exchange meters chunks itself; its report is the one tap_cost makes."""
+
+    async def _proxied_report(self, up: Any, **general: Any) -> tuple[list[Outcome], list[dict[str, Any]]]:
+        async with running(config(upstream_entry("m", up), **general)) as server:
+            seen: list[Outcome] = []
+            server.app[PROXY_STATE].outcome_hooks.append(seen.append)
+            with capture_logs() as logs, contextlib.suppress(openai.APIError):
+                stream = await client(server).chat.completions.create(model="m", messages=USER, stream=True)
+                async for _ in stream:
+                    pass
+            for _ in range(100):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+        return seen, logs
+
+    async def test_a_completed_stream_reports_what_tap_cost_reports(self) -> None:
+        """Completed: tokens, cost, chunk count, outcome and provider equal tap_cost's report."""
+        async with upstream(count=4) as up:
+            expected = await _direct_report(up)
+            seen, _ = await self._proxied_report(up)
+
+        assert len(seen) == 1 and seen[0].report is not None
+        assert _fields(seen[0].report) == _fields(expected)
+        assert seen[0].report.outcome == "completed" and seen[0].report.usage_estimated is False
+
+    async def test_a_failed_stream_reports_the_error_as_tap_cost_does(self) -> None:
+        """An error event mid-stream: the same outcome, error, counts and estimated usage."""
+        async with upstream(count=4) as up:
+            up.fail_after = 2
+            expected = await _direct_report(up)
+            seen, _ = await self._proxied_report(up)
+
+        report = seen[0].report
+        assert report is not None and report.outcome == "error"
+        assert _fields(report) == _fields(expected)
+
+    async def test_a_client_that_leaves_gets_a_cancelled_report(self) -> None:
+        """A client that stops reading mid-stream: one report, cancelled, usage estimated."""
+        async with upstream(count=50, delay=0.02) as up, running(config(upstream_entry("m", up))) as server:
+            seen: list[Outcome] = []
+            server.app[PROXY_STATE].outcome_hooks.append(seen.append)
+            stream = await client(server).chat.completions.create(model="m", messages=USER, stream=True)
+            got = 0
+            async for _ in stream:
+                got += 1
+                if got == 3:
+                    break
+            await stream.close()
+            await asyncio.wait_for(up.disconnected.wait(), 5)
+            for _ in range(200):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+
+        assert len(seen) == 1
+        report = seen[0].report
+        assert report is not None and report.outcome == "cancelled" and report.usage_estimated
+        assert 3 <= report.chunk_count < 50
+
+    async def test_a_failing_report_callback_is_logged_and_the_stream_is_served(self) -> None:
+        """A report callback that raises: logged as rxllm.tap_cost.on_report_failed; the client gets its stream."""
+        async with upstream(count=3) as up, running(config(upstream_entry("m", up))) as server:
+            router = server.app[PROXY_STATE].router
+
+            def broken(state: Any, tokens: int) -> None:
+                raise RuntimeError("bookkeeping broke")
+
+            router.add_tokens = broken  # type: ignore[method-assign]
+            with capture_logs() as logs:
+                stream = await client(server).chat.completions.create(model="m", messages=USER, stream=True)
+                text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+                await asyncio.sleep(0.05)
+
+        assert text == "tok0 tok1 tok2 "
+        failed = [e for e in logs if e.get("event") == "rxllm.tap_cost.on_report_failed"]
+        assert len(failed) == 1 and failed[0]["model"] == "openai/up-model"
+        assert len(request_logs(logs)) == 1
