@@ -11,7 +11,8 @@ One request, whatever its wire protocol, goes through :func:`handle`:
    deployment; after the first chunk the deployment is committed.
 5. **Stream or collect**: chunks (renamed to the client's model name) go to the dialect's
    encoder, or into a response builder for a non-streaming answer. Cost and usage are metered
-   once per attempt (:func:`~rxllm.operators.tap_cost`).
+   once per attempt (:func:`~rxllm.operators.tap_cost`'s meter and report, run in the
+   attempt's feed rather than as one more observer layer).
 6. **Backpressure**: the upstream is *pulled* by a task the exchange owns, which stops
    pulling once ``stream_buffer_size`` bytes are waiting for a slow client; the writer awaits
    each write's drain. A client that stops reading therefore stops the upstream read too
