@@ -33,7 +33,7 @@ import functools
 import operator
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, Final, Literal
 
 import attrs
@@ -60,7 +60,7 @@ from rxllm.proxy.errors import ProxyError, error_info, error_status
 from rxllm.proxy.router import DeploymentState, Lease, Router
 from rxllm.proxy.validation import BLOCKED_PARAMS, bad_request, check_depth
 from rxllm.settings import check_repeated_chunk_limit, settings
-from rxllm.streams import PullSource, pulling
+from rxllm.streams import PullableObservable, PullSource, pulling
 from rxllm.types import ChatCompletionChunk, Usage
 
 __all__ = [
@@ -552,17 +552,30 @@ class _Feed:
 class _Attempt:
     """One deployment tried for a request: its lease, its feed and its subscription."""
 
-    __slots__ = ("_disposable", "_source", "_task", "feed", "lease")
+    __slots__ = ("_disposable", "_started", "_task", "feed", "lease")
 
     def __init__(self, lease: Lease, feed: _Feed) -> None:
         self.lease = lease
         self.feed = feed
         self._disposable: abc.DisposableBase | None = None
         self._task: asyncio.Task[None] | None = None
-        self._source: PullSource[Any] | None = None
+        self._started = False  # subscribed or pulling: a disposal before the end is a cancellation
 
     def start(self, source: Observable[ChatCompletionChunk], buffer_limit: int) -> None:
-        """Subscribe; the provider's pull source is adopted so the exchange can pause it."""
+        """Start pulling the upstream: straight from the provider, or through a subscription.
+
+        With nothing between the provider and the feed (``rxllm.stream``'s own Observable:
+        the feed guards against loops and meters the cost itself), the exchange's task
+        iterates the provider directly, as an exclusive consumer of a
+        :class:`~rxllm.streams.PullableObservable` may: no subscription, no observer chain.
+        Otherwise it subscribes and adopts the provider's pull source, so it can still pause it.
+        """
+        feed = self.feed
+        loop = asyncio.get_running_loop()
+        if isinstance(source, PullableObservable) and source.__class__ is PullableObservable and not source.steps:
+            self._started = True
+            self._task = loop.create_task(self._pull_direct(source.factory, buffer_limit))
+            return
         adopted: list[PullSource[Any]] = []
 
         def adopt(pull: PullSource[Any]) -> bool:
@@ -571,12 +584,11 @@ class _Attempt:
             adopted.append(pull)
             return True
 
-        feed = self.feed
         with pulling(adopt):
             self._disposable = source.subscribe(feed.on_next, feed.on_error, feed.on_completed)
+        self._started = True
         if adopted:
-            self._source = adopted[0]
-            self._task = asyncio.get_running_loop().create_task(self._pull(adopted[0], buffer_limit))
+            self._task = loop.create_task(self._pull(adopted[0], buffer_limit))
 
     async def _pull(self, source: PullSource[Any], limit: int) -> None:
         """Drive the upstream, pausing while ``limit`` bytes wait for the client."""
@@ -602,11 +614,67 @@ class _Attempt:
         finally:
             await source.aclose()
 
+    async def _pull_direct(self, factory: Callable[[], AsyncIterable[Any]], limit: int) -> None:
+        """:meth:`_pull` for the provider's own iterable: the same pauses, ends and error rules as a pull source.
+
+        The iterable's own errors reach the feed as they are; an error raised by the feed
+        itself arrives typed; the iterator is closed however the loop ends (a disposal
+        cancels this task).
+        """
+        feed = self.feed
+        if feed.raw is not None:
+            RAW_EVENTS.set(feed.raw)  # this task's context: the provider's generator runs in it
+        iterator: AsyncIterator[Any] | None = None
+        turns = 0
+        try:
+            try:
+                iterator = aiter(factory())
+                step = iterator.__anext__
+            except Exception as exc:
+                feed.on_error(exc)
+                return
+            on_next = feed.on_next
+            while True:
+                try:
+                    item = await step()
+                except StopAsyncIteration:
+                    try:
+                        feed.on_completed()
+                    except Exception as exc:
+                        feed.on_error(as_api_error(exc))
+                    return
+                except Exception as exc:
+                    feed.on_error(exc)  # the provider's own (typed) error
+                    return
+                try:
+                    on_next(item)
+                except Exception as exc:
+                    feed.on_error(as_api_error(exc))
+                    return
+                if feed.done or feed.aborted:
+                    return
+                if feed.buffered >= limit:
+                    await feed.wait_drained()
+                    if feed.done or feed.aborted:
+                        return
+                turns += 1
+                if not turns % _YIELD_EVERY:
+                    await asyncio.sleep(0)  # a source that never waits must not starve the loop
+        except asyncio.CancelledError:
+            pass  # disposal: the iterator is closed below
+        except Exception as exc:  # the feed raised: a bug, but never a silent hang
+            feed.fail(MalformedStreamError(f"the upstream stream could not be relayed ({type(exc).__name__})"))
+        finally:
+            if iterator is not None:
+                await _aclose(iterator)
+
     def dispose(self) -> None:
         """Cancel the upstream request (idempotent)."""
         disposable, self._disposable = self._disposable, None
         if disposable is not None:
             disposable.dispose()
+        if self._started:
+            self._started = False
             metering = self.feed.metering
             if metering is not None:
                 metering.finish("cancelled", None)  # a no-op once the stream has ended
@@ -633,6 +701,17 @@ class _Report:
     def __call__(self, report: CostReport) -> None:
         self.outcome.report = report
         self.router.add_tokens(self.candidate, report.total_tokens)
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    """Close the provider's iterator (and the request behind it), even while this task is cancelled."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except (Exception, asyncio.CancelledError):  # noqa: S110 - closing must not mask the outcome
+        pass
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -266,3 +266,53 @@ class TestFusedMeter:
         failed = [e for e in logs if e.get("event") == "rxllm.tap_cost.on_report_failed"]
         assert len(failed) == 1 and failed[0]["model"] == "openai/up-model"
         assert len(request_logs(logs)) == 1
+
+
+class TestPullPaths:
+    """The provider pulled directly (the default) and through a subscription (an operator piped) relay alike."""
+
+    async def _relay(self, up: Any, **params: Any) -> tuple[list[str], str | None, Outcome]:
+        async with running(config(upstream_entry("m", up, **params))) as server:
+            seen: list[Outcome] = []
+            server.app[PROXY_STATE].outcome_hooks.append(seen.append)
+            texts: list[str] = []
+            error: str | None = None
+            stream = await client(server).chat.completions.create(model="m", messages=USER, stream=True)
+            try:
+                async for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        texts.append(chunk.choices[0].delta.content)
+            except openai.APIError as exc:
+                error = exc.message
+            for _ in range(100):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+        return texts, error, seen[0]
+
+    async def test_a_completed_stream_is_the_same_both_ways(self) -> None:
+        """Same text, same outcome and report tokens, pulled directly or through split_think_tags."""
+        async with upstream(count=4) as up:
+            direct = await self._relay(up)
+            subscribed = await self._relay(up, split_think_tags=True)
+
+        assert direct[0] == ["tok0 ", "tok1 ", "tok2 ", "tok3 "]
+        assert "".join(subscribed[0]) == "".join(direct[0])  # split_think_tags may hold text back
+        assert direct[1] is None and subscribed[1] is None
+        assert direct[2].result == subscribed[2].result == "completed"
+        assert direct[2].report is not None and subscribed[2].report is not None
+        assert direct[2].report.total_tokens == subscribed[2].report.total_tokens
+
+    async def test_an_upstream_error_mid_stream_is_the_same_both_ways(self) -> None:
+        """An error event after two chunks: the same text, then the same error, logged as the same outcome."""
+        async with upstream(count=4) as up:
+            up.fail_after = 2
+            direct = await self._relay(up)
+            subscribed = await self._relay(up, split_think_tags=True)
+
+        assert direct[0] == ["tok0 ", "tok1 "]
+        assert "".join(direct[0]).startswith("".join(subscribed[0]))  # split_think_tags may hold text back
+        assert direct[1] is not None and direct[1] == subscribed[1]
+        assert "upstream broke mid-stream" in direct[1]
+        assert direct[2].result == subscribed[2].result == "error"
+        assert direct[2].error_type == subscribed[2].error_type
