@@ -186,6 +186,60 @@ def _price(
     return None, f"no price for model {shown}; add one with rxllm.register_model()"
 
 
+def build_report(
+    m: _Meter,
+    outcome: Outcome,
+    error: BaseException | None,
+    *,
+    model: str | None,
+    llm_provider: str | None,
+    pricing: Mapping[str, Any] | None,
+    messages: Iterable[Mapping[str, Any]] | None,
+) -> CostReport:
+    """The :class:`CostReport` of one metered stream, read at its end (``tap_cost``'s arguments).
+
+    Shared by :func:`tap_cost` and the proxy, which meters inside its own feed.
+    """
+    end = m.now()
+    usage = m.final_usage(messages)
+    entry, reason = _price((model or "", m.chunk_model), llm_provider, pricing)
+    prompt_cost: float | None = None
+    completion_cost: float | None = None
+    if entry is not None:
+        try:
+            prompt_cost, completion_cost = usage_cost(entry, usage)
+        except (TypeError, ValueError) as exc:
+            reason = f"bad price entry: {exc}"
+    name = model or m.chunk_model
+    provider = llm_provider
+    if provider is None and "/" in name:
+        provider = name.split("/", 1)[0]
+    if provider is None and entry is not None:
+        provider = entry.get("litellm_provider")
+    total = (prompt_cost or 0.0) + (completion_cost or 0.0)
+    gen_time = end - m.first_chunk if m.first_chunk is not None else 0.0
+    return CostReport(
+        model=name,
+        provider=provider,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        cost=None if prompt_cost is None or completion_cost is None else total,
+        prompt_cost=prompt_cost,
+        completion_cost=completion_cost,
+        cost_unavailable=None if prompt_cost is not None else reason,
+        usage_estimated=usage.estimated,
+        time_to_first_chunk=None if m.first_chunk is None else m.first_chunk - m.start,
+        time_to_first_content=None if m.first_content is None else m.first_content - m.start,
+        duration=end - m.start,
+        chunk_count=m.chunks,
+        output_tokens_per_second=usage.completion_tokens / gen_time if gen_time > 0 else None,
+        outcome=outcome,
+        error=error,
+    )
+
+
 def tap_cost(
     on_report: Callable[[CostReport], Any],
     pricing: Mapping[str, Any] | None = None,
@@ -248,50 +302,20 @@ def tap_cost(
                         return
                     reported = True
                 try:
-                    on_report(_report(meter, outcome, error))
+                    on_report(
+                        build_report(
+                            meter,
+                            outcome,
+                            error,
+                            model=model,
+                            llm_provider=llm_provider,
+                            pricing=pricing,
+                            messages=messages,
+                        )
+                    )
                 except Exception:
                     # A broken report callback must not break (or re-run) the stream it watches.
                     _log.exception("rxllm.tap_cost.on_report_failed", model=model or meter.chunk_model)
-
-            def _report(m: _Meter, outcome: Outcome, error: BaseException | None) -> CostReport:
-                end = m.now()
-                usage = m.final_usage(messages)
-                entry, reason = _price((model or "", m.chunk_model), llm_provider, pricing)
-                prompt_cost: float | None = None
-                completion_cost: float | None = None
-                if entry is not None:
-                    try:
-                        prompt_cost, completion_cost = usage_cost(entry, usage)
-                    except (TypeError, ValueError) as exc:
-                        reason = f"bad price entry: {exc}"
-                name = model or m.chunk_model
-                provider = llm_provider
-                if provider is None and "/" in name:
-                    provider = name.split("/", 1)[0]
-                if provider is None and entry is not None:
-                    provider = entry.get("litellm_provider")
-                total = (prompt_cost or 0.0) + (completion_cost or 0.0)
-                gen_time = end - m.first_chunk if m.first_chunk is not None else 0.0
-                return CostReport(
-                    model=name,
-                    provider=provider,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    cached_tokens=usage.cached_tokens,
-                    reasoning_tokens=usage.reasoning_tokens,
-                    cost=None if prompt_cost is None or completion_cost is None else total,
-                    prompt_cost=prompt_cost,
-                    completion_cost=completion_cost,
-                    cost_unavailable=None if prompt_cost is not None else reason,
-                    usage_estimated=usage.estimated,
-                    time_to_first_chunk=None if m.first_chunk is None else m.first_chunk - m.start,
-                    time_to_first_content=None if m.first_content is None else m.first_content - m.start,
-                    duration=end - m.start,
-                    chunk_count=m.chunks,
-                    output_tokens_per_second=usage.completion_tokens / gen_time if gen_time > 0 else None,
-                    outcome=outcome,
-                    error=error,
-                )
 
             add = meter.add
 

@@ -49,8 +49,7 @@ from rxllm.errors import APIError, BadRequestError, InternalServerError, Malform
 from rxllm.operators import CostReport, detect_repeated_chunks, split_think_tags, tap_cost, tap_otel
 from rxllm.operators._detect_repeated_chunks import RepeatTracker
 from rxllm.operators._tap_cost import Outcome as ReportOutcome
-from rxllm.operators._tap_cost import _Meter, _price
-from rxllm.pricing import usage_cost
+from rxllm.operators._tap_cost import _Meter, build_report
 from rxllm.providers.openai import RAW_EVENTS, RawEvent
 from rxllm.proxy.auth import KeyChecker
 from rxllm.proxy.config import Deployment, ProxyConfig
@@ -291,53 +290,20 @@ class _Metering:
             return
         self.reported = True
         try:
-            self.on_report(self._report(outcome, error))
+            self.on_report(
+                build_report(
+                    self.meter,
+                    outcome,
+                    error,
+                    model=self.model,
+                    llm_provider=None,
+                    pricing=self.pricing,
+                    messages=self.messages,
+                )
+            )
         except Exception:
             # a broken report callback must not break (or re-run) the stream it watches
             _cost_log.exception("rxllm.tap_cost.on_report_failed", model=self.model or self.meter.chunk_model)
-
-    def _report(self, outcome: ReportOutcome, error: BaseException | None) -> CostReport:
-        """What ``tap_cost(on_report, pricing=..., model=..., messages=...)`` reports."""
-        m = self.meter
-        end = m.now()
-        usage = m.final_usage(self.messages)
-        model = self.model
-        entry, reason = _price((model or "", m.chunk_model), None, self.pricing)
-        prompt_cost: float | None = None
-        completion_cost: float | None = None
-        if entry is not None:
-            try:
-                prompt_cost, completion_cost = usage_cost(entry, usage)
-            except (TypeError, ValueError) as exc:
-                reason = f"bad price entry: {exc}"
-        name = model or m.chunk_model
-        provider: str | None = None
-        if "/" in name:
-            provider = name.split("/", 1)[0]
-        if provider is None and entry is not None:
-            provider = entry.get("litellm_provider")
-        total = (prompt_cost or 0.0) + (completion_cost or 0.0)
-        gen_time = end - m.first_chunk if m.first_chunk is not None else 0.0
-        return CostReport(
-            model=name,
-            provider=provider,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cached_tokens=usage.cached_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost=None if prompt_cost is None or completion_cost is None else total,
-            prompt_cost=prompt_cost,
-            completion_cost=completion_cost,
-            cost_unavailable=None if prompt_cost is not None else reason,
-            usage_estimated=usage.estimated,
-            time_to_first_chunk=None if m.first_chunk is None else m.first_chunk - m.start,
-            time_to_first_content=None if m.first_content is None else m.first_content - m.start,
-            duration=end - m.start,
-            chunk_count=m.chunks,
-            output_tokens_per_second=usage.completion_tokens / gen_time if gen_time > 0 else None,
-            outcome=outcome,
-            error=error,
-        )
 
 
 class _Feed:
