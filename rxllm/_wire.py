@@ -86,6 +86,36 @@ class Kind:
     DICTS: Final = "dicts"
 
 
+class Check:
+    """What the provider boundary requires of a field's decoded value (the ``check=`` of :func:`wire`).
+
+    The checked decoder (``_wire_checked``, see :func:`wire_class`) tests each value as it
+    stores it and gives up (returns ``None``) at the first that fails, so a chunk it returns
+    needs no second walk (:func:`rxllm._validate.chunk_problem` states the same rules, and
+    names the field for the error message). Classes are compared by identity: a ``bool`` is
+    not a count, a ``str`` subclass is not a string.
+
+    ``STR``: a string. ``OPT_STR``: ``None`` or a string. ``NUMBER``: an int or a float.
+    ``COUNT``: a non-negative int. ``OPT_COUNT``: ``None`` or a non-negative int.
+    """
+
+    STR: Final = "str"
+    OPT_STR: Final = "str?"
+    NUMBER: Final = "number"
+    COUNT: Final = "count"
+    OPT_COUNT: Final = "count?"
+
+
+#: The condition (on the value named ``{v}``) under which each check fails.
+_CHECK_FAILS: Final = {
+    Check.STR: "{v}.__class__ is not _str",
+    Check.OPT_STR: "{v} is not None and {v}.__class__ is not _str",
+    Check.NUMBER: "{v}.__class__ is not _int and {v}.__class__ is not _float",
+    Check.COUNT: "{v}.__class__ is not _int or {v} < 0",
+    Check.OPT_COUNT: "{v} is not None and ({v}.__class__ is not _int or {v} < 0)",
+}
+
+
 @attrs.frozen
 class Spec:
     """One row of a class's field table (see :func:`wire`)."""
@@ -98,6 +128,7 @@ class Spec:
     required: bool
     hidden: bool
     solo: bool = False
+    check: str | None = None
 
 
 def wire(
@@ -110,6 +141,7 @@ def wire(
     keep_null: bool = False,
     hash: bool | None = None,
     solo: bool = False,
+    check: str | None = None,
 ) -> Any:
     """Declare one wire field (an ``attrs.field`` carrying its codec row).
 
@@ -126,11 +158,17 @@ def wire(
         solo: The key often arrives alone (a delta's ``content``): the decoder checks for that
             first and builds the object without looking up the other keys. Only for a plain
             field (``Kind.ATOM``, default ``None``) of a ``fast`` class.
+        check: A :class:`Check` the checked decoder applies to the decoded value.
 
     Returns:
         The attrs field.
+
+    Raises:
+        TypeError: For an unknown ``check``.
     """
-    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING, False, solo)
+    if check is not None and check not in _CHECK_FAILS:
+        raise TypeError(f"wire: unknown check {check!r}")
+    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING, False, solo, check)
     return attrs.field(default=default, hash=hash, metadata={_META: spec})
 
 
@@ -191,6 +229,7 @@ def _decode_source(
     fast: bool,
     inline: int = INLINE_DEPTH,
     solo: bool = True,
+    checked: bool = False,
 ) -> str:
     """The body of the decoder (after its ``def`` line): ``d`` is the wire dict.
 
@@ -199,10 +238,34 @@ def _decode_source(
     attrs ``__init__``); any other class through its attrs ``__init__``. Nested fast classes are decoded inline, in
     the same frame, down to ``inline`` levels (a Python call less per nested object); deeper
     ones, and lists of more than one, call the nested class's decoder. ``solo`` fields (see
-    :func:`wire`) get their shortcut unless ``solo`` is false.
+    :func:`wire`) get their shortcut unless ``solo`` is false. ``checked``: every value with
+    a :class:`Check` (nested ones included) is tested as it is stored, and the decoder
+    returns ``None`` at the first that fails.
     """
-    lines, result = _decode_lines(cls, rows, "d", ns, fast, inline, [0], solo)
+    lines, result = _decode_lines(cls, rows, "d", ns, fast, inline, [0], solo, checked)
     return "".join(f"    {line}\n" for line in [*lines, f"return {result}"])
+
+
+def _has_checks(cls: type[Any]) -> bool:
+    """Whether ``cls`` or a class nested in it declares a :class:`Check`."""
+    for _name, _key, spec, _default in _rows(cls):
+        if spec.check is not None:
+            return True
+        target, _many = _nested(spec.kind)
+        if target is not None and _has_checks(target):
+            return True
+    return False
+
+
+def _checked_list(decode: Callable[[Any], Any], items: Any) -> tuple[Any, ...] | None:
+    """The checked decoding of a list: the tuple of objects, or ``None`` when one fails its checks."""
+    out = []
+    for item in items:
+        obj = decode(item)
+        if obj is None:
+            return None
+        out.append(obj)
+    return tuple(out)
 
 
 def _decode_lines(
@@ -214,6 +277,7 @@ def _decode_lines(
     inline: int,
     counter: list[int],
     solo: bool = True,
+    checked: bool = False,
 ) -> tuple[list[str], str]:
     """Lines (unindented) decoding the dict named ``src`` into a ``cls``; and the variable holding it.
 
@@ -241,14 +305,30 @@ def _decode_lines(
             dec = _decoder_name(target)
             test = f"{v}" if default is not None else f"{v} is not None"
             sibling = getattr(target, "_wire_sibling", None)
+            nested_checks = checked and _has_checks(target)
+            if nested_checks:
+                chk = f"_chk_{target.__name__}"
+                ns[chk] = target._wire_checked
+                ns["_checked_list"] = _checked_list
             if inline > 0 and sibling is not None:
                 # the nested class's own decoding, here: no call, no frame
                 item = f"w{tag}_{i}"
                 inner, built = _decode_lines(
-                    target, _rows(target), item if many else v, ns, True, inline - 1, counter, solo
+                    target, _rows(target), item if many else v, ns, True, inline - 1, counter, solo, nested_checks
                 )
                 body = [f"    {line}" for line in inner]
                 if many:  # one element (one choice, one tool call): inline; several: the decoder
+                    if nested_checks:
+                        several = [
+                            f"    if {test}:",
+                            f"        {v} = _checked_list({chk}, {v})",
+                            f"        if {v} is None:",
+                            "            return None",
+                            "    else:",
+                            f"        {v} = {dname}",
+                        ]
+                    else:
+                        several = [f"    {v} = tuple([{dec}(x) for x in {v}]) if {test} else {dname}"]
                     lines += [
                         f"{v} = {raw}",
                         f"if {v}.__class__ is list and len({v}) == 1:",
@@ -256,10 +336,21 @@ def _decode_lines(
                         *body,
                         f"    {v} = ({built},)",
                         "else:",
-                        f"    {v} = tuple([{dec}(x) for x in {v}]) if {test} else {dname}",
+                        *several,
                     ]
                 else:
                     lines += [f"{v} = {raw}", f"if {test}:", *body, f"    {v} = {built}", "else:", f"    {v} = {dname}"]
+            elif nested_checks:
+                call = f"_checked_list({chk}, {v})" if many else f"{chk}({v})"
+                lines += [
+                    f"{v} = {raw}",
+                    f"if {test}:",
+                    f"    {v} = {call}",
+                    f"    if {v} is None:",
+                    "        return None",
+                    "else:",
+                    f"    {v} = {dname}",
+                ]
             else:
                 # one element needs no list comprehension (a frame in 3.11)
                 built = (
@@ -291,9 +382,12 @@ def _decode_lines(
             lines.append(f"{v} = bool({raw})")
         else:
             raise TypeError(f"wire_class: {cls.__name__}.{key}: unknown kind {spec.kind!r}")
+        check = spec.check if checked else None
+        if check is not None:  # the value as stored must pass, else the checked decoder gives up
+            lines += [f"if {_CHECK_FAILS[check].format(v=v)}:", "    return None"]
         if fast:
             last = lines[-1]
-            if last.startswith(f"{v} = "):  # the value's last expression: store it directly
+            if check is None and last.startswith(f"{v} = "):  # the value's last expression: store it directly
                 lines[-1] = f"{o}.{name} = " + last[len(f"{v} = ") :]
             else:
                 lines.append(f"{o}.{name} = {v}")
@@ -308,18 +402,26 @@ def _decode_lines(
         lines += [f"extra{tag} = {extra}", f"{o} = _new{tag}({', '.join([*args, f'extra{tag}'])})"]
     solos = [row for row in rows if row[2].solo]
     if solo and solos:  # the shortcuts first; the general decoding (after ``get = ...``) as the else
-        lines = [lines[0], *_solo_lines(cls, rows, solos, src, tag, fast), "else:", *(f"    {x}" for x in lines[1:])]
+        shortcuts = _solo_lines(cls, rows, solos, src, tag, fast, checked)
+        lines = [lines[0], *shortcuts, "else:", *(f"    {x}" for x in lines[1:])]
     return lines, o
 
 
 def _solo_lines(
-    cls: type[Any], rows: list[tuple[str, str, Spec, Any]], solos: list[Any], src: str, tag: str, fast: bool
+    cls: type[Any],
+    rows: list[tuple[str, str, Spec, Any]],
+    solos: list[Any],
+    src: str,
+    tag: str,
+    fast: bool,
+    checked: bool = False,
 ) -> list[str]:
     """``if``/``elif`` branches building the object from a dict holding one ``solo`` key alone.
 
     Every other field then holds what the general path gives an absent key (its default;
     ``False`` for a flag; ``None`` for a hidden or ``keep_null`` key), and ``extra`` is the
-    shared empty mapping.
+    shared empty mapping. ``checked``: the solo value passes its field's check, or the
+    decoder returns ``None``.
 
     Raises:
         TypeError: For a ``solo`` field that is not plain, or a class with a required key.
@@ -332,9 +434,12 @@ def _solo_lines(
             raise TypeError(f"wire_class: {cls.__name__}.{name}: solo is for a plain field (ATOM, default None)")
     o, s = f"o{tag}", f"s{tag}"
     out = []
-    for n, (solo_name, solo_key, _spec, _default) in enumerate(solos):
+    for n, (solo_name, solo_key, solo_spec, _default) in enumerate(solos):
         test = f"len({src}) == 1 and ({s} := get{tag}({solo_key!r})) is not None"
-        out += [f"{'if' if n == 0 else 'elif'} {test}:", f"    {o} = _sib{tag}()"]
+        out.append(f"{'if' if n == 0 else 'elif'} {test}:")
+        if checked and solo_spec.check is not None:
+            out += [f"    if {_CHECK_FAILS[solo_spec.check].format(v=s)}:", "        return None"]
+        out.append(f"    {o} = _sib{tag}()")
         for i, (name, _key, spec, _default) in enumerate(rows):
             if name == solo_name:
                 value = s
@@ -418,13 +523,20 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
         known = frozenset(key for _, key, _, _ in rows)
         cls._known = known  # type: ignore[attr-defined]
         cls._wire_sibling = blank_sibling(cls) if fast else None  # type: ignore[attr-defined]
-        ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps}
+        ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps, "_str": str, "_int": int, "_float": float}
         body = _decode_source(cls, rows, ns, fast)
         # the same body twice: a plain function for nested decoding, a classmethod for users
         source = f"def decode(d):\n{body}\ndef from_dict(cls, d):\n{body}\n" + _encode_source(cls, rows, order)
+        checks = _has_checks(cls)
+        if checks:  # the decoder that also checks every value it stores (the provider boundary's)
+            source += f"\ndef checked(d):\n{_decode_source(cls, rows, ns, fast, checked=True)}"
         exec(compiled(source, f"<rxllm.wire {cls.__name__}>"), ns)  # noqa: S102
         decode, from_dict, encode = ns["decode"], ns["from_dict"], ns["to_dict"]
         decode.__qualname__ = f"{cls.__qualname__}._wire_decode"
+        checked = ns["checked"] if checks else decode
+        if checks:
+            checked.__qualname__ = f"{cls.__qualname__}._wire_checked"
+        cls._wire_checked = staticmethod(checked)  # type: ignore[attr-defined]
         from_dict.__doc__ = f"Build a ``{cls.__name__}`` from its wire dict (unknown keys go to ``extra``)."
         from_dict.__qualname__ = f"{cls.__qualname__}.from_dict"
         encode.__doc__ = "The wire dict (keys kept in ``extra`` written back)."

@@ -494,3 +494,97 @@ class TestBlankSibling:
         assert obj == types.Delta(content="hi") and hash(obj) == hash(types.Delta(content="hi"))
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             obj.content = "x"  # type: ignore[misc]
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path (keys and list positions) to a value inside a wire dict, the root excluded."""
+    out: list[tuple[Any, ...]] = []
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, inner in items:
+        out.append((*path, key))
+        out.extend(_paths(inner, (*path, key)))
+    return out
+
+
+#: Values a malformed stream may hold where the model wants something else.
+_odd_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["content", "index", "x"]), st.integers() | st.text(max_size=2), max_size=2),
+)
+
+
+@st.composite
+def mangled_chunk_dicts(draw: st.DrawFn) -> dict[str, Any]:
+    """A chunk wire dict with up to three values (anywhere in it) replaced by values of any type."""
+    wire_dict = draw(chunk_dicts())
+    for _ in range(draw(st.integers(0, 3))):
+        paths = _paths(wire_dict)
+        if not paths:
+            break
+        *parents, last = draw(st.sampled_from(paths))
+        target: Any = wire_dict
+        for step in parents:
+            target = target[step]
+        target[last] = draw(_odd_values)
+    return wire_dict
+
+
+class TestCheckedDecoder:
+    @settings(max_examples=100, deadline=None)
+    @given(wire_dict=mangled_chunk_dicts())
+    def test_agrees_with_chunk_problem(self, wire_dict: dict[str, Any]) -> None:
+        """The checked decoder returns the from_dict chunk exactly when chunk_problem finds nothing, else None."""
+        from rxllm._validate import chunk_problem
+
+        try:
+            expected = types.ChatCompletionChunk.from_dict(wire_dict)
+        except (AttributeError, TypeError, KeyError, ValueError):
+            try:  # a payload from_dict cannot read: the checked decoder raises too, or gives up first
+                assert types.ChatCompletionChunk._wire_checked(wire_dict) is None
+            except (AttributeError, TypeError, KeyError, ValueError):
+                pass
+            return
+        checked = types.ChatCompletionChunk._wire_checked(wire_dict)
+        if chunk_problem(expected) is not None:
+            assert checked is None
+            return
+        assert checked is not None and type(checked) is types.ChatCompletionChunk
+        assert checked == expected and repr(checked) == repr(expected) and hash(checked) == hash(expected)
+        assert checked.to_dict() == expected.to_dict() and dict(checked.extra) == dict(expected.extra)
+
+    @pytest.mark.parametrize(
+        ("wire_dict", "why"),
+        [
+            ({"id": 5}, "id"),
+            ({"created": "now"}, "created"),
+            ({"choices": [{"index": -1}]}, "choices[0].index"),
+            ({"choices": [{"index": True}]}, "a bool index"),
+            ({"choices": [{"delta": {"content": 3}}]}, "a solo content"),
+            ({"choices": [{"delta": {"content": ["a"], "role": "assistant"}}]}, "content"),
+            ({"choices": [{"delta": {"tool_calls": [{"index": 0}, {"index": "1"}]}}]}, "the second tool call"),
+            ({"choices": [{"delta": {}}, {"index": 1, "finish_reason": 1}]}, "the second choice"),
+            ({"usage": {"prompt_tokens": -1}}, "usage"),
+            ({"usage": {"prompt_tokens_details": {"cached_tokens": 1.5}}}, "usage details"),
+        ],
+    )
+    def test_gives_up_on_each_kind_of_fault(self, wire_dict: dict[str, Any], why: str) -> None:
+        """Each check, inlined or through a nested decoder, makes the checked decoder return None."""
+        from rxllm._validate import chunk_problem
+
+        assert chunk_problem(types.ChatCompletionChunk.from_dict(wire_dict)) is not None, why
+        assert types.ChatCompletionChunk._wire_checked(wire_dict) is None, why
+
+    def test_classes_without_checks_share_the_plain_decoder(self) -> None:
+        """A class that declares no check (nor nests one) has no second decoder."""
+        assert types.ChoiceLogprobs._wire_checked is types.ChoiceLogprobs._wire_decode
+        assert types.ChatCompletionChunk._wire_checked is not types.ChatCompletionChunk._wire_decode
+
+    def test_an_unknown_check_is_refused(self) -> None:
+        """wire(check=...) accepts only the Check kinds."""
+        with pytest.raises(TypeError, match="unknown check"):
+            wire(None, check="positive")
