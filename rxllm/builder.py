@@ -494,6 +494,25 @@ class ResponseBuilder:
             if st is None:
                 st = states[sc.index] = _ChoiceState(sc.index)
             d = sc.delta
+            if (  # the common delta: text alone (what the general path below does with it, in fewer steps)
+                d.tool_calls is None
+                and d.reasoning_content is None
+                and d.extra is EMPTY
+                and d.refusal is None
+                and d.role is None
+                and d.function_call is None
+                and d.annotations is None
+                and sc.finish_reason is None
+                and sc.logprobs is None
+            ):
+                c = d.content
+                if c is not None and c.__class__ is str:
+                    st.has_content = True
+                    if c:
+                        st.content.append(c)
+                        if st.block_open:
+                            st.close_block()
+                continue
             r = d.reasoning_content
             if r:
                 st.reasoning_text(r)
