@@ -708,7 +708,7 @@ def stream_chunk_builder(
     builder = ResponseBuilder(messages)
     add = builder.add
     for chunk in chunks:
-        add(_as_chunk(chunk))
+        add(chunk if chunk.__class__ is ChatCompletionChunk else _as_chunk(chunk))
     if builder.chunk_count == 0:
         return None
     return builder.build()
