@@ -620,7 +620,7 @@ class AsyncStreamIterator(AsyncIterator[T]):
         direct = self._direct
         if direct is None or self._channel is not None:
             return None
-        return direct.next  # type: ignore[no-any-return]
+        return direct.next
 
     async def _fill(self) -> deque[tuple[int, Any, int]]:
         """Wait until the buffer holds something: pull from an adopted source, else wait."""

@@ -60,6 +60,8 @@ class _Wire:
     _fields: ClassVar[tuple[str, ...]] = ()
     #: ``extra`` without the hidden keys (no dict built): for per-chunk code that ignores them
     _unknown_keys: ClassVar[Callable[[Any], Mapping[str, Any]]]
+    #: The decoder that also applies the fields' checks: the object, or ``None`` when a value fails one
+    _wire_checked: ClassVar[Callable[[Mapping[str, Any]], Any]]
 
     @classmethod
     def from_dict(cls: type[_T], d: Mapping[str, Any]) -> _T:  # pragma: no cover - generated per class

@@ -232,7 +232,10 @@ class _Normalizer:
             if calls:
                 position = choice.index
                 for call in calls:
-                    index = last[position] = call.index
+                    index = call.index
+                    if index is None:  # (not recorded: such a chunk takes the normalizer's path)
+                        continue
+                    last[position] = index
                     if index >= following.get(position, 0):
                         following[position] = index + 1
 
