@@ -34,6 +34,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "smoke": {
         "cases": [("text", "bulk", 300), ("tools", "bulk", 300), ("text", "p0.2", 40)],
         "repeats": 2,
+        "paced_repeats": 2,
         "settle": 0.0,
         "import_runs": 1,
         "memory_streams": 100,
@@ -45,6 +46,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "quick": {
         "cases": [("text", "bulk", 2000), ("tools", "bulk", 2000), ("text", "p0.5", 200)],
         "repeats": 3,
+        "paced_repeats": 5,
         "settle": 0.02,
         "import_runs": 3,
         "memory_streams": 300,
@@ -56,6 +58,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": {
         "cases": [("text", "bulk", 5000), ("tools", "bulk", 5000), ("text", "p0.5", 500)],
         "repeats": 5,
+        "paced_repeats": 15,
         "settle": 0.05,
         "import_runs": 5,
         "memory_streams": 1000,
@@ -81,7 +84,9 @@ def _case_title(case: tuple[str, str, int]) -> str:
 
 def client_section(upstream: Upstream, size: dict[str, Any], failures: list[str]) -> str:
     cases = size["cases"]
-    results = asyncio.run(_client.measure(upstream, cases, size["repeats"], size["settle"], _log))
+    results = asyncio.run(
+        _client.measure(upstream, cases, size["repeats"], size["settle"], _log, paced_repeats=size["paced_repeats"])
+    )
     names = [name for name, _, _ in _client.implementations()]
     header = ["client (one stream, rebuilt response)"]
     for case in cases:
@@ -102,7 +107,8 @@ def client_section(upstream: Upstream, size: dict[str, Any], failures: list[str]
         rows.append(row)
     notes = (
         "Client CPU (`time.process_time`, all threads) per chunk received, median of "
-        f"{size['repeats']} streams per cell, implementations alternating. *bulk*: the upstream writes "
+        f"{size['repeats']} streams per bulk cell and {size['paced_repeats']} per paced cell, "
+        "implementations alternating. *bulk*: the upstream writes "
         "as fast as it can (many chunks per read); *paced*: one chunk per network write, so every "
         "chunk costs a read and an event-loop wake-up, as with a real model. Each row rebuilds the "
         "text or tool calls, checked against what was sent."
@@ -113,7 +119,9 @@ def client_section(upstream: Upstream, size: dict[str, Any], failures: list[str]
 def layers_section(upstream: Upstream, size: dict[str, Any], failures: list[str]) -> str:
     cases = size["cases"]
     impls = _ablation.implementations()
-    results = asyncio.run(_client.measure(upstream, cases, size["repeats"], size["settle"], _log, impls))
+    results = asyncio.run(
+        _client.measure(upstream, cases, size["repeats"], size["settle"], _log, impls, size["paced_repeats"])
+    )
     names = [name for name, _, _ in impls]
     header = ["client path, layer by layer"]
     for case in cases:
@@ -141,7 +149,8 @@ def layers_section(upstream: Upstream, size: dict[str, Any], failures: list[str]
     notes = (
         "Each row adds one layer of rxllm's client path to the row above (*+µs*: what that layer "
         "costs per chunk), measured like the client table (median of "
-        f"{size['repeats']} streams, rows alternating). Rows 1-5 rebuild the text on the fly; row 6 "
+        f"{size['repeats']} streams bulk, {size['paced_repeats']} paced, rows alternating). Rows 1-5 "
+        "rebuild the text on the fly; row 6 "
         "keeps every chunk and rebuilds the response with `stream_chunk_builder`; the GC share is "
         "(row 6 - row 6 with `gc.disable()`) / row 6."
     )

@@ -266,10 +266,13 @@ async def measure(
     settle: float,
     log: Callable[[str], None],
     impls: list[tuple[str, str, Impl | None]] | None = None,
+    paced_repeats: int | None = None,
 ) -> dict[tuple[str, str, int], dict[str, float | str]]:
     """For each ``(variant, mode, n)``: row name -> median µs per chunk (or a reason string).
 
-    ``impls``: the rows to measure (default: :func:`implementations`).
+    ``impls``: the rows to measure (default: :func:`implementations`). ``paced_repeats``: the
+    streams per cell for paced cases (default ``repeats``): a paced stream is cheap to run
+    and noisier than a bulk one (every chunk is a wake-up), so its median wants more samples.
     """
     impls = implementations() if impls is None else impls
     out: dict[tuple[str, str, int], dict[str, float | str]] = {}
@@ -302,7 +305,8 @@ async def measure(
                     continue
                 live.append((name, impl))
             samples: dict[str, list[float]] = {name: [] for name, _ in live}
-            for r in range(repeats):
+            runs = paced_repeats if paced_repeats and mode != "bulk" else repeats
+            for r in range(runs):
                 order = live[r % len(live) :] + live[: r % len(live)] if live else []
                 for name, impl in order:
                     cpu, _ = await _one(impl, base, settle)
