@@ -139,8 +139,22 @@ class ToolCallAssembler:
 
     def add(self, deltas: Sequence[ToolCallDelta]) -> list[_ToolSlot] | None:
         """Fold in one delta's fragments; return the calls that a new call closed (or None)."""
-        closed: list[_ToolSlot] | None = None
         by_key = self._by_key
+        if len(deltas) == 1:
+            # the common fragment: more arguments (perhaps the name) for a call already open
+            tcd = deltas[0]
+            key = tcd.index
+            slot = by_key.get(0 if key is None else key)
+            if slot is not None and not tcd.id and not tcd.type and tcd.extra is EMPTY:
+                fn = tcd.function
+                if fn is not None:
+                    if fn.name and not slot.name:
+                        slot.name = fn.name
+                    a = fn.arguments
+                    if a:
+                        slot.args.append(a if a.__class__ is str else _json_text(a))
+                return None
+        closed: list[_ToolSlot] | None = None
         for pos, tcd in enumerate(deltas):
             key = tcd.index
             if key is None:
