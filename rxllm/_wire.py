@@ -14,7 +14,12 @@ decorated with :func:`wire_class`, which generates, from that table alone:
   decoder without inlining, for tests);
 - ``to_dict()``: the wire dict back, losslessly (``extra`` written back; ``None`` fields left
   out unless the field says ``always``);
-- ``_known`` (the modelled wire keys) and ``_fields`` (the field names, in order).
+- ``_known`` (the modelled wire keys) and ``_fields`` (the field names, in order);
+- ``_wire_checked(d)``, for a class whose table (or a nested class's) declares a
+  ``check=`` (:class:`Check`): ``from_dict`` that also tests each checked value as it stores
+  it and returns ``None`` at the first that fails, so the provider boundary needs no second
+  walk over the built objects (:func:`rxllm._validate.chunk_problem` states the same rules
+  and names the field for the error message; a property test holds the two to agreement).
 
 The generated code is then verified, at import time: every attrs field but ``extra`` must be
 declared with :func:`wire`, ``extra`` must come last, and a probe dict (a distinct value per key,
@@ -512,7 +517,8 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
             with :func:`rxllm._fastnew.slotted_base`); otherwise with the class itself.
 
     Returns:
-        The class decorator.
+        The class decorator (which also sets ``_wire_checked``: the checked decoder, or the
+        plain one when no field of the class or of its nested classes has a check).
 
     Raises:
         TypeError: At class creation, when the table is incomplete or does not verify.
@@ -617,6 +623,8 @@ def _probe(cls: type[Any], rows: list[tuple[str, str, Spec, Any]]) -> Callable[[
                 out[key] = [{"probe": mark}]
             elif spec.kind == Kind.FLAG:
                 out[key] = True
+            elif spec.check in (Check.NUMBER, Check.COUNT, Check.OPT_COUNT):
+                out[key] = 1000 + n  # a value its check passes, distinct from every other field's
             else:
                 out[key] = mark
         return out
@@ -636,9 +644,10 @@ def _expected(spec: Spec, raw: Any) -> Any:
 def verify(cls: type[Any]) -> None:
     """Check that ``cls``'s generated codec agrees with its fields (run at import for every class).
 
-    A probe dict with a distinct value for every key (and one unknown key) must decode into an
-    object whose every field holds exactly its key's value, whose ``extra`` holds just the
-    unknown key, and which encodes back to the probe.
+    A probe dict with a distinct value for every key (and one unknown key; numbers where a
+    check wants them) must decode into an object whose every field holds exactly its key's
+    value, whose ``extra`` holds just the unknown key, and which encodes back to the probe;
+    the checked decoder, if the class has one, must build the same object from it.
 
     Raises:
         TypeError: Naming the first field that does not read back, or the lossy round trip.
@@ -660,6 +669,13 @@ def verify(cls: type[Any]) -> None:
     shown = {key: probe[key] for _, key, spec, _ in rows if spec.hidden}
     if dict(obj.extra) != {"x_rxllm_probe": [1, "unknown"], **shown}:
         raise TypeError(f"wire_class: {cls.__name__}.extra does not hold exactly the unknown keys: {obj.extra!r}")
+    checked = cls._wire_checked
+    if checked is not cls._wire_decode:  # the checked decoder must build the same object from a sound probe
+        twin = checked(probe)
+        if twin is None:
+            raise TypeError(f"wire_class: {cls.__name__}'s checked decoder refuses its sound probe")
+        if twin != obj or twin.to_dict() != obj.to_dict() or dict(twin.extra) != dict(obj.extra):
+            raise TypeError(f"wire_class: {cls.__name__}'s checked decoder builds another object than from_dict")
     back = obj.to_dict()
     if back != probe:
         diff = sorted(k for k in {*back, *probe} if back.get(k) != probe.get(k))

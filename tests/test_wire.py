@@ -584,6 +584,16 @@ class TestCheckedDecoder:
         assert types.ChoiceLogprobs._wire_checked is types.ChoiceLogprobs._wire_decode
         assert types.ChatCompletionChunk._wire_checked is not types.ChatCompletionChunk._wire_decode
 
+    def test_a_checked_decoder_that_disagrees_fails_verification(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """verify() runs the checked decoder on a sound probe: refusing it, or building another object, fails."""
+        cls = types.StreamChoice
+        monkeypatch.setattr(cls, "_wire_checked", staticmethod(lambda d: None))
+        with pytest.raises(TypeError, match="checked decoder refuses its sound probe"):
+            verify(cls)
+        monkeypatch.setattr(cls, "_wire_checked", staticmethod(lambda d: cls.from_dict({**d, "index": 7})))
+        with pytest.raises(TypeError, match="checked decoder builds another object"):
+            verify(cls)
+
     def test_an_unknown_check_is_refused(self) -> None:
         """wire(check=...) accepts only the Check kinds."""
         with pytest.raises(TypeError, match="unknown check"):
