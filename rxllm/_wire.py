@@ -273,6 +273,127 @@ def _checked_list(decode: Callable[[Any], Any], items: Any) -> tuple[Any, ...] |
     return tuple(out)
 
 
+def _value_lines(
+    cls: type[Any],
+    i: int,
+    row: tuple[str, str, Spec, Any],
+    src: str,
+    raw: str | None,
+    tag: str,
+    ns: dict[str, Any],
+    fast: bool,
+    inline: int,
+    counter: list[int],
+    solo: bool,
+    checked: bool,
+) -> list[str]:
+    """Lines decoding field ``i`` (its wire value read from ``raw``, by default its key) into ``v{tag}_{i}``.
+
+    A ``fast`` class's lines end with the slot store (``o{tag}.name = ...``).
+    """
+    name, key, spec, default = row
+    o = f"o{tag}"
+    v = f"v{tag}_{i}"
+    dname = f"_default{tag}_{i}"
+    ns[dname] = default
+    if raw is None:
+        raw = f"{src}[{key!r}]" if spec.required else f"get{tag}({key!r})"
+    lines: list[str] = []
+    target, many = _nested(spec.kind)
+    if target is not None:
+        ns[_decoder_name(target)] = target._wire_decode
+        dec = _decoder_name(target)
+        test = f"{v}" if default is not None else f"{v} is not None"
+        sibling = getattr(target, "_wire_sibling", None)
+        nested_checks = checked and _has_checks(target)
+        if nested_checks:
+            chk = f"_chk_{target.__name__}"
+            ns[chk] = target._wire_checked
+            ns["_checked_list"] = _checked_list
+        if inline > 0 and sibling is not None:
+            # the nested class's own decoding, here: no call, no frame
+            item = f"w{tag}_{i}"
+            inner, built = _decode_lines(
+                target, _rows(target), item if many else v, ns, True, inline - 1, counter, solo, nested_checks
+            )
+            body = [f"    {line}" for line in inner]
+            if many:  # one element (one choice, one tool call): inline; several: the decoder
+                if nested_checks:
+                    several = [
+                        f"    if {test}:",
+                        f"        {v} = _checked_list({chk}, {v})",
+                        f"        if {v} is None:",
+                        "            return None",
+                        "    else:",
+                        f"        {v} = {dname}",
+                    ]
+                else:
+                    several = [f"    {v} = tuple([{dec}(x) for x in {v}]) if {test} else {dname}"]
+                lines += [
+                    f"{v} = {raw}",
+                    f"if {v}.__class__ is list and len({v}) == 1:",
+                    f"    {item} = {v}[0]",
+                    *body,
+                    f"    {v} = ({built},)",
+                    "else:",
+                    *several,
+                ]
+            else:
+                lines += [f"{v} = {raw}", f"if {test}:", *body, f"    {v} = {built}", "else:", f"    {v} = {dname}"]
+        elif nested_checks:
+            call = f"_checked_list({chk}, {v})" if many else f"{chk}({v})"
+            lines += [
+                f"{v} = {raw}",
+                f"if {test}:",
+                f"    {v} = {call}",
+                f"    if {v} is None:",
+                "        return None",
+                "else:",
+                f"    {v} = {dname}",
+            ]
+        else:
+            # one element needs no list comprehension (a frame in 3.11)
+            built = (
+                f"(({dec}({v}[0]),) if {v}.__class__ is list and len({v}) == 1 else tuple([{dec}(x) for x in {v}]))"
+                if many
+                else f"{dec}({v})"
+            )
+            lines += [f"{v} = {raw}", f"{v} = {built} if {test} else {dname}"]
+    elif spec.kind == Kind.ATOM:
+        if spec.falsy_default:
+            lines.append(f"{v} = {raw} or {dname}")
+        elif default is None or spec.required or spec.keep_null:
+            lines.append(f"{v} = {raw}")
+        else:
+            lines += [f"{v} = {raw}", f"if {v} is None:", f"    {v} = {dname}"]
+    elif spec.kind == Kind.TUPLE:
+        lines += [f"{v} = {raw}", f"{v} = tuple({v}) if {v} is not None else {dname}"]
+    elif spec.kind == Kind.DICTS:
+        lines += [f"{v} = {raw}", f"{v} = tuple([dict(x) for x in {v}]) if {v} is not None else {dname}"]
+    elif spec.kind == Kind.JSON_TEXT:
+        lines += [
+            f"{v} = {raw}",
+            f"if {v} is None:",
+            f"    {v} = {dname}",
+            f"elif not isinstance({v}, str):",
+            f"    {v} = _dumps({v}).decode()",
+        ]
+    elif spec.kind == Kind.FLAG:
+        lines.append(f"{v} = bool({raw})")
+    else:
+        raise TypeError(f"wire_class: {cls.__name__}.{key}: unknown kind {spec.kind!r}")
+    check = spec.check if checked else None
+    if check is not None:  # the value as stored must pass, else the checked decoder gives up
+        lines += [f"if {_CHECK_FAILS[check].format(v=v)}:", "    return None"]
+    if fast:
+        last = lines[-1]
+        if check is None and last.startswith(f"{v} = "):  # the value's last expression: store it directly
+            lines[-1] = f"{o}.{name} = " + last[len(f"{v} = ") :]
+        else:
+            lines.append(f"{o}.{name} = {v}")
+    return lines
+
+
 def _decode_lines(
     cls: type[Any],
     rows: list[tuple[str, str, Spec, Any]],
@@ -299,104 +420,9 @@ def _decode_lines(
         ns[f"_sib{tag}"] = cls._wire_sibling
         lines.append(f"{o} = _sib{tag}()")
     args = []
-    for i, (name, key, spec, default) in enumerate(rows):
-        v = f"v{tag}_{i}"
-        dname = f"_default{tag}_{i}"
-        ns[dname] = default
-        raw = f"{src}[{key!r}]" if spec.required else f"{get}({key!r})"
-        target, many = _nested(spec.kind)
-        if target is not None:
-            ns[_decoder_name(target)] = target._wire_decode
-            dec = _decoder_name(target)
-            test = f"{v}" if default is not None else f"{v} is not None"
-            sibling = getattr(target, "_wire_sibling", None)
-            nested_checks = checked and _has_checks(target)
-            if nested_checks:
-                chk = f"_chk_{target.__name__}"
-                ns[chk] = target._wire_checked
-                ns["_checked_list"] = _checked_list
-            if inline > 0 and sibling is not None:
-                # the nested class's own decoding, here: no call, no frame
-                item = f"w{tag}_{i}"
-                inner, built = _decode_lines(
-                    target, _rows(target), item if many else v, ns, True, inline - 1, counter, solo, nested_checks
-                )
-                body = [f"    {line}" for line in inner]
-                if many:  # one element (one choice, one tool call): inline; several: the decoder
-                    if nested_checks:
-                        several = [
-                            f"    if {test}:",
-                            f"        {v} = _checked_list({chk}, {v})",
-                            f"        if {v} is None:",
-                            "            return None",
-                            "    else:",
-                            f"        {v} = {dname}",
-                        ]
-                    else:
-                        several = [f"    {v} = tuple([{dec}(x) for x in {v}]) if {test} else {dname}"]
-                    lines += [
-                        f"{v} = {raw}",
-                        f"if {v}.__class__ is list and len({v}) == 1:",
-                        f"    {item} = {v}[0]",
-                        *body,
-                        f"    {v} = ({built},)",
-                        "else:",
-                        *several,
-                    ]
-                else:
-                    lines += [f"{v} = {raw}", f"if {test}:", *body, f"    {v} = {built}", "else:", f"    {v} = {dname}"]
-            elif nested_checks:
-                call = f"_checked_list({chk}, {v})" if many else f"{chk}({v})"
-                lines += [
-                    f"{v} = {raw}",
-                    f"if {test}:",
-                    f"    {v} = {call}",
-                    f"    if {v} is None:",
-                    "        return None",
-                    "else:",
-                    f"    {v} = {dname}",
-                ]
-            else:
-                # one element needs no list comprehension (a frame in 3.11)
-                built = (
-                    f"(({dec}({v}[0]),) if {v}.__class__ is list and len({v}) == 1 else tuple([{dec}(x) for x in {v}]))"
-                    if many
-                    else f"{dec}({v})"
-                )
-                lines += [f"{v} = {raw}", f"{v} = {built} if {test} else {dname}"]
-        elif spec.kind == Kind.ATOM:
-            if spec.falsy_default:
-                lines.append(f"{v} = {raw} or {dname}")
-            elif default is None or spec.required or spec.keep_null:
-                lines.append(f"{v} = {raw}")
-            else:
-                lines += [f"{v} = {raw}", f"if {v} is None:", f"    {v} = {dname}"]
-        elif spec.kind == Kind.TUPLE:
-            lines += [f"{v} = {raw}", f"{v} = tuple({v}) if {v} is not None else {dname}"]
-        elif spec.kind == Kind.DICTS:
-            lines += [f"{v} = {raw}", f"{v} = tuple([dict(x) for x in {v}]) if {v} is not None else {dname}"]
-        elif spec.kind == Kind.JSON_TEXT:
-            lines += [
-                f"{v} = {raw}",
-                f"if {v} is None:",
-                f"    {v} = {dname}",
-                f"elif not isinstance({v}, str):",
-                f"    {v} = _dumps({v}).decode()",
-            ]
-        elif spec.kind == Kind.FLAG:
-            lines.append(f"{v} = bool({raw})")
-        else:
-            raise TypeError(f"wire_class: {cls.__name__}.{key}: unknown kind {spec.kind!r}")
-        check = spec.check if checked else None
-        if check is not None:  # the value as stored must pass, else the checked decoder gives up
-            lines += [f"if {_CHECK_FAILS[check].format(v=v)}:", "    return None"]
-        if fast:
-            last = lines[-1]
-            if check is None and last.startswith(f"{v} = "):  # the value's last expression: store it directly
-                lines[-1] = f"{o}.{name} = " + last[len(f"{v} = ") :]
-            else:
-                lines.append(f"{o}.{name} = {v}")
-        args.append(v)
+    for i, row in enumerate(rows):
+        lines += _value_lines(cls, i, row, src, None, tag, ns, fast, inline, counter, solo, checked)
+        args.append(f"v{tag}_{i}")
     # frozenset.issuperset walks the dict's keys without building a set or a keys view
     extra = f"_EMPTY if _known_all{tag}({src}) else {{k: x for k, x in {src}.items() if k not in {known}}}"
     if fast:  # rxllm._fastnew's mutable sibling, filled in place: swap in the frozen class
@@ -407,7 +433,7 @@ def _decode_lines(
         lines += [f"extra{tag} = {extra}", f"{o} = _new{tag}({', '.join([*args, f'extra{tag}'])})"]
     solos = [row for row in rows if row[2].solo]
     if solo and solos:  # the shortcuts first; the general decoding (after ``get = ...``) as the else
-        shortcuts = _solo_lines(cls, rows, solos, src, tag, fast, checked)
+        shortcuts = _solo_lines(cls, rows, solos, src, tag, fast, checked, ns, inline, counter)
         lines = [lines[0], *shortcuts, "else:", *(f"    {x}" for x in lines[1:])]
     return lines, o
 
@@ -420,13 +446,17 @@ def _solo_lines(
     tag: str,
     fast: bool,
     checked: bool = False,
+    ns: dict[str, Any] | None = None,
+    inline: int = 0,
+    counter: list[int] | None = None,
 ) -> list[str]:
     """``if``/``elif`` branches building the object from a dict holding one ``solo`` key alone.
 
     Every other field then holds what the general path gives an absent key (its default;
     ``False`` for a flag; ``None`` for a hidden or ``keep_null`` key), and ``extra`` is the
-    shared empty mapping. ``checked``: the solo value passes its field's check, or the
-    decoder returns ``None``.
+    shared empty mapping. A plain solo value is stored as it is; a JSON-text or nested one is
+    decoded as the general path decodes it. ``checked``: the solo value passes its field's
+    checks, or the decoder returns ``None``.
 
     Raises:
         TypeError: For a ``solo`` field that is not plain, or a class with a required key.
@@ -435,17 +465,29 @@ def _solo_lines(
         if spec.required:
             raise TypeError(f"wire_class: {cls.__name__}: solo keys need every key optional ({key!r} is required)")
     for name, _key, spec, default in solos:
-        if not fast or spec.kind != Kind.ATOM or spec.falsy_default or default is not None or spec.hidden:
-            raise TypeError(f"wire_class: {cls.__name__}.{name}: solo is for a plain field (ATOM, default None)")
+        plain = spec.kind == Kind.ATOM and not spec.falsy_default
+        decoded = spec.kind == Kind.JSON_TEXT or _nested(spec.kind)[0] is not None
+        if not fast or not (plain or decoded) or default is not None or spec.hidden:
+            raise TypeError(
+                f"wire_class: {cls.__name__}.{name}: solo is for a plain field (ATOM, default None), "
+                "or a JSON-text or nested one with default None"
+            )
     o, s = f"o{tag}", f"s{tag}"
     out = []
     for n, (solo_name, solo_key, solo_spec, _default) in enumerate(solos):
         test = f"len({src}) == 1 and ({s} := get{tag}({solo_key!r})) is not None"
         out.append(f"{'if' if n == 0 else 'elif'} {test}:")
-        if checked and solo_spec.check is not None:
+        atom = solo_spec.kind == Kind.ATOM
+        if checked and atom and solo_spec.check is not None:
             out += [f"    if {_CHECK_FAILS[solo_spec.check].format(v=s)}:", "        return None"]
         out.append(f"    {o} = _sib{tag}()")
-        for i, (name, _key, spec, _default) in enumerate(rows):
+        for i, row in enumerate(rows):
+            name, _key, spec, _default = row
+            if name == solo_name and not atom:  # decoded from the solo value, as the general path would
+                assert ns is not None and counter is not None
+                lines = _value_lines(cls, i, row, src, s, tag, ns, fast, inline, counter, True, checked)
+                out += [f"    {line}" for line in lines]
+                continue
             if name == solo_name:
                 value = s
             elif spec.kind == Kind.FLAG:

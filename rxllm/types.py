@@ -114,7 +114,7 @@ class FunctionDelta(_Wire):
     """
 
     name: str | None = wire(None, check=Check.OPT_STR)
-    arguments: str | None = wire(None, kind=Kind.JSON_TEXT)
+    arguments: str | None = wire(None, kind=Kind.JSON_TEXT, solo=True)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)
 
 
@@ -172,7 +172,7 @@ class Delta(_Wire):
 
     role: str | None = wire(None, check=Check.OPT_STR)
     content: str | None = wire(None, solo=True, check=Check.OPT_STR)
-    tool_calls: tuple[ToolCallDelta, ...] | None = wire(None, kind=(ToolCallDelta,))
+    tool_calls: tuple[ToolCallDelta, ...] | None = wire(None, kind=(ToolCallDelta,), solo=True)
     function_call: FunctionDelta | None = wire(None, kind=FunctionDelta)
     reasoning_content: str | None = wire(None, solo=True, check=Check.OPT_STR)
     refusal: str | None = wire(None, check=Check.OPT_STR)
