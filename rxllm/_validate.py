@@ -6,6 +6,11 @@ returns ``None``. It reads each field once with identity checks on classes, so a
 chunk (one choice, a text delta) costs well under a microsecond; the provider boundary in
 :mod:`rxllm.providers` turns a problem into a :class:`~rxllm.errors.MalformedStreamError`
 naming the field and the provider.
+
+The OpenAI-compatible provider checks its common chunks while decoding them instead (the
+``check=`` rows of :mod:`rxllm.types`, compiled into ``ChatCompletionChunk._wire_checked``),
+and comes here only for a chunk that fails or needs normalizing: the rules in both places
+must stay the same (``tests/test_wire.py`` checks that they agree on arbitrary wire dicts).
 """
 
 from __future__ import annotations

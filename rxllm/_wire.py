@@ -14,7 +14,12 @@ decorated with :func:`wire_class`, which generates, from that table alone:
   decoder without inlining, for tests);
 - ``to_dict()``: the wire dict back, losslessly (``extra`` written back; ``None`` fields left
   out unless the field says ``always``);
-- ``_known`` (the modelled wire keys) and ``_fields`` (the field names, in order).
+- ``_known`` (the modelled wire keys) and ``_fields`` (the field names, in order);
+- ``_wire_checked(d)``, for a class whose table (or a nested class's) declares a
+  ``check=`` (:class:`Check`): ``from_dict`` that also tests each checked value as it stores
+  it and returns ``None`` at the first that fails, so the provider boundary needs no second
+  walk over the built objects (:func:`rxllm._validate.chunk_problem` states the same rules
+  and names the field for the error message; a property test holds the two to agreement).
 
 The generated code is then verified, at import time: every attrs field but ``extra`` must be
 declared with :func:`wire`, ``extra`` must come last, and a probe dict (a distinct value per key,
@@ -86,6 +91,36 @@ class Kind:
     DICTS: Final = "dicts"
 
 
+class Check:
+    """What the provider boundary requires of a field's decoded value (the ``check=`` of :func:`wire`).
+
+    The checked decoder (``_wire_checked``, see :func:`wire_class`) tests each value as it
+    stores it and gives up (returns ``None``) at the first that fails, so a chunk it returns
+    needs no second walk (:func:`rxllm._validate.chunk_problem` states the same rules, and
+    names the field for the error message). Classes are compared by identity: a ``bool`` is
+    not a count, a ``str`` subclass is not a string.
+
+    ``STR``: a string. ``OPT_STR``: ``None`` or a string. ``NUMBER``: an int or a float.
+    ``COUNT``: a non-negative int. ``OPT_COUNT``: ``None`` or a non-negative int.
+    """
+
+    STR: Final = "str"
+    OPT_STR: Final = "str?"
+    NUMBER: Final = "number"
+    COUNT: Final = "count"
+    OPT_COUNT: Final = "count?"
+
+
+#: The condition (on the value named ``{v}``) under which each check fails.
+_CHECK_FAILS: Final = {
+    Check.STR: "{v}.__class__ is not _str",
+    Check.OPT_STR: "{v} is not None and {v}.__class__ is not _str",
+    Check.NUMBER: "{v}.__class__ is not _int and {v}.__class__ is not _float",
+    Check.COUNT: "{v}.__class__ is not _int or {v} < 0",
+    Check.OPT_COUNT: "{v} is not None and ({v}.__class__ is not _int or {v} < 0)",
+}
+
+
 @attrs.frozen
 class Spec:
     """One row of a class's field table (see :func:`wire`)."""
@@ -98,6 +133,7 @@ class Spec:
     required: bool
     hidden: bool
     solo: bool = False
+    check: str | None = None
 
 
 def wire(
@@ -110,6 +146,7 @@ def wire(
     keep_null: bool = False,
     hash: bool | None = None,
     solo: bool = False,
+    check: str | None = None,
 ) -> Any:
     """Declare one wire field (an ``attrs.field`` carrying its codec row).
 
@@ -126,11 +163,17 @@ def wire(
         solo: The key often arrives alone (a delta's ``content``): the decoder checks for that
             first and builds the object without looking up the other keys. Only for a plain
             field (``Kind.ATOM``, default ``None``) of a ``fast`` class.
+        check: A :class:`Check` the checked decoder applies to the decoded value.
 
     Returns:
         The attrs field.
+
+    Raises:
+        TypeError: For an unknown ``check``.
     """
-    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING, False, solo)
+    if check is not None and check not in _CHECK_FAILS:
+        raise TypeError(f"wire: unknown check {check!r}")
+    spec = Spec(kind, key, always, falsy_default, keep_null, default is attrs.NOTHING, False, solo, check)
     return attrs.field(default=default, hash=hash, metadata={_META: spec})
 
 
@@ -191,6 +234,7 @@ def _decode_source(
     fast: bool,
     inline: int = INLINE_DEPTH,
     solo: bool = True,
+    checked: bool = False,
 ) -> str:
     """The body of the decoder (after its ``def`` line): ``d`` is the wire dict.
 
@@ -199,10 +243,155 @@ def _decode_source(
     attrs ``__init__``); any other class through its attrs ``__init__``. Nested fast classes are decoded inline, in
     the same frame, down to ``inline`` levels (a Python call less per nested object); deeper
     ones, and lists of more than one, call the nested class's decoder. ``solo`` fields (see
-    :func:`wire`) get their shortcut unless ``solo`` is false.
+    :func:`wire`) get their shortcut unless ``solo`` is false. ``checked``: every value with
+    a :class:`Check` (nested ones included) is tested as it is stored, and the decoder
+    returns ``None`` at the first that fails.
     """
-    lines, result = _decode_lines(cls, rows, "d", ns, fast, inline, [0], solo)
+    lines, result = _decode_lines(cls, rows, "d", ns, fast, inline, [0], solo, checked)
     return "".join(f"    {line}\n" for line in [*lines, f"return {result}"])
+
+
+def _has_checks(cls: type[Any]) -> bool:
+    """Whether ``cls`` or a class nested in it declares a :class:`Check`."""
+    for _name, _key, spec, _default in _rows(cls):
+        if spec.check is not None:
+            return True
+        target, _many = _nested(spec.kind)
+        if target is not None and _has_checks(target):
+            return True
+    return False
+
+
+def _checked_list(decode: Callable[[Any], Any], items: Any) -> tuple[Any, ...] | None:
+    """The checked decoding of a list: the tuple of objects, or ``None`` when one fails its checks."""
+    out = []
+    for item in items:
+        obj = decode(item)
+        if obj is None:
+            return None
+        out.append(obj)
+    return tuple(out)
+
+
+def _value_lines(
+    cls: type[Any],
+    i: int,
+    row: tuple[str, str, Spec, Any],
+    src: str,
+    raw: str | None,
+    tag: str,
+    ns: dict[str, Any],
+    fast: bool,
+    inline: int,
+    counter: list[int],
+    solo: bool,
+    checked: bool,
+) -> list[str]:
+    """Lines decoding field ``i`` (its wire value read from ``raw``, by default its key) into ``v{tag}_{i}``.
+
+    A ``fast`` class's lines end with the slot store (``o{tag}.name = ...``).
+    """
+    name, key, spec, default = row
+    o = f"o{tag}"
+    v = f"v{tag}_{i}"
+    dname = f"_default{tag}_{i}"
+    ns[dname] = default
+    if raw is None:
+        raw = f"{src}[{key!r}]" if spec.required else f"get{tag}({key!r})"
+    lines: list[str] = []
+    target, many = _nested(spec.kind)
+    if target is not None:
+        ns[_decoder_name(target)] = target._wire_decode
+        dec = _decoder_name(target)
+        test = f"{v}" if default is not None else f"{v} is not None"
+        sibling = getattr(target, "_wire_sibling", None)
+        nested_checks = checked and _has_checks(target)
+        if nested_checks:
+            chk = f"_chk_{target.__name__}"
+            ns[chk] = target._wire_checked
+            ns["_checked_list"] = _checked_list
+        if inline > 0 and sibling is not None:
+            # the nested class's own decoding, here: no call, no frame
+            item = f"w{tag}_{i}"
+            inner, built = _decode_lines(
+                target, _rows(target), item if many else v, ns, True, inline - 1, counter, solo, nested_checks
+            )
+            body = [f"    {line}" for line in inner]
+            if many:  # one element (one choice, one tool call): inline; several: the decoder
+                if nested_checks:
+                    several = [
+                        f"    if {test}:",
+                        f"        {v} = _checked_list({chk}, {v})",
+                        f"        if {v} is None:",
+                        "            return None",
+                        "    else:",
+                        f"        {v} = {dname}",
+                    ]
+                else:
+                    several = [f"    {v} = tuple([{dec}(x) for x in {v}]) if {test} else {dname}"]
+                lines += [
+                    f"{v} = {raw}",
+                    f"if {v}.__class__ is list and len({v}) == 1:",
+                    f"    {item} = {v}[0]",
+                    *body,
+                    f"    {v} = ({built},)",
+                    "else:",
+                    *several,
+                ]
+            else:
+                lines += [f"{v} = {raw}", f"if {test}:", *body, f"    {v} = {built}", "else:", f"    {v} = {dname}"]
+        elif nested_checks:
+            call = f"_checked_list({chk}, {v})" if many else f"{chk}({v})"
+            lines += [
+                f"{v} = {raw}",
+                f"if {test}:",
+                f"    {v} = {call}",
+                f"    if {v} is None:",
+                "        return None",
+                "else:",
+                f"    {v} = {dname}",
+            ]
+        else:
+            # one element needs no list comprehension (a frame in 3.11)
+            built = (
+                f"(({dec}({v}[0]),) if {v}.__class__ is list and len({v}) == 1 else tuple([{dec}(x) for x in {v}]))"
+                if many
+                else f"{dec}({v})"
+            )
+            lines += [f"{v} = {raw}", f"{v} = {built} if {test} else {dname}"]
+    elif spec.kind == Kind.ATOM:
+        if spec.falsy_default:
+            lines.append(f"{v} = {raw} or {dname}")
+        elif default is None or spec.required or spec.keep_null:
+            lines.append(f"{v} = {raw}")
+        else:
+            lines += [f"{v} = {raw}", f"if {v} is None:", f"    {v} = {dname}"]
+    elif spec.kind == Kind.TUPLE:
+        lines += [f"{v} = {raw}", f"{v} = tuple({v}) if {v} is not None else {dname}"]
+    elif spec.kind == Kind.DICTS:
+        lines += [f"{v} = {raw}", f"{v} = tuple([dict(x) for x in {v}]) if {v} is not None else {dname}"]
+    elif spec.kind == Kind.JSON_TEXT:
+        lines += [
+            f"{v} = {raw}",
+            f"if {v} is None:",
+            f"    {v} = {dname}",
+            f"elif not isinstance({v}, str):",
+            f"    {v} = _dumps({v}).decode()",
+        ]
+    elif spec.kind == Kind.FLAG:
+        lines.append(f"{v} = bool({raw})")
+    else:
+        raise TypeError(f"wire_class: {cls.__name__}.{key}: unknown kind {spec.kind!r}")
+    check = spec.check if checked else None
+    if check is not None:  # the value as stored must pass, else the checked decoder gives up
+        lines += [f"if {_CHECK_FAILS[check].format(v=v)}:", "    return None"]
+    if fast:
+        last = lines[-1]
+        if check is None and last.startswith(f"{v} = "):  # the value's last expression: store it directly
+            lines[-1] = f"{o}.{name} = " + last[len(f"{v} = ") :]
+        else:
+            lines.append(f"{o}.{name} = {v}")
+    return lines
 
 
 def _decode_lines(
@@ -214,6 +403,7 @@ def _decode_lines(
     inline: int,
     counter: list[int],
     solo: bool = True,
+    checked: bool = False,
 ) -> tuple[list[str], str]:
     """Lines (unindented) decoding the dict named ``src`` into a ``cls``; and the variable holding it.
 
@@ -230,74 +420,9 @@ def _decode_lines(
         ns[f"_sib{tag}"] = cls._wire_sibling
         lines.append(f"{o} = _sib{tag}()")
     args = []
-    for i, (name, key, spec, default) in enumerate(rows):
-        v = f"v{tag}_{i}"
-        dname = f"_default{tag}_{i}"
-        ns[dname] = default
-        raw = f"{src}[{key!r}]" if spec.required else f"{get}({key!r})"
-        target, many = _nested(spec.kind)
-        if target is not None:
-            ns[_decoder_name(target)] = target._wire_decode
-            dec = _decoder_name(target)
-            test = f"{v}" if default is not None else f"{v} is not None"
-            sibling = getattr(target, "_wire_sibling", None)
-            if inline > 0 and sibling is not None:
-                # the nested class's own decoding, here: no call, no frame
-                item = f"w{tag}_{i}"
-                inner, built = _decode_lines(
-                    target, _rows(target), item if many else v, ns, True, inline - 1, counter, solo
-                )
-                body = [f"    {line}" for line in inner]
-                if many:  # one element (one choice, one tool call): inline; several: the decoder
-                    lines += [
-                        f"{v} = {raw}",
-                        f"if {v}.__class__ is list and len({v}) == 1:",
-                        f"    {item} = {v}[0]",
-                        *body,
-                        f"    {v} = ({built},)",
-                        "else:",
-                        f"    {v} = tuple([{dec}(x) for x in {v}]) if {test} else {dname}",
-                    ]
-                else:
-                    lines += [f"{v} = {raw}", f"if {test}:", *body, f"    {v} = {built}", "else:", f"    {v} = {dname}"]
-            else:
-                # one element needs no list comprehension (a frame in 3.11)
-                built = (
-                    f"(({dec}({v}[0]),) if {v}.__class__ is list and len({v}) == 1 else tuple([{dec}(x) for x in {v}]))"
-                    if many
-                    else f"{dec}({v})"
-                )
-                lines += [f"{v} = {raw}", f"{v} = {built} if {test} else {dname}"]
-        elif spec.kind == Kind.ATOM:
-            if spec.falsy_default:
-                lines.append(f"{v} = {raw} or {dname}")
-            elif default is None or spec.required or spec.keep_null:
-                lines.append(f"{v} = {raw}")
-            else:
-                lines += [f"{v} = {raw}", f"if {v} is None:", f"    {v} = {dname}"]
-        elif spec.kind == Kind.TUPLE:
-            lines += [f"{v} = {raw}", f"{v} = tuple({v}) if {v} is not None else {dname}"]
-        elif spec.kind == Kind.DICTS:
-            lines += [f"{v} = {raw}", f"{v} = tuple([dict(x) for x in {v}]) if {v} is not None else {dname}"]
-        elif spec.kind == Kind.JSON_TEXT:
-            lines += [
-                f"{v} = {raw}",
-                f"if {v} is None:",
-                f"    {v} = {dname}",
-                f"elif not isinstance({v}, str):",
-                f"    {v} = _dumps({v}).decode()",
-            ]
-        elif spec.kind == Kind.FLAG:
-            lines.append(f"{v} = bool({raw})")
-        else:
-            raise TypeError(f"wire_class: {cls.__name__}.{key}: unknown kind {spec.kind!r}")
-        if fast:
-            last = lines[-1]
-            if last.startswith(f"{v} = "):  # the value's last expression: store it directly
-                lines[-1] = f"{o}.{name} = " + last[len(f"{v} = ") :]
-            else:
-                lines.append(f"{o}.{name} = {v}")
-        args.append(v)
+    for i, row in enumerate(rows):
+        lines += _value_lines(cls, i, row, src, None, tag, ns, fast, inline, counter, solo, checked)
+        args.append(f"v{tag}_{i}")
     # frozenset.issuperset walks the dict's keys without building a set or a keys view
     extra = f"_EMPTY if _known_all{tag}({src}) else {{k: x for k, x in {src}.items() if k not in {known}}}"
     if fast:  # rxllm._fastnew's mutable sibling, filled in place: swap in the frozen class
@@ -308,18 +433,30 @@ def _decode_lines(
         lines += [f"extra{tag} = {extra}", f"{o} = _new{tag}({', '.join([*args, f'extra{tag}'])})"]
     solos = [row for row in rows if row[2].solo]
     if solo and solos:  # the shortcuts first; the general decoding (after ``get = ...``) as the else
-        lines = [lines[0], *_solo_lines(cls, rows, solos, src, tag, fast), "else:", *(f"    {x}" for x in lines[1:])]
+        shortcuts = _solo_lines(cls, rows, solos, src, tag, fast, checked, ns, inline, counter)
+        lines = [lines[0], *shortcuts, "else:", *(f"    {x}" for x in lines[1:])]
     return lines, o
 
 
 def _solo_lines(
-    cls: type[Any], rows: list[tuple[str, str, Spec, Any]], solos: list[Any], src: str, tag: str, fast: bool
+    cls: type[Any],
+    rows: list[tuple[str, str, Spec, Any]],
+    solos: list[Any],
+    src: str,
+    tag: str,
+    fast: bool,
+    checked: bool = False,
+    ns: dict[str, Any] | None = None,
+    inline: int = 0,
+    counter: list[int] | None = None,
 ) -> list[str]:
     """``if``/``elif`` branches building the object from a dict holding one ``solo`` key alone.
 
     Every other field then holds what the general path gives an absent key (its default;
     ``False`` for a flag; ``None`` for a hidden or ``keep_null`` key), and ``extra`` is the
-    shared empty mapping.
+    shared empty mapping. A plain solo value is stored as it is; a JSON-text or nested one is
+    decoded as the general path decodes it. ``checked``: the solo value passes its field's
+    checks, or the decoder returns ``None``.
 
     Raises:
         TypeError: For a ``solo`` field that is not plain, or a class with a required key.
@@ -328,14 +465,29 @@ def _solo_lines(
         if spec.required:
             raise TypeError(f"wire_class: {cls.__name__}: solo keys need every key optional ({key!r} is required)")
     for name, _key, spec, default in solos:
-        if not fast or spec.kind != Kind.ATOM or spec.falsy_default or default is not None or spec.hidden:
-            raise TypeError(f"wire_class: {cls.__name__}.{name}: solo is for a plain field (ATOM, default None)")
+        plain = spec.kind == Kind.ATOM and not spec.falsy_default
+        decoded = spec.kind == Kind.JSON_TEXT or _nested(spec.kind)[0] is not None
+        if not fast or not (plain or decoded) or default is not None or spec.hidden:
+            raise TypeError(
+                f"wire_class: {cls.__name__}.{name}: solo is for a plain field (ATOM, default None), "
+                "or a JSON-text or nested one with default None"
+            )
     o, s = f"o{tag}", f"s{tag}"
     out = []
-    for n, (solo_name, solo_key, _spec, _default) in enumerate(solos):
+    for n, (solo_name, solo_key, solo_spec, _default) in enumerate(solos):
         test = f"len({src}) == 1 and ({s} := get{tag}({solo_key!r})) is not None"
-        out += [f"{'if' if n == 0 else 'elif'} {test}:", f"    {o} = _sib{tag}()"]
-        for i, (name, _key, spec, _default) in enumerate(rows):
+        out.append(f"{'if' if n == 0 else 'elif'} {test}:")
+        atom = solo_spec.kind == Kind.ATOM
+        if checked and atom and solo_spec.check is not None:
+            out += [f"    if {_CHECK_FAILS[solo_spec.check].format(v=s)}:", "        return None"]
+        out.append(f"    {o} = _sib{tag}()")
+        for i, row in enumerate(rows):
+            name, _key, spec, _default = row
+            if name == solo_name and not atom:  # decoded from the solo value, as the general path would
+                assert ns is not None and counter is not None
+                lines = _value_lines(cls, i, row, src, s, tag, ns, fast, inline, counter, True, checked)
+                out += [f"    {line}" for line in lines]
+                continue
             if name == solo_name:
                 value = s
             elif spec.kind == Kind.FLAG:
@@ -407,7 +559,8 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
             with :func:`rxllm._fastnew.slotted_base`); otherwise with the class itself.
 
     Returns:
-        The class decorator.
+        The class decorator (which also sets ``_wire_checked``: the checked decoder, or the
+        plain one when no field of the class or of its nested classes has a check).
 
     Raises:
         TypeError: At class creation, when the table is incomplete or does not verify.
@@ -418,13 +571,20 @@ def wire_class(*, order: tuple[str, ...] = (), fast: bool = False) -> Callable[[
         known = frozenset(key for _, key, _, _ in rows)
         cls._known = known  # type: ignore[attr-defined]
         cls._wire_sibling = blank_sibling(cls) if fast else None  # type: ignore[attr-defined]
-        ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps}
+        ns: dict[str, Any] = {"_EMPTY": EMPTY, "_dumps": orjson.dumps, "_str": str, "_int": int, "_float": float}
         body = _decode_source(cls, rows, ns, fast)
         # the same body twice: a plain function for nested decoding, a classmethod for users
         source = f"def decode(d):\n{body}\ndef from_dict(cls, d):\n{body}\n" + _encode_source(cls, rows, order)
+        checks = _has_checks(cls)
+        if checks:  # the decoder that also checks every value it stores (the provider boundary's)
+            source += f"\ndef checked(d):\n{_decode_source(cls, rows, ns, fast, checked=True)}"
         exec(compiled(source, f"<rxllm.wire {cls.__name__}>"), ns)  # noqa: S102
         decode, from_dict, encode = ns["decode"], ns["from_dict"], ns["to_dict"]
         decode.__qualname__ = f"{cls.__qualname__}._wire_decode"
+        checked = ns["checked"] if checks else decode
+        if checks:
+            checked.__qualname__ = f"{cls.__qualname__}._wire_checked"
+        cls._wire_checked = staticmethod(checked)  # type: ignore[attr-defined]
         from_dict.__doc__ = f"Build a ``{cls.__name__}`` from its wire dict (unknown keys go to ``extra``)."
         from_dict.__qualname__ = f"{cls.__qualname__}.from_dict"
         encode.__doc__ = "The wire dict (keys kept in ``extra`` written back)."
@@ -505,6 +665,8 @@ def _probe(cls: type[Any], rows: list[tuple[str, str, Spec, Any]]) -> Callable[[
                 out[key] = [{"probe": mark}]
             elif spec.kind == Kind.FLAG:
                 out[key] = True
+            elif spec.check in (Check.NUMBER, Check.COUNT, Check.OPT_COUNT):
+                out[key] = 1000 + n  # a value its check passes, distinct from every other field's
             else:
                 out[key] = mark
         return out
@@ -524,9 +686,10 @@ def _expected(spec: Spec, raw: Any) -> Any:
 def verify(cls: type[Any]) -> None:
     """Check that ``cls``'s generated codec agrees with its fields (run at import for every class).
 
-    A probe dict with a distinct value for every key (and one unknown key) must decode into an
-    object whose every field holds exactly its key's value, whose ``extra`` holds just the
-    unknown key, and which encodes back to the probe.
+    A probe dict with a distinct value for every key (and one unknown key; numbers where a
+    check wants them) must decode into an object whose every field holds exactly its key's
+    value, whose ``extra`` holds just the unknown key, and which encodes back to the probe;
+    the checked decoder, if the class has one, must build the same object from it.
 
     Raises:
         TypeError: Naming the first field that does not read back, or the lossy round trip.
@@ -548,6 +711,13 @@ def verify(cls: type[Any]) -> None:
     shown = {key: probe[key] for _, key, spec, _ in rows if spec.hidden}
     if dict(obj.extra) != {"x_rxllm_probe": [1, "unknown"], **shown}:
         raise TypeError(f"wire_class: {cls.__name__}.extra does not hold exactly the unknown keys: {obj.extra!r}")
+    checked = cls._wire_checked
+    if checked is not cls._wire_decode:  # the checked decoder must build the same object from a sound probe
+        twin = checked(probe)
+        if twin is None:
+            raise TypeError(f"wire_class: {cls.__name__}'s checked decoder refuses its sound probe")
+        if twin != obj or twin.to_dict() != obj.to_dict() or dict(twin.extra) != dict(obj.extra):
+            raise TypeError(f"wire_class: {cls.__name__}'s checked decoder builds another object than from_dict")
     back = obj.to_dict()
     if back != probe:
         diff = sorted(k for k in {*back, *probe} if back.get(k) != probe.get(k))

@@ -609,6 +609,19 @@ class AsyncStreamIterator(AsyncIterator[T]):
                 return direct.next()
         return self._next_channel()
 
+    def direct_anext(self) -> Callable[[], Awaitable[T]] | None:
+        """What :meth:`__anext__` calls for every item once started on a pulled source, or ``None``.
+
+        A started iterator over a :class:`~rxllm.streams.PullableObservable` with ``pull=True``
+        hands each ``__anext__`` to its direct pull; a wrapper that iterates it may call this
+        instead (one call less per item). ``None`` when the iterator has not started or uses
+        its buffer.
+        """
+        direct = self._direct
+        if direct is None or self._channel is not None:
+            return None
+        return direct.next
+
     async def _fill(self) -> deque[tuple[int, Any, int]]:
         """Wait until the buffer holds something: pull from an adopted source, else wait."""
         if self._channel is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -348,6 +348,7 @@ class AsyncCompletionStream(AsyncIterator[ChatCompletionChunk]):
         self._info = info
         # The stream is this iterator's alone: pull the provider from the consumer's task.
         self._iterator: AsyncStreamIterator[ChatCompletionChunk] = to_async_iterator(observable, pull=True)
+        self._anext: Callable[[], Awaitable[ChatCompletionChunk]] = self._iterator.__anext__
 
     async def _start(self) -> None:
         await self._iterator.peek_ready()
@@ -355,6 +356,9 @@ class AsyncCompletionStream(AsyncIterator[ChatCompletionChunk]):
         if error is not None:
             await self._iterator.aclose()
             raise error
+        # pulled directly (the usual case): each item is the direct pull's own awaitable, so
+        # ask it straight away (the iterator's __anext__ would only hand the call on)
+        self._anext = self._iterator.direct_anext() or self._anext
 
     @property
     def response(self) -> ModelResponse | None:
@@ -365,7 +369,7 @@ class AsyncCompletionStream(AsyncIterator[ChatCompletionChunk]):
         return self
 
     def __anext__(self) -> Awaitable[ChatCompletionChunk]:
-        return self._iterator.__anext__()  # the edge's own awaitable: no await layer more per chunk
+        return self._anext()  # the edge's own awaitable: no await layer more per chunk
 
     async def aclose(self) -> None:
         """Cancel the request if it is still streaming."""

@@ -21,7 +21,7 @@ import orjson
 
 from rxllm._fastnew import slotted_base
 from rxllm._wire import EMPTY as EMPTY
-from rxllm._wire import Kind, hidden_key, wire, wire_class
+from rxllm._wire import Check, Kind, hidden_key, wire, wire_class
 from rxllm.errors import InvalidToolArgumentsError
 
 __all__ = [
@@ -60,6 +60,8 @@ class _Wire:
     _fields: ClassVar[tuple[str, ...]] = ()
     #: ``extra`` without the hidden keys (no dict built): for per-chunk code that ignores them
     _unknown_keys: ClassVar[Callable[[Any], Mapping[str, Any]]]
+    #: The decoder that also applies the fields' checks: the object, or ``None`` when a value fails one
+    _wire_checked: ClassVar[Callable[[Mapping[str, Any]], Any]]
 
     @classmethod
     def from_dict(cls: type[_T], d: Mapping[str, Any]) -> _T:  # pragma: no cover - generated per class
@@ -111,8 +113,8 @@ class FunctionDelta(_Wire):
     Object-valued ``arguments`` on the wire become their JSON text.
     """
 
-    name: str | None = wire(None)
-    arguments: str | None = wire(None, kind=Kind.JSON_TEXT)
+    name: str | None = wire(None, check=Check.OPT_STR)
+    arguments: str | None = wire(None, kind=Kind.JSON_TEXT, solo=True)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)
 
 
@@ -122,9 +124,9 @@ class FunctionDelta(_Wire):
 class ToolCallDelta(_Wire):
     """A fragment of one tool call inside ``delta.tool_calls``; ``index`` says which call."""
 
-    index: int | None = wire(None)
-    id: str | None = wire(None)
-    type: str | None = wire(None)
+    index: int | None = wire(None, check=Check.OPT_COUNT)
+    id: str | None = wire(None, check=Check.OPT_STR)
+    type: str | None = wire(None, check=Check.OPT_STR)
     function: FunctionDelta | None = wire(None, kind=FunctionDelta)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)
 
@@ -168,12 +170,12 @@ class ChoiceLogprobs(_Wire):
 class Delta(_Wire):
     """What one chunk adds to one choice: text, reasoning, refusal or tool-call fragments."""
 
-    role: str | None = wire(None)
-    content: str | None = wire(None, solo=True)
-    tool_calls: tuple[ToolCallDelta, ...] | None = wire(None, kind=(ToolCallDelta,))
+    role: str | None = wire(None, check=Check.OPT_STR)
+    content: str | None = wire(None, solo=True, check=Check.OPT_STR)
+    tool_calls: tuple[ToolCallDelta, ...] | None = wire(None, kind=(ToolCallDelta,), solo=True)
     function_call: FunctionDelta | None = wire(None, kind=FunctionDelta)
-    reasoning_content: str | None = wire(None, solo=True)
-    refusal: str | None = wire(None)
+    reasoning_content: str | None = wire(None, solo=True, check=Check.OPT_STR)
+    refusal: str | None = wire(None, check=Check.OPT_STR)
     annotations: tuple[Any, ...] | None = wire(None, kind=Kind.TUPLE, hash=False)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)
 
@@ -192,9 +194,9 @@ _EMPTY_DELTA = Delta()
 class StreamChoice(_Wire):
     """One choice inside a chunk. ``index`` says which choice (n > 1 interleaves them)."""
 
-    index: int = wire(0, falsy_default=True)
+    index: int = wire(0, falsy_default=True, check=Check.COUNT)
     delta: Delta = wire(_EMPTY_DELTA, kind=Delta)
-    finish_reason: str | None = wire(None, always=True)
+    finish_reason: str | None = wire(None, always=True, check=Check.OPT_STR)
     logprobs: ChoiceLogprobs | None = wire(None, kind=ChoiceLogprobs)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)
 
@@ -207,9 +209,9 @@ class StreamChoice(_Wire):
 class PromptTokensDetails(_Wire):
     """Breakdown of prompt tokens: cache reads, cache writes, audio."""
 
-    cached_tokens: int | None = wire(None)
-    audio_tokens: int | None = wire(None)
-    cache_creation_tokens: int | None = wire(None)
+    cached_tokens: int | None = wire(None, check=Check.OPT_COUNT)
+    audio_tokens: int | None = wire(None, check=Check.OPT_COUNT)
+    cache_creation_tokens: int | None = wire(None, check=Check.OPT_COUNT)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)
 
 
@@ -218,10 +220,10 @@ class PromptTokensDetails(_Wire):
 class CompletionTokensDetails(_Wire):
     """Breakdown of completion tokens: hidden reasoning, audio, predicted output."""
 
-    reasoning_tokens: int | None = wire(None)
-    audio_tokens: int | None = wire(None)
-    accepted_prediction_tokens: int | None = wire(None)
-    rejected_prediction_tokens: int | None = wire(None)
+    reasoning_tokens: int | None = wire(None, check=Check.OPT_COUNT)
+    audio_tokens: int | None = wire(None, check=Check.OPT_COUNT)
+    accepted_prediction_tokens: int | None = wire(None, check=Check.OPT_COUNT)
+    rejected_prediction_tokens: int | None = wire(None, check=Check.OPT_COUNT)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, hash=False)
 
 
@@ -234,9 +236,9 @@ class Usage(_Wire):
     ``estimated`` is True when rxllm counted them because the provider did not.
     """
 
-    prompt_tokens: int = wire(0, falsy_default=True)
-    completion_tokens: int = wire(0, falsy_default=True)
-    total_tokens: int = wire(0, falsy_default=True)
+    prompt_tokens: int = wire(0, falsy_default=True, check=Check.COUNT)
+    completion_tokens: int = wire(0, falsy_default=True, check=Check.COUNT)
+    total_tokens: int = wire(0, falsy_default=True, check=Check.COUNT)
     prompt_tokens_details: PromptTokensDetails | None = wire(None, kind=PromptTokensDetails)
     completion_tokens_details: CompletionTokensDetails | None = wire(None, kind=CompletionTokensDetails)
     estimated: bool = wire(False, kind=Kind.FLAG)
@@ -271,14 +273,14 @@ class ChatCompletionChunk(_Wire):
     keys (``x_groq``, ``prompt_filter_results``, ``obfuscation``...) are kept in ``extra``.
     """
 
-    id: str = wire("", falsy_default=True)
+    id: str = wire("", falsy_default=True, check=Check.STR)
     choices: tuple[StreamChoice, ...] = wire((), kind=(StreamChoice,))
-    created: int = wire(0, falsy_default=True)
-    model: str = wire("", falsy_default=True)
-    object: str = wire("chat.completion.chunk", falsy_default=True)
-    system_fingerprint: str | None = wire(None)
+    created: int = wire(0, falsy_default=True, check=Check.NUMBER)
+    model: str = wire("", falsy_default=True, check=Check.STR)
+    object: str = wire("chat.completion.chunk", falsy_default=True, check=Check.STR)
+    system_fingerprint: str | None = wire(None, check=Check.OPT_STR)
     usage: Usage | None = wire(None, kind=Usage)
-    service_tier: str | None = wire(None)
+    service_tier: str | None = wire(None, check=Check.OPT_STR)
     #: OpenAI's random padding: a key of nearly every chunk, so no ``extra`` dict per chunk for it
     _obfuscation: str | None = attrs.field(
         default=None, init=False, eq=False, repr=False, hash=False, metadata=hidden_key("obfuscation")

@@ -438,6 +438,14 @@ class TestInlinedDecoders:
             {"role": "assistant"},
             {"x_unknown": 1},
             {"content": "hi", "role": "assistant"},
+            {"tool_calls": [{"index": 0, "function": {"arguments": "{"}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": {"a": 1}}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": None}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": "x", "x_unknown": 1}}]},
+            {"tool_calls": [{"index": 0}, {"index": 1, "id": "b"}]},
+            {"tool_calls": []},
+            {"tool_calls": None},
+            {"tool_calls": [{"index": 0}], "role": "assistant"},
         ],
     )
     def test_a_solo_key_alone_decodes_as_the_general_path(self, delta: dict[str, Any]) -> None:
@@ -450,6 +458,8 @@ class TestInlinedDecoders:
         assert fast == reference and fast.to_dict() == reference.to_dict()
         assert dict(fast.choices[0].delta.extra) == dict(reference.choices[0].delta.extra)
         assert types.Delta.from_dict(delta) == reference_decoder(types.Delta)(delta)
+        checked = types.ChatCompletionChunk._wire_checked(wire_dict)
+        assert checked is not None and checked == fast and checked.to_dict() == fast.to_dict()
 
     def test_solo_is_refused_on_a_field_that_is_not_plain(self) -> None:
         """solo on a field with a non-None default (or a non-atom kind) fails when the class is made."""
@@ -494,3 +504,115 @@ class TestBlankSibling:
         assert obj == types.Delta(content="hi") and hash(obj) == hash(types.Delta(content="hi"))
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             obj.content = "x"  # type: ignore[misc]
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path (keys and list positions) to a value inside a wire dict, the root excluded."""
+    out: list[tuple[Any, ...]] = []
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, inner in items:
+        out.append((*path, key))
+        out.extend(_paths(inner, (*path, key)))
+    return out
+
+
+#: Values a malformed stream may hold where the model wants something else.
+_odd_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["content", "index", "x"]), st.integers() | st.text(max_size=2), max_size=2),
+)
+
+
+@st.composite
+def mangled_chunk_dicts(draw: st.DrawFn) -> dict[str, Any]:
+    """A chunk wire dict with up to three values (anywhere in it) replaced by values of any type."""
+    wire_dict = draw(chunk_dicts())
+    for _ in range(draw(st.integers(0, 3))):
+        paths = _paths(wire_dict)
+        if not paths:
+            break
+        *parents, last = draw(st.sampled_from(paths))
+        target: Any = wire_dict
+        for step in parents:
+            target = target[step]
+        target[last] = draw(_odd_values)
+    return wire_dict
+
+
+def _hash(obj: Any) -> Any:
+    """The hash, or a marker for an object holding a mangled, unhashable value."""
+    try:
+        return hash(obj)
+    except TypeError:
+        return "unhashable"
+
+
+class TestCheckedDecoder:
+    @settings(max_examples=100, deadline=None)
+    @given(wire_dict=mangled_chunk_dicts())
+    def test_agrees_with_chunk_problem(self, wire_dict: dict[str, Any]) -> None:
+        """The checked decoder returns the from_dict chunk exactly when chunk_problem finds nothing, else None."""
+        from rxllm._validate import chunk_problem
+
+        try:
+            expected = types.ChatCompletionChunk.from_dict(wire_dict)
+        except (AttributeError, TypeError, KeyError, ValueError):
+            try:  # a payload from_dict cannot read: the checked decoder raises too, or gives up first
+                assert types.ChatCompletionChunk._wire_checked(wire_dict) is None
+            except (AttributeError, TypeError, KeyError, ValueError):
+                pass
+            return
+        checked = types.ChatCompletionChunk._wire_checked(wire_dict)
+        if chunk_problem(expected) is not None:
+            assert checked is None
+            return
+        assert checked is not None and type(checked) is types.ChatCompletionChunk
+        assert checked == expected and repr(checked) == repr(expected) and _hash(checked) == _hash(expected)
+        assert checked.to_dict() == expected.to_dict() and dict(checked.extra) == dict(expected.extra)
+
+    @pytest.mark.parametrize(
+        ("wire_dict", "why"),
+        [
+            ({"id": 5}, "id"),
+            ({"created": "now"}, "created"),
+            ({"choices": [{"index": -1}]}, "choices[0].index"),
+            ({"choices": [{"index": True}]}, "a bool index"),
+            ({"choices": [{"delta": {"content": 3}}]}, "a solo content"),
+            ({"choices": [{"delta": {"content": ["a"], "role": "assistant"}}]}, "content"),
+            ({"choices": [{"delta": {"tool_calls": [{"index": 0}, {"index": "1"}]}}]}, "the second tool call"),
+            ({"choices": [{"delta": {}}, {"index": 1, "finish_reason": 1}]}, "the second choice"),
+            ({"usage": {"prompt_tokens": -1}}, "usage"),
+            ({"usage": {"prompt_tokens_details": {"cached_tokens": 1.5}}}, "usage details"),
+        ],
+    )
+    def test_gives_up_on_each_kind_of_fault(self, wire_dict: dict[str, Any], why: str) -> None:
+        """Each check, inlined or through a nested decoder, makes the checked decoder return None."""
+        from rxllm._validate import chunk_problem
+
+        assert chunk_problem(types.ChatCompletionChunk.from_dict(wire_dict)) is not None, why
+        assert types.ChatCompletionChunk._wire_checked(wire_dict) is None, why
+
+    def test_classes_without_checks_share_the_plain_decoder(self) -> None:
+        """A class that declares no check (nor nests one) has no second decoder."""
+        assert types.ChoiceLogprobs._wire_checked is types.ChoiceLogprobs._wire_decode
+        assert types.ChatCompletionChunk._wire_checked is not types.ChatCompletionChunk._wire_decode
+
+    def test_a_checked_decoder_that_disagrees_fails_verification(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """verify() runs the checked decoder on a sound probe: refusing it, or building another object, fails."""
+        cls = types.StreamChoice
+        monkeypatch.setattr(cls, "_wire_checked", staticmethod(lambda d: None))
+        with pytest.raises(TypeError, match="checked decoder refuses its sound probe"):
+            verify(cls)
+        monkeypatch.setattr(cls, "_wire_checked", staticmethod(lambda d: cls.from_dict({**d, "index": 7})))
+        with pytest.raises(TypeError, match="checked decoder builds another object"):
+            verify(cls)
+
+    def test_an_unknown_check_is_refused(self) -> None:
+        """wire(check=...) accepts only the Check kinds."""
+        with pytest.raises(TypeError, match="unknown check"):
+            wire(None, check="positive")

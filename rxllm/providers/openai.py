@@ -40,7 +40,8 @@ from rxllm.providers._http import (
 )
 from rxllm.providers.base import ChatRequest
 from rxllm.sse import ServerSentEvent
-from rxllm.types import ChatCompletionChunk
+from rxllm.types import EMPTY as _EMPTY
+from rxllm.types import ChatCompletionChunk, ToolCallDelta
 
 __all__ = ["RAW_EVENTS", "OpenAICompatibleProvider", "ProviderConfig", "RawEvent", "get_provider"]
 
@@ -223,6 +224,21 @@ class _Normalizer:
                         following[position] = index + 1
         return True
 
+    def record(self, chunk: ChatCompletionChunk) -> None:
+        """Record the tool-call indexes of a decoded chunk whose calls all carry one (as :meth:`indexed` does)."""
+        last, following = self._last_index, self._next_index
+        for choice in chunk.choices:
+            calls = choice.delta.tool_calls
+            if calls:
+                position = choice.index
+                for call in calls:
+                    index = call.index
+                    if index is None:  # (not recorded: such a chunk takes the normalizer's path)
+                        continue
+                    last[position] = index
+                    if index >= following.get(position, 0):
+                        following[position] = index + 1
+
     def fix(self, d: dict[str, Any]) -> None:
         """Normalize one decoded chunk in place."""
         for choice in d.get("choices") or ():
@@ -255,6 +271,14 @@ class _Normalizer:
                     call["type"] = "function"
             self._last_index[choice] = index
             self._next_index[choice] = max(self._next_index.get(choice, 0), index + 1)
+
+
+def _all_indexed(calls: tuple[ToolCallDelta, ...]) -> bool:
+    """Whether every tool-call fragment says which call it belongs to (no normalizing needed)."""
+    for call in calls:  # noqa: SIM110 - a loop, not all() over a generator (a frame per call)
+        if call.index is None:
+            return False
+    return True
 
 
 def _split_content_parts(delta: dict[str, Any], parts: list[Any]) -> None:
@@ -350,6 +374,8 @@ class OpenAICompatibleProvider:
         checked = checked_chunk
         normalizer: _Normalizer | None = None
         from_dict = ChatCompletionChunk.from_dict
+        checked_decode = ChatCompletionChunk._wire_checked
+        all_indexed = _all_indexed
         loads = orjson.loads
         events, state, model_name = request_events(
             request, provider=self.name, url=url, headers=headers, body=body, raw_data=True
@@ -385,6 +411,35 @@ class OpenAICompatibleProvider:
                         text = data
                     if type(d) is not dict:
                         raise bad_json(_text_of(event), self.name, model_name)
+                    if raw is None and "error" not in d:
+                        # the common chunk, in one pass: decoded and checked together (the checked
+                        # decoder gives up on any value chunk_problem would name); then only deltas
+                        # that need no normalizing pass (no unknown key such as ``reasoning``, no
+                        # annotations, tool calls only with their index). Anything else, and any
+                        # payload the decoder cannot read, takes the general path below, which
+                        # decodes again and names the fault.
+                        try:
+                            chunk = checked_decode(d)
+                        except (AttributeError, TypeError, KeyError, ValueError):
+                            chunk = None
+                        if chunk is not None:
+                            calls = False
+                            for sc in chunk.choices:
+                                dl = sc.delta
+                                if dl.extra is not _EMPTY or dl.annotations is not None:
+                                    break
+                                if dl.tool_calls is not None:
+                                    if not all_indexed(dl.tool_calls):
+                                        break
+                                    calls = True
+                            else:
+                                if calls:
+                                    if normalizer is None:
+                                        normalizer = _Normalizer()
+                                    normalizer.record(chunk)
+                                d = sc = dl = None  # the parsed tree is not held while the stream waits
+                                yield chunk
+                                continue
                     # cheap check; only chunks that may need fixing pay for the normalizer
                     suspect = "error" in d
                     as_is = True  # whether the event's JSON is the chunk (see RawEvent)

@@ -747,3 +747,79 @@ class TestIndexedToolCallsSkipTheNormalizer:
 
         with pytest.raises(MalformedStreamError):
             await collect("openai", server.url)
+
+
+_HEAD = '{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":['
+
+#: Event payloads for the one-pass path: sound ones it takes, and ones it must hand to the general path.
+_ONE_PASS_PAYLOADS = [
+    _HEAD + '{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}',
+    _HEAD + '{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}',
+    _HEAD + '{"index":0,"delta":{"reasoning":"hm"},"finish_reason":null}]}',
+    _HEAD + '{"index":0,"delta":{"content":[{"type":"text","text":"a"}]},"finish_reason":null}]}',
+    _HEAD + '{"index":0,"delta":{"content":"a","annotations":null},"finish_reason":null}]}',
+    _HEAD + '{"index":0,"delta":{"content":"a","tool_calls":null},"finish_reason":null}]}',
+    _HEAD + '{"index":0,"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{}"}}]}}]}',
+    _HEAD + '{"index":0,"delta":{"tool_calls":[{"id":"a","function":{"name":"f","arguments":"{}"}}]}}]}',
+    _HEAD + '{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":"b"}}]}',
+    _HEAD + '],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}',
+    _HEAD + '{"index":0,"delta":{"content":"a"}}],"error":null}',
+    _HEAD + '{"index":0,"delta":{"content":7}}]}',
+    _HEAD + '{"index":0,"delta":{"content":"a","role":5}}]}',
+    _HEAD + '{"index":-1,"delta":{"content":"a"}}]}',
+    _HEAD + '{"index":0,"delta":{"tool_calls":[{"index":0,"id":3}]}}]}',
+    _HEAD + '{"index":0,"delta":{"tool_calls":[{"index":0},{"index":1,"function":{"name":[]}}]}}]}',
+    _HEAD + '{"index":0,"delta":["not a delta"]}]}',
+    _HEAD + '"not a choice"]}',
+    _HEAD + '],"usage":{"prompt_tokens":-1}}',
+    _HEAD + '],"usage":{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":"1"}}}',
+    '{"id":5,"choices":[]}',
+]
+
+
+class TestOnePassDecoding:
+    """The OpenAI provider's one-pass path (decode and check together) changes nothing but the cost."""
+
+    async def _both(
+        self, server: ReplayServer, monkeypatch: pytest.MonkeyPatch, body: bytes, provider: str = "openai"
+    ) -> tuple[Any, Any]:
+        from rxllm.types import ChatCompletionChunk
+
+        outcomes = []
+        for one_pass in (True, False):
+            if not one_pass:  # the checked decoder always giving up: every chunk takes the general path
+                monkeypatch.setattr(ChatCompletionChunk, "_wire_checked", staticmethod(lambda d: None))
+            server.reply(body)
+            try:
+                chunks = await collect(provider, server.url)
+            except MalformedStreamError as exc:
+                outcomes.append(("error", str(exc), exc.llm_provider))
+            else:
+                outcomes.append(("chunks", chunks, [c.to_dict() for c in chunks], [dict(c.extra) for c in chunks]))
+        return outcomes[0], outcomes[1]
+
+    @pytest.mark.parametrize("payload", _ONE_PASS_PAYLOADS)
+    async def test_same_chunks_and_errors_as_the_general_path(
+        self, server: ReplayServer, monkeypatch: pytest.MonkeyPatch, payload: str
+    ) -> None:
+        """Each payload yields equal chunks (to_dict and extra included), or the same error message, either way."""
+        one_pass, general = await self._both(server, monkeypatch, f"data: {payload}\n\ndata: [DONE]\n\n".encode())
+
+        assert one_pass == general
+
+    @pytest.mark.parametrize(("provider", "name"), _OPENAI_COMPATIBLE, ids=[n for _, n in _OPENAI_COMPATIBLE])
+    async def test_recorded_bodies_are_identical(
+        self, server: ReplayServer, monkeypatch: pytest.MonkeyPatch, provider: str, name: str
+    ) -> None:
+        """Every recorded OpenAI-compatible body yields the same chunks through the one-pass path as without it."""
+        one_pass, general = await self._both(server, monkeypatch, fixture_bytes(name), provider)
+
+        assert one_pass == general
+
+    async def test_a_bad_field_is_named_with_its_path(self, server: ReplayServer) -> None:
+        """A bad value the one-pass path meets is still reported by field path and provider."""
+        payload = _HEAD + '{"index":0,"delta":{"content":7}}]}'
+        server.reply(f"data: {payload}\n\ndata: [DONE]\n\n".encode())
+
+        with pytest.raises(MalformedStreamError, match=r"malformed chunk from openai: choices\[0\]\.delta\.content"):
+            await collect("openai", server.url)
