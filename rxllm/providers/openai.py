@@ -281,6 +281,32 @@ def _all_indexed(calls: tuple[ToolCallDelta, ...]) -> bool:
     return True
 
 
+def _as_is(d: dict[str, Any], text: str | bytes) -> str | bytes | None:
+    """``text``, the event's data, when it states the decoded chunk ``d`` exactly (see :class:`RawEvent`).
+
+    Not when the data is more than one line, misses a field the chunk fills in (``object``,
+    ``id``, ``created``, a choice's ``index`` or ``delta``), or a delta holds a key the
+    normalizer may rewrite (tool calls, content parts) or a ``null`` field: the chunk's
+    encoding leaves that out, and for a field the client's SDK does not model that shows.
+    """
+    if (text.__class__ is not bytes and "\n" in text) or d.get("object") != _CHUNK_OBJECT or "id" not in d:
+        return None
+    choices = d.get("choices")
+    if "created" not in d or type(choices) is not list:
+        return None
+    for choice in choices:
+        delta = choice.get("delta") if type(choice) is dict else None
+        if (
+            delta is None
+            or "index" not in choice
+            or not delta.keys() <= _PLAIN_DELTA
+            or type(delta.get("content")) is list
+            or None in delta.values()
+        ):
+            return None
+    return text
+
+
 def _split_content_parts(delta: dict[str, Any], parts: list[Any]) -> None:
     """Mistral's content array: thinking parts to ``reasoning_content``, text parts to ``content``."""
     text: list[str] = []
@@ -411,7 +437,7 @@ class OpenAICompatibleProvider:
                         text = data
                     if type(d) is not dict:
                         raise bad_json(_text_of(event), self.name, model_name)
-                    if raw is None and "error" not in d:
+                    if "error" not in d:
                         # the common chunk, in one pass: decoded and checked together (the checked
                         # decoder gives up on any value chunk_problem would name); then only deltas
                         # that need no normalizing pass (no unknown key such as ``reasoning``, no
@@ -437,12 +463,14 @@ class OpenAICompatibleProvider:
                                     if normalizer is None:
                                         normalizer = _Normalizer()
                                     normalizer.record(chunk)
+                                if raw is not None:
+                                    raw.chunk = chunk
+                                    raw.data = _as_is(d, text)
                                 d = sc = dl = None  # the parsed tree is not held while the stream waits
                                 yield chunk
                                 continue
                     # cheap check; only chunks that may need fixing pay for the normalizer
                     suspect = "error" in d
-                    as_is = True  # whether the event's JSON is the chunk (see RawEvent)
                     try:
                         if not suspect:
                             for choice in d.get("choices") or ():
@@ -450,10 +478,6 @@ class OpenAICompatibleProvider:
                                 if delta and (not delta.keys() <= _PLAIN_DELTA or type(delta.get("content")) is list):
                                     suspect = True
                                     break
-                                if delta is None or "index" not in choice or None in delta.values():
-                                    # a null delta field is left out when re-encoded, and for a
-                                    # field the client's SDK does not model that shows
-                                    as_is = False
                         if suspect:
                             if d.get("error"):
                                 raise error_from_payload(
@@ -472,17 +496,7 @@ class OpenAICompatibleProvider:
                     chunk = checked(chunk, name, model_name)
                     if raw is not None:
                         raw.chunk = chunk
-                        raw.data = (
-                            text
-                            if as_is
-                            and not suspect
-                            and (text.__class__ is bytes or "\n" not in text)  # a raw line is one line
-                            and d.get("object") == _CHUNK_OBJECT
-                            and "id" in d
-                            and "created" in d
-                            and type(d.get("choices")) is list
-                            else None
-                        )
+                        raw.data = None if suspect else _as_is(d, text)
                     d = choice = delta = None  # the parsed tree is not held while the stream waits
                     yield chunk
                 del batch  # nor the last read's events

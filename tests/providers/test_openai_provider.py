@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import attrs
@@ -781,8 +782,15 @@ class TestOnePassDecoding:
     """The OpenAI provider's one-pass path (decode and check together) changes nothing but the cost."""
 
     async def _both(
-        self, server: ReplayServer, monkeypatch: pytest.MonkeyPatch, body: bytes, provider: str = "openai"
+        self,
+        server: ReplayServer,
+        monkeypatch: pytest.MonkeyPatch,
+        body: bytes,
+        provider: str = "openai",
+        *,
+        relay: bool = False,
     ) -> tuple[Any, Any]:
+        """Both paths' outcomes; ``relay``: as the proxy's passthrough reads them, with each chunk's raw data."""
         from rxllm.types import ChatCompletionChunk
 
         outcomes = []
@@ -791,12 +799,31 @@ class TestOnePassDecoding:
                 monkeypatch.setattr(ChatCompletionChunk, "_wire_checked", staticmethod(lambda d: None))
             server.reply(body)
             try:
-                chunks = await collect(provider, server.url)
+                if relay:
+                    chunks, data = await asyncio.create_task(self._relayed(provider, server.url))
+                else:
+                    chunks, data = await collect(provider, server.url), []
             except MalformedStreamError as exc:
                 outcomes.append(("error", str(exc), exc.llm_provider))
             else:
-                outcomes.append(("chunks", chunks, [c.to_dict() for c in chunks], [dict(c.extra) for c in chunks]))
+                outcomes.append(
+                    ("chunks", chunks, [c.to_dict() for c in chunks], [dict(c.extra) for c in chunks], data)
+                )
         return outcomes[0], outcomes[1]
+
+    @staticmethod
+    async def _relayed(provider: str, url: str) -> tuple[list[Any], list[Any]]:
+        """The chunks and, for each, the raw event data the provider hands a relay (in this task's context)."""
+        from rxllm.providers.openai import RAW_EVENTS, RawEvent
+
+        raw = RawEvent()
+        RAW_EVENTS.set(raw)
+        chunks, data = [], []
+        async for chunk in get_provider(provider).stream(request_for(provider, url)):
+            assert raw.chunk is chunk
+            chunks.append(chunk)
+            data.append(raw.data)
+        return chunks, data
 
     @pytest.mark.parametrize("payload", _ONE_PASS_PAYLOADS)
     async def test_same_chunks_and_errors_as_the_general_path(
@@ -815,6 +842,27 @@ class TestOnePassDecoding:
         one_pass, general = await self._both(server, monkeypatch, fixture_bytes(name), provider)
 
         assert one_pass == general
+
+    @pytest.mark.parametrize("payload", _ONE_PASS_PAYLOADS)
+    async def test_a_relay_gets_the_same_raw_data(
+        self, server: ReplayServer, monkeypatch: pytest.MonkeyPatch, payload: str
+    ) -> None:
+        """With a relay listening (the proxy's passthrough), each chunk's raw data is the same either way."""
+        one_pass, general = await self._both(
+            server, monkeypatch, f"data: {payload}\n\ndata: [DONE]\n\n".encode(), relay=True
+        )
+
+        assert one_pass == general
+
+    @pytest.mark.parametrize(("provider", "name"), _OPENAI_COMPATIBLE, ids=[n for _, n in _OPENAI_COMPATIBLE])
+    async def test_recorded_bodies_relay_the_same_raw_data(
+        self, server: ReplayServer, monkeypatch: pytest.MonkeyPatch, provider: str, name: str
+    ) -> None:
+        """Every recorded body hands a relay the same chunks and raw data through the one-pass path as without it."""
+        one_pass, general = await self._both(server, monkeypatch, fixture_bytes(name), provider, relay=True)
+
+        assert one_pass == general
+        assert one_pass[0] == "chunks"
 
     async def test_a_bad_field_is_named_with_its_path(self, server: ReplayServer) -> None:
         """A bad value the one-pass path meets is still reported by field path and provider."""
