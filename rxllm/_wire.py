@@ -27,7 +27,9 @@ nested probes for nested classes, an unknown key) must decode into an object who
 holds its own key's value and encode back to the same dict. A table that disagrees with its
 class fails ``import rxllm``, never the first chunk.
 
-Adding a wire field is one line in the class body, e.g. ``audio: str | None = wire(None)``.
+Adding a wire field is one line in the class body, e.g. ``audio: str | None = wire(None)``;
+a field the provider boundary checks also takes ``check=`` and a rule in
+:func:`rxllm._validate.chunk_problem` (which names the field in the error).
 """
 
 from __future__ import annotations
