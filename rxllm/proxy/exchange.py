@@ -59,7 +59,7 @@ from rxllm.proxy.errors import ProxyError, error_info, error_status
 from rxllm.proxy.router import DeploymentState, Lease, Router
 from rxllm.proxy.validation import BLOCKED_PARAMS, bad_request, check_depth
 from rxllm.settings import check_repeated_chunk_limit, settings
-from rxllm.streams import PullableObservable, PullSource, pulling
+from rxllm.streams import PullableObservable, PullSource, _aclose, pulling
 from rxllm.types import ChatCompletionChunk, Usage
 
 __all__ = [
@@ -667,17 +667,6 @@ class _Report:
     def __call__(self, report: CostReport) -> None:
         self.outcome.report = report
         self.router.add_tokens(self.candidate, report.total_tokens)
-
-
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    """Close the provider's iterator (and the request behind it), even while this task is cancelled."""
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is None:
-        return
-    try:
-        await aclose()
-    except (Exception, asyncio.CancelledError):  # noqa: S110 - closing must not mask the outcome
-        pass
 
 
 def _retryable(exc: BaseException) -> bool:
