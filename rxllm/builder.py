@@ -139,22 +139,8 @@ class ToolCallAssembler:
 
     def add(self, deltas: Sequence[ToolCallDelta]) -> list[_ToolSlot] | None:
         """Fold in one delta's fragments; return the calls that a new call closed (or None)."""
-        by_key = self._by_key
-        if len(deltas) == 1:
-            # the common fragment: more arguments (perhaps the name) for a call already open
-            tcd = deltas[0]
-            key = tcd.index
-            slot = by_key.get(0 if key is None else key)
-            if slot is not None and not tcd.id and not tcd.type and tcd.extra is EMPTY:
-                fn = tcd.function
-                if fn is not None:
-                    if fn.name and not slot.name:
-                        slot.name = fn.name
-                    a = fn.arguments
-                    if a:
-                        slot.args.append(a if a.__class__ is str else _json_text(a))
-                return None
         closed: list[_ToolSlot] | None = None
+        by_key = self._by_key
         for pos, tcd in enumerate(deltas):
             key = tcd.index
             if key is None:
@@ -508,25 +494,6 @@ class ResponseBuilder:
             if st is None:
                 st = states[sc.index] = _ChoiceState(sc.index)
             d = sc.delta
-            if (  # the common delta: text alone (what the general path below does with it, in fewer steps)
-                d.tool_calls is None
-                and d.reasoning_content is None
-                and d.extra is EMPTY
-                and d.refusal is None
-                and d.role is None
-                and d.function_call is None
-                and d.annotations is None
-                and sc.finish_reason is None
-                and sc.logprobs is None
-            ):
-                c = d.content
-                if c is not None and c.__class__ is str:
-                    st.has_content = True
-                    if c:
-                        st.content.append(c)
-                        if st.block_open:
-                            st.close_block()
-                continue
             r = d.reasoning_content
             if r:
                 st.reasoning_text(r)
